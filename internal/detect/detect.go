@@ -1,0 +1,145 @@
+// Package detect decides what a probe means: ignored, counted toward the scan trigger,
+// already blocked, or time to respond. It is pure: no I/O, no clock, no goroutines, and
+// not safe for concurrent use (the caller serialises access), so it can be tested and
+// benchmarked in isolation.
+package detect
+
+import (
+	"net/netip"
+
+	"github.com/portsentry-go/portsentry/internal/probe"
+)
+
+// Action is the outcome of one probe.
+type Action uint8
+
+const (
+	// Ignored: the source is in the ignore set. Nothing is logged or counted.
+	Ignored Action = iota
+	// Counted: the hit was counted but the host has not reached SCAN_TRIGGER yet.
+	Counted
+	// AlreadyBlocked: the trigger fired but this mode has already acted on the host.
+	AlreadyBlocked
+	// Respond: the trigger fired and the host is new to this mode: act on it.
+	Respond
+)
+
+var actionNames = [...]string{"ignored", "counted", "already-blocked", "respond"}
+
+func (a Action) String() string {
+	if int(a) < len(actionNames) {
+		return actionNames[a]
+	}
+	return "unknown"
+}
+
+// Verdict is the detector's answer for one probe.
+type Verdict struct {
+	Probe  probe.Probe
+	Action Action
+	// Hits is how many hits the host has made so far (1 when the trigger is off).
+	Hits int
+}
+
+// DefaultTableSize bounds the per-host hit counters. Each entry costs about 60 bytes,
+// so the table stays under 4 MiB however many distinct sources probe us.
+const DefaultTableSize = 65536
+
+// Detector holds the trigger counters and the per-mode record of acted-on hosts.
+type Detector struct {
+	trigger int
+	hits    *counter
+	// blocked is per mode, as classic keeps one blocked file per mode: a host blocked by
+	// -tcp is still new to -udp, whose BLOCK_UDP setting may differ.
+	blocked map[probe.Mode]map[netip.Addr]struct{}
+}
+
+// New returns a detector that fires on the trigger-th hit of a host (0 and 1 both mean
+// the first hit) and remembers at most tableSize hosts' counts.
+func New(trigger, tableSize int) *Detector {
+	if tableSize <= 0 {
+		tableSize = DefaultTableSize
+	}
+	return &Detector{
+		trigger: trigger,
+		hits:    newCounter(tableSize),
+		blocked: make(map[probe.Mode]map[netip.Addr]struct{}),
+	}
+}
+
+// SetTrigger changes SCAN_TRIGGER (on reload); counts gathered so far are kept.
+func (d *Detector) SetTrigger(n int) { d.trigger = n }
+
+// Observe classifies one probe. ignored reports whether the source is in the ignore set;
+// it is passed in so the detector stays free of address-tracking state.
+func (d *Detector) Observe(p probe.Probe, ignored bool) Verdict {
+	if ignored {
+		return Verdict{Probe: p, Action: Ignored}
+	}
+	src := p.Src.Addr()
+	hits := 1
+	if d.trigger > 1 {
+		// Counting is skipped when every hit fires: a flood then costs no table space.
+		hits = d.hits.inc(src)
+		if hits < d.trigger {
+			return Verdict{Probe: p, Action: Counted, Hits: hits}
+		}
+	}
+	set := d.blocked[p.Mode]
+	if _, ok := set[src]; ok {
+		return Verdict{Probe: p, Action: AlreadyBlocked, Hits: hits}
+	}
+	if set == nil {
+		set = make(map[netip.Addr]struct{})
+		d.blocked[p.Mode] = set
+	}
+	// Marked at once, before the response runs, so hits arriving while it runs are
+	// "already blocked" rather than starting a second response.
+	set[src] = struct{}{}
+	return Verdict{Probe: p, Action: Respond, Hits: hits}
+}
+
+// Forget removes a host from a mode's acted-on set, after its response failed, so that
+// its next hit tries again.
+func (d *Detector) Forget(mode probe.Mode, a netip.Addr) {
+	delete(d.blocked[mode], a)
+}
+
+// Blocked reports whether the mode has acted on the host.
+func (d *Detector) Blocked(mode probe.Mode, a netip.Addr) bool {
+	_, ok := d.blocked[mode][a]
+	return ok
+}
+
+// Tracked is the number of hosts whose hits are being counted.
+func (d *Detector) Tracked() int { return len(d.hits.counts) }
+
+// counter counts hits per address in a table of fixed capacity. When full, the entry
+// inserted longest ago is dropped (first in, first out): a scanner that keeps probing is
+// re-inserted and keeps counting, while a flood of one-off spoofed sources only recycles
+// slots among themselves.
+type counter struct {
+	counts map[netip.Addr]int
+	ring   []netip.Addr // insertion order; ring[next] is the oldest once full
+	next   int
+}
+
+func newCounter(size int) *counter {
+	return &counter{counts: make(map[netip.Addr]int), ring: make([]netip.Addr, 0, size)}
+}
+
+func (c *counter) inc(a netip.Addr) int {
+	if n, ok := c.counts[a]; ok {
+		c.counts[a] = n + 1
+		return n + 1
+	}
+	if len(c.ring) < cap(c.ring) {
+		c.ring = append(c.ring, a)
+	} else {
+		delete(c.counts, c.ring[c.next])
+		c.ring[c.next] = a
+		c.next = (c.next + 1) % len(c.ring)
+	}
+	c.counts[a] = 1
+	return 1
+}

@@ -1,0 +1,128 @@
+package detect
+
+import (
+	"net/netip"
+	"testing"
+
+	"github.com/portsentry-go/portsentry/internal/probe"
+	"pgregory.net/rapid"
+)
+
+func hit(src string, mode probe.Mode) probe.Probe {
+	return probe.Probe{Src: netip.AddrPortFrom(netip.MustParseAddr(src), 40000), Mode: mode, Proto: mode.Proto()}
+}
+
+func TestTriggerZeroAndOneFireOnFirstHit(t *testing.T) {
+	for _, trig := range []int{0, 1} {
+		d := New(trig, 0)
+		if v := d.Observe(hit("198.18.0.2", probe.ModeTCP), false); v.Action != Respond {
+			t.Errorf("trigger %d: first hit gave %v", trig, v.Action)
+		}
+		if v := d.Observe(hit("198.18.0.2", probe.ModeTCP), false); v.Action != AlreadyBlocked {
+			t.Errorf("trigger %d: second hit gave %v", trig, v.Action)
+		}
+		if d.Tracked() != 0 {
+			t.Errorf("trigger %d: counted %d hosts though every hit fires", trig, d.Tracked())
+		}
+	}
+}
+
+func TestTriggerCountsPerHost(t *testing.T) {
+	d := New(3, 0)
+	want := []Action{Counted, Counted, Respond, AlreadyBlocked}
+	for i, w := range want {
+		if v := d.Observe(hit("198.18.0.2", probe.ModeTCP), false); v.Action != w || v.Hits != i+1 {
+			t.Fatalf("hit %d: %v/%d, want %v/%d", i+1, v.Action, v.Hits, w, i+1)
+		}
+		// Another host's hits never advance this one's count.
+		if v := d.Observe(hit("198.18.0.3", probe.ModeTCP), false); v.Hits != i+1 {
+			t.Fatalf("other host hit %d: hits %d", i+1, v.Hits)
+		}
+	}
+}
+
+func TestExactAddressNotSubstring(t *testing.T) {
+	// Classic matched blocked hosts by substring: 1.2.3.4 looked blocked once 21.2.3.4 was.
+	d := New(0, 0)
+	d.Observe(hit("21.2.3.4", probe.ModeTCP), false)
+	if v := d.Observe(hit("1.2.3.4", probe.ModeTCP), false); v.Action != Respond {
+		t.Fatalf("1.2.3.4 after 21.2.3.4: %v", v.Action)
+	}
+}
+
+func TestBlockedIsPerModeAndForgettable(t *testing.T) {
+	d := New(0, 0)
+	d.Observe(hit("2001:db8::2", probe.ModeTCP), false)
+	if v := d.Observe(hit("2001:db8::2", probe.ModeUDP), false); v.Action != Respond {
+		t.Fatalf("udp after tcp: %v", v.Action)
+	}
+	d.Forget(probe.ModeTCP, netip.MustParseAddr("2001:db8::2"))
+	if v := d.Observe(hit("2001:db8::2", probe.ModeTCP), false); v.Action != Respond {
+		t.Fatalf("after Forget: %v", v.Action)
+	}
+}
+
+func TestIgnoredIsSilentAndUncounted(t *testing.T) {
+	d := New(2, 0)
+	for i := 0; i < 5; i++ {
+		if v := d.Observe(hit("198.18.0.9", probe.ModeTCP), true); v.Action != Ignored {
+			t.Fatalf("ignored host gave %v", v.Action)
+		}
+	}
+	if d.Tracked() != 0 {
+		t.Fatalf("ignored hits were counted")
+	}
+}
+
+// TestTableIsBoundedAndMatchesModel drives the detector with random hits from a small
+// address pool and compares every verdict with a model that has unbounded memory, as long
+// as the table never overflows; when it can overflow, it checks the bound instead.
+func TestTableIsBoundedAndMatchesModel(t *testing.T) {
+	rapid.Check(t, func(t *rapid.T) {
+		trigger := rapid.IntRange(0, 5).Draw(t, "trigger")
+		size := rapid.IntRange(1, 8).Draw(t, "size")
+		pool := rapid.IntRange(1, 12).Draw(t, "pool")
+		d := New(trigger, size)
+		counts := map[netip.Addr]int{}
+		blocked := map[probe.Mode]map[netip.Addr]bool{}
+		modes := []probe.Mode{probe.ModeTCP, probe.ModeUDP}
+		for _, step := range rapid.SliceOfN(rapid.IntRange(0, 2*pool-1), 1, 200).Draw(t, "steps") {
+			a := netip.AddrFrom4([4]byte{198, 18, 0, byte(step % pool)})
+			mode := modes[step/pool]
+			v := d.Observe(probe.Probe{Src: netip.AddrPortFrom(a, 1), Mode: mode}, false)
+			if d.Tracked() > size {
+				t.Fatalf("table holds %d > %d", d.Tracked(), size)
+			}
+			if pool > size {
+				continue // evictions make counts restart; only the bound is checked
+			}
+			counts[a]++
+			want := Counted
+			if trigger <= 1 || counts[a] >= trigger {
+				want = Respond
+				if blocked[mode][a] {
+					want = AlreadyBlocked
+				}
+				if blocked[mode] == nil {
+					blocked[mode] = map[netip.Addr]bool{}
+				}
+				blocked[mode][a] = true
+			}
+			if v.Action != want {
+				t.Fatalf("%v %v: got %v want %v (count %d)", a, mode, v.Action, want, counts[a])
+			}
+		}
+	})
+}
+
+func BenchmarkObserve(b *testing.B) {
+	d := New(3, DefaultTableSize)
+	probes := make([]probe.Probe, 1024)
+	for i := range probes {
+		probes[i] = probe.Probe{Src: netip.AddrPortFrom(netip.AddrFrom4([4]byte{198, 18, byte(i >> 8), byte(i)}), 1), Mode: probe.ModeSTCP}
+	}
+	b.ReportAllocs()
+	for i := 0; b.Loop(); i++ {
+		d.Observe(probes[i%len(probes)], false)
+	}
+}
