@@ -1,0 +1,201 @@
+// Package netaddr holds the address sets that decide whom PortSentry never acts on: the
+// operator's ignore file (IPv4 and IPv6 networks) and the host's own addresses, followed
+// live from the kernel.
+package netaddr
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"net/netip"
+	"os"
+	"strconv"
+	"strings"
+
+	"github.com/portsentry-go/portsentry/internal/diag"
+)
+
+// maxShown caps how much of a bad token a diagnostic quotes, so a binary file or a
+// runaway line cannot produce a megabyte-long log line.
+const maxShown = 60
+
+// LoadIgnore reads and parses the ignore file at path. The error is only for I/O
+// (missing file, permission, directory); problems inside the file are diagnostics and
+// the usable lines are still returned.
+func LoadIgnore(path string) ([]netip.Prefix, diag.List, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		// os.ReadFile's *PathError already names the path; %w keeps errors.Is working.
+		return nil, nil, fmt.Errorf("reading ignore file: %w", err)
+	}
+	prefixes, diags := ParseIgnore(path, bytes.NewReader(data))
+	return prefixes, diags, nil
+}
+
+// ParseIgnore parses an ignore file: one address per line with optional /bits, '#'
+// comments (whole line or trailing), blank lines and surrounding whitespace. Every
+// returned prefix is valid, masked and unmapped (IPv4-mapped IPv6 becomes IPv4). A bad
+// line yields an Error diagnostic naming name and the line number and is skipped; the
+// rest is still used, because a typo must not drop every other ignore entry.
+func ParseIgnore(name string, r io.Reader) ([]netip.Prefix, diag.List) {
+	var (
+		out   []netip.Prefix
+		diags diag.List
+	)
+	br := bufio.NewReader(r)
+	for lineNo := 1; ; lineNo++ {
+		line, err := br.ReadString('\n')
+		if lineNo == 1 {
+			// Editors on other systems sometimes prepend a UTF-8 byte order mark.
+			line = strings.TrimPrefix(line, "\uFEFF")
+		}
+		if line != "" {
+			p, ds := parseIgnoreLine(line)
+			for _, d := range ds {
+				d.File, d.Line = name, lineNo
+				diags = append(diags, d)
+			}
+			if p.IsValid() {
+				out = append(out, p)
+			}
+		}
+		if err != nil {
+			if !errors.Is(err, io.EOF) {
+				diags = append(diags, diag.Diagnostic{File: name, Severity: diag.Error,
+					Msg: fmt.Sprintf("read error after line %d: %v", lineNo, err)})
+			}
+			return out, diags
+		}
+	}
+}
+
+// parseIgnoreLine parses one line. It returns an invalid Prefix when the line holds no
+// usable entry; the diagnostics it returns still lack File and Line.
+func parseIgnoreLine(line string) (netip.Prefix, diag.List) {
+	if i := strings.IndexByte(line, '#'); i >= 0 {
+		line = line[:i]
+	}
+	fields := strings.Fields(line) // also drops the \r of CRLF files
+	if len(fields) == 0 {
+		return netip.Prefix{}, nil
+	}
+	p, msg := parseEntry(fields[0])
+	if msg != "" {
+		return netip.Prefix{}, diag.List{{Severity: diag.Error, Msg: msg}}
+	}
+	var diags diag.List
+	if len(fields) > 1 {
+		// Classic PortSentry read the leading address and ignored the rest of the line.
+		// Keep the entry (dropping it could get a trusted host blocked) but say so.
+		diags = append(diags, warn("text after the address ignored: %s", quote(strings.Join(fields[1:], " "))))
+	}
+	if p.Bits() == 0 {
+		diags = append(diags, warn("%s matches every %s address: nothing of that family will ever be acted on", p, family(p.Addr())))
+	}
+	return p, diags
+}
+
+// parseEntry parses "ADDR" or "ADDR/BITS" into a normalised prefix, or returns why not.
+func parseEntry(tok string) (netip.Prefix, string) {
+	addrPart, bitsPart, hasBits := strings.Cut(tok, "/")
+	addr, err := netip.ParseAddr(addrPart)
+	if err != nil {
+		return netip.Prefix{}, fmt.Sprintf("invalid address %s: %s", quote(addrPart), reason(err, addrPart))
+	}
+	// A zone names a link, which means nothing for "never block this host"; the set
+	// compares addresses without zones anyway.
+	addr = addr.WithZone("")
+	bits := addr.BitLen()
+	if hasBits {
+		var msg string
+		if bits, msg = parseBits(bitsPart, addr.BitLen()); msg != "" {
+			return netip.Prefix{}, msg
+		}
+	}
+	return normalise(netip.PrefixFrom(addr, bits)), ""
+}
+
+// parseBits parses the prefix length after '/'. Only decimal bit counts are accepted:
+// portsentry(8) documents "<IP Address>/<Netmask Bits>" and classic fed the text to
+// atoi, so a dotted netmask never worked; we reject it with the equivalent to write.
+func parseBits(s string, maxBits int) (int, string) {
+	if s == "" {
+		return 0, "missing prefix length after '/'"
+	}
+	if m, err := netip.ParseAddr(s); err == nil && m.Is4() {
+		if ones, ok := maskBits(m); ok {
+			return 0, fmt.Sprintf("dotted netmask %s is not supported, write /%d", s, ones)
+		}
+		return 0, fmt.Sprintf("dotted netmask %s is not supported (and not contiguous), write /BITS", s)
+	}
+	if strings.Trim(s, "0123456789") != "" {
+		return 0, fmt.Sprintf("invalid prefix length %s", quote(s))
+	}
+	// Atoi fails only on overflow here; such a number is as much too long as 129.
+	if n, err := strconv.Atoi(s); err == nil && n <= maxBits {
+		return n, ""
+	}
+	return 0, fmt.Sprintf("prefix length /%s too long (at most /%d)", shorten(s), maxBits)
+}
+
+// maskBits returns the length of a contiguous dotted IPv4 netmask.
+func maskBits(m netip.Addr) (int, bool) {
+	b := m.As4()
+	v := uint32(b[0])<<24 | uint32(b[1])<<16 | uint32(b[2])<<8 | uint32(b[3])
+	ones := 0
+	for v&(1<<31) != 0 {
+		v <<= 1
+		ones++
+	}
+	return ones, v == 0
+}
+
+// normalise makes equal networks compare equal: host bits cleared, zone dropped and
+// IPv4-mapped IPv6 networks turned into IPv4 ones, because packets from IPv4 hosts are
+// always matched in IPv4 form. It returns an invalid Prefix for an invalid input.
+func normalise(p netip.Prefix) netip.Prefix {
+	if !p.IsValid() {
+		return netip.Prefix{}
+	}
+	p = netip.PrefixFrom(p.Addr().WithZone(""), p.Bits()).Masked()
+	if a := p.Addr(); a.Is4In6() && p.Bits() >= 96 {
+		return netip.PrefixFrom(a.Unmap(), p.Bits()-96)
+	}
+	return p
+}
+
+// reason strips netip's `ParseAddr("...")` preamble, which repeats the (possibly long)
+// input that the diagnostic already quotes.
+func reason(err error, in string) string {
+	msg := strings.TrimPrefix(err.Error(), "ParseAddr("+strconv.Quote(in)+"): ")
+	return shorten(msg)
+}
+
+func family(a netip.Addr) string {
+	if a.Is4() {
+		return "IPv4"
+	}
+	return "IPv6"
+}
+
+func warn(format string, args ...any) diag.Diagnostic {
+	return diag.Diagnostic{Severity: diag.Warning, Msg: fmt.Sprintf(format, args...)}
+}
+
+// quote renders user text safely (control bytes escaped) and bounded in length.
+func quote(s string) string {
+	if len(s) > maxShown {
+		return strconv.Quote(s[:maxShown]) + "..."
+	}
+	return strconv.Quote(s)
+}
+
+// shorten bounds text already known to be printable.
+func shorten(s string) string {
+	if len(s) > maxShown {
+		return s[:maxShown] + "..."
+	}
+	return s
+}
