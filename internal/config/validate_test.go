@@ -1,0 +1,109 @@
+package config
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
+
+	"github.com/portsentry-go/portsentry/internal/probe"
+)
+
+func TestValidateDefault(t *testing.T) {
+	if list := Default().Validate(probe.Modes); len(list) != 0 {
+		t.Errorf("Default() in every mode: %v", list)
+	}
+}
+
+func TestValidate(t *testing.T) {
+	const file = "BLOCK_TCP=\"2\"\nTCP_PORTS=\"\"\nBLOCK_UDP=\"1\"\nHISTORY_FILE=\"/h\"\nBLOCKED_FILE=\"/b\"\n"
+	tcp, stcp, udp, sudp := probe.ModeTCP, probe.ModeSTCP, probe.ModeUDP, probe.ModeSUDP
+	atcp, audp := probe.ModeATCP, probe.ModeAUDP
+	for _, tc := range []struct {
+		name   string
+		file   string // parsed as v.conf; empty means Default()
+		change func(c *Config)
+		modes  []probe.Mode
+		want   []string
+	}{
+		{name: "no modes: only value rules", file: file},
+		{name: "tcp needs ports and a command", file: file, modes: []probe.Mode{tcp, stcp, tcp},
+			want: []string{
+				"v.conf:2: error: TCP_PORTS is empty: no port to watch in -tcp, -stcp",
+				`v.conf:1: error: BLOCK_TCP="2" runs only KILL_RUN_CMD, which is not set`,
+			}},
+		{name: "atcp needs no TCP_PORTS", file: file, modes: []probe.Mode{atcp},
+			want: []string{`v.conf:1: error: BLOCK_TCP="2" runs only KILL_RUN_CMD, which is not set`}},
+		{name: "udp: blocking with nothing to run, files unset", file: "BLOCK_UDP=\"1\"\nUDP_PORTS=\"1\"\n", modes: []probe.Mode{sudp},
+			want: []string{
+				`v.conf:1: warning: BLOCK_UDP="1" but none of KILL_ROUTE, KILL_HOSTS_DENY, KILL_RUN_CMD is set: nothing will be blocked`,
+				"v.conf: warning: HISTORY_FILE is not set",
+				"v.conf: warning: BLOCKED_FILE is not set",
+			}},
+		{name: "udp needs UDP_PORTS", file: "HISTORY_FILE=\"/h\"\nBLOCKED_FILE=\"/b\"\n", modes: []probe.Mode{udp},
+			want: []string{"v.conf: error: UDP_PORTS is empty: no port to watch in -udp"}},
+		{name: "BLOCK 2 with a command is fine",
+			change: func(c *Config) { c.BlockTCP, c.BlockUDP, c.KillRunCmd = BlockRunCmd, BlockRunCmd, "/bin/true" },
+			modes:  probe.Modes},
+		{name: "BLOCK 1 with one action is fine",
+			change: func(c *Config) { c.BlockTCP, c.KillRoute, c.KillHostsDeny = BlockKill, "", ""; c.KillRunCmd = "x" },
+			modes:  []probe.Mode{tcp}},
+		{name: "advanced watching nothing",
+			change: func(c *Config) {
+				c.AdvancedPortsTCP = 1
+				c.AdvancedPortsUDP = 4
+				c.AdvancedExcludeUDP = []uint16{3, 1, 2, 9}
+			},
+			modes: []probe.Mode{atcp, audp},
+			want: []string{
+				"built-in defaults: warning: -atcp watches no port: ADVANCED_PORTS_TCP is 1 and there is no port below 1",
+				"built-in defaults: warning: -audp watches no port: ADVANCED_EXCLUDE_UDP excludes every port below ADVANCED_PORTS_UDP (4)",
+			}},
+		{name: "advanced watching one port", change: func(c *Config) { c.AdvancedPortsUDP = 4; c.AdvancedExcludeUDP = []uint16{3, 1} },
+			modes: []probe.Mode{audp}},
+		{name: "value rules on a hand-made config", change: func(c *Config) {
+			c.TCPPorts = []uint16{5, 0, 5}
+			c.AdvancedPortsUDP = 0
+			c.BlockTCP = 3
+			c.ScanTrigger = -1
+			c.KillRoute = "route add"
+			c.HostsDenyFile = ""
+			c.CommandTimeout = 1500 * time.Millisecond
+		}, want: []string{
+			"built-in defaults: error: TCP_PORTS holds port 0, which is not a port",
+			"built-in defaults: error: TCP_PORTS holds port 5 more than once",
+			"built-in defaults: error: ADVANCED_PORTS_UDP is 0; it must be from 1 to 65535",
+			"built-in defaults: error: BLOCK_TCP is 3; it must be from 0 to 2",
+			"built-in defaults: error: SCAN_TRIGGER is -1; it must be from 0 to 2147483647",
+			"built-in defaults: error: KILL_ROUTE must contain $TARGET$ (replaced by the attacker's address)",
+			"built-in defaults: error: HOSTS_DENY_FILE must not be empty (leave it out to use /etc/hosts.deny)",
+			"built-in defaults: error: KILL_CMD_TIMEOUT is 1.5s; it must be whole seconds from 1 to 3600",
+		}},
+		{name: "value rules sorted by line", file: "SCAN_TRIGGER=\"1\"\nTCP_PORTS=\"1\"\n",
+			change: func(c *Config) { c.TCPPorts = append(c.TCPPorts, 0); c.ScanTrigger = -5; c.CommandTimeout = 0 },
+			want: []string{
+				"v.conf: error: KILL_CMD_TIMEOUT is 0s; it must be whole seconds from 1 to 3600",
+				"v.conf:1: error: SCAN_TRIGGER is -5; it must be from 0 to 2147483647",
+				"v.conf:2: error: TCP_PORTS holds port 0, which is not a port",
+			}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := Default()
+			if tc.file != "" {
+				var err error
+				if c, _, err = Parse("v.conf", strings.NewReader(tc.file)); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if tc.change != nil {
+				tc.change(c)
+			}
+			got := diagStrings(c.Validate(tc.modes))
+			if d := cmp.Diff(tc.want, got, cmpopts.EquateEmpty()); d != "" {
+				t.Errorf("Validate (-want +got):\n%s", d)
+			}
+		})
+	}
+}

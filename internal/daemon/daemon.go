@@ -1,0 +1,337 @@
+// Package daemon wires the parts together: sensors produce probes, the detector judges
+// them, and a small pool of workers logs, responds and records, off the detection path.
+package daemon
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"net/netip"
+	"os"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/portsentry-go/portsentry/internal/config"
+	"github.com/portsentry-go/portsentry/internal/detect"
+	"github.com/portsentry-go/portsentry/internal/netaddr"
+	"github.com/portsentry-go/portsentry/internal/probe"
+	"github.com/portsentry-go/portsentry/internal/respond"
+	"github.com/portsentry-go/portsentry/internal/sensor"
+)
+
+// DefaultConfigPath is where Debian keeps the config.
+const DefaultConfigPath = "/etc/portsentry/portsentry.conf"
+
+// Queue and pool sizes. A slow KILL_ command occupies one worker; detection goes on and
+// verdicts queue up to queueSize, beyond which they are dropped and counted (a dropped
+// "respond" verdict is forgotten, so the host's next hit tries again).
+const (
+	queueSize = 4096
+	workers   = 4
+)
+
+// Options configure a Daemon.
+type Options struct {
+	ConfigPath string // "" means DefaultConfigPath
+	Modes      []probe.Mode
+	Log        *slog.Logger
+	// OwnAddrs tracks the host's addresses; nil means a new tracker on this namespace.
+	OwnAddrs *netaddr.OwnAddrs
+}
+
+// Daemon is one running PortSentry.
+type Daemon struct {
+	opts  Options
+	log   *slog.Logger
+	state atomic.Pointer[state] // everything a reload replaces
+	own   *netaddr.OwnAddrs
+	files *files
+
+	mu  sync.Mutex // guards det
+	det *detect.Detector
+
+	connect map[probe.Mode]*sensor.Connect
+	jobs    chan detect.Verdict
+	ctx     context.Context // for responses; cancelled at shutdown
+	stats   Stats
+}
+
+// state is the configuration-derived part of the daemon, swapped whole on reload.
+type state struct {
+	cfg       *config.Config
+	ignore    *netaddr.Set
+	responder *respond.Classic
+	resolver  *resolver
+}
+
+// Stats are the daemon's running counters.
+type Stats struct {
+	Hits, Ignored, Detections, Responses, Failures, QueueDrops, Reloads atomic.Uint64
+}
+
+// New loads the configuration and ignore file; it opens nothing yet.
+func New(opts Options) (*Daemon, error) {
+	if opts.ConfigPath == "" {
+		opts.ConfigPath = DefaultConfigPath
+	}
+	if len(opts.Modes) == 0 {
+		return nil, errors.New("no mode given: use one or more of -tcp -udp -stcp -sudp -atcp -audp")
+	}
+	d := &Daemon{opts: opts, log: opts.Log, own: opts.OwnAddrs, connect: map[probe.Mode]*sensor.Connect{}}
+	st, err := d.load()
+	if err != nil {
+		return nil, err
+	}
+	d.state.Store(st)
+	d.det = detect.New(st.cfg.ScanTrigger, detect.DefaultTableSize)
+	if d.own == nil {
+		d.own = netaddr.NewOwnAddrs(opts.Log)
+	}
+	return d, nil
+}
+
+// LoadConfig reads path; when path is the default and does not exist, it returns the
+// built-in defaults (Debian's shipped settings) so the daemon can be tried at once.
+func LoadConfig(path string) (*config.Config, []string, error) {
+	cfg, diags, err := config.Load(path)
+	if err != nil && path == DefaultConfigPath && errors.Is(err, fs.ErrNotExist) {
+		return config.Default(), nil, nil
+	}
+	var msgs []string
+	for _, d := range diags {
+		msgs = append(msgs, d.String())
+	}
+	return cfg, msgs, err
+}
+
+// load builds a fresh state from the config file and the ignore file. Every problem is
+// logged with its file and line; only config errors make it fail.
+func (d *Daemon) load() (*state, error) {
+	cfg, msgs, err := LoadConfig(d.opts.ConfigPath)
+	for _, m := range msgs {
+		d.log.Warn("adminalert: " + m)
+	}
+	if err != nil {
+		return nil, err
+	}
+	if cfg.Source == "built-in defaults" || cfg.Source == "" {
+		d.log.Info(fmt.Sprintf("adminalert: No config file at %s: running on built-in defaults (Debian's shipped settings)", d.opts.ConfigPath))
+	}
+	if errs := cfg.Validate(d.opts.Modes); len(errs) > 0 {
+		for _, e := range errs {
+			d.log.Warn("adminalert: " + e.String())
+		}
+		if errs.HasErrors() {
+			return nil, errs.Errors()
+		}
+	}
+	return &state{
+		cfg:       cfg,
+		ignore:    netaddr.NewSet(d.loadIgnore(cfg.IgnoreFile)),
+		responder: respond.NewClassic(classicConfig(cfg), d.log),
+		resolver:  newResolver(cfg.ResolveHost),
+	}, nil
+}
+
+// loadIgnore reads IGNORE_FILE and, beside it, Debian's IGNORE_FILE.static (Debian's
+// init script merges the two at start; reading both makes that step unnecessary).
+// Bad lines are logged and skipped; a missing file is only a warning.
+func (d *Daemon) loadIgnore(path string) []netip.Prefix {
+	if path == "" {
+		return nil
+	}
+	var all []netip.Prefix
+	found := false
+	for _, p := range []string{path, path + ".static"} {
+		prefixes, diags, err := netaddr.LoadIgnore(p)
+		for _, dg := range diags {
+			d.log.Warn("adminalert: " + dg.String())
+		}
+		if errors.Is(err, fs.ErrNotExist) {
+			continue
+		}
+		if err != nil {
+			d.log.Warn("adminalert: ERROR: cannot read ignore file", "err", err)
+			continue
+		}
+		found = true
+		all = append(all, prefixes...)
+	}
+	if !found {
+		d.log.Warn(fmt.Sprintf("adminalert: Ignore file %s not found: only this host's own addresses are ignored", path))
+	}
+	return all
+}
+
+func classicConfig(c *config.Config) respond.ClassicConfig {
+	return respond.ClassicConfig{
+		BlockTCP:        respond.Level(c.BlockTCP),
+		BlockUDP:        respond.Level(c.BlockUDP),
+		KillRoute:       c.KillRoute,
+		KillHostsDeny:   c.KillHostsDeny,
+		KillRunCmd:      c.KillRunCmd,
+		KillRunCmdFirst: c.KillRunCmdFirst,
+		HostsDenyFile:   c.HostsDenyFile,
+		Timeout:         c.CommandTimeout,
+	}
+}
+
+// StatsSnapshot returns the counters.
+func (d *Daemon) StatsSnapshot() *Stats { return &d.stats }
+
+// Config returns the configuration in force.
+func (d *Daemon) Config() *config.Config { return d.state.Load().cfg }
+
+// ignored reports whether a source must never be acted on: the ignore file, the host's
+// own addresses, loopback and the unspecified addresses (the last two are always part
+// of OwnAddrs).
+func (d *Daemon) ignored(a netip.Addr) bool {
+	return d.own.Contains(a) || d.state.Load().ignore.Contains(a)
+}
+
+// Handle is the sensors' entry point: judge the probe and queue whatever needs logging
+// or action. It never blocks.
+func (d *Daemon) Handle(p probe.Probe) {
+	d.stats.Hits.Add(1)
+	p.Src = netip.AddrPortFrom(probe.Canonical(p.Src.Addr()), p.Src.Port())
+	ign := d.ignored(p.Src.Addr())
+	d.mu.Lock()
+	v := d.det.Observe(p, ign)
+	d.mu.Unlock()
+	switch v.Action {
+	case detect.Ignored:
+		d.stats.Ignored.Add(1)
+		return
+	case detect.Counted:
+		return
+	}
+	select {
+	case d.jobs <- v:
+	default:
+		d.stats.QueueDrops.Add(1)
+		if v.Action == detect.Respond {
+			d.forget(p.Mode, p.Src.Addr())
+		}
+	}
+}
+
+func (d *Daemon) forget(m probe.Mode, a netip.Addr) {
+	d.mu.Lock()
+	d.det.Forget(m, a)
+	d.mu.Unlock()
+}
+
+// Run starts everything, serves until ctx is done, and shuts down cleanly. Each value
+// received on reload triggers a configuration reload.
+func (d *Daemon) Run(ctx context.Context, reload <-chan os.Signal) error {
+	if err := d.own.Start(ctx); err != nil {
+		d.log.Warn("adminalert: cannot follow this host's addresses", "err", err)
+	}
+	defer d.own.Stop()
+	st := d.state.Load()
+	f, err := openFiles(st.cfg, d.opts.Modes)
+	if err != nil {
+		return err
+	}
+	d.files = f
+	respCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	d.ctx = respCtx
+	d.jobs = make(chan detect.Verdict, queueSize)
+	var wg sync.WaitGroup
+	for range workers {
+		wg.Go(func() {
+			for v := range d.jobs {
+				d.process(v)
+			}
+		})
+	}
+	d.startSensors(st.cfg)
+	d.log.Info("adminalert: PortSentry is now active and listening.")
+	d.serve(ctx, reload)
+	d.log.Info("adminalert: PortSentry is shutting down")
+	for _, c := range d.connect {
+		c.Close()
+	}
+	close(d.jobs)
+	// Give queued responses a bounded time to finish, then cut running commands short.
+	stop := time.AfterFunc(10*time.Second, cancel)
+	wg.Wait()
+	stop.Stop()
+	cancel()
+	return d.files.close()
+}
+
+func (d *Daemon) serve(ctx context.Context, reload <-chan os.Signal) {
+	tick := time.NewTicker(10 * time.Second)
+	defer tick.Stop()
+	var lastDrops uint64
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-reload:
+			d.reload()
+		case <-tick.C:
+			if n := d.stats.QueueDrops.Load(); n != lastDrops {
+				d.log.Warn(fmt.Sprintf("adminalert: response queue full: %d detections dropped so far", n))
+				lastDrops = n
+			}
+		}
+	}
+}
+
+func (d *Daemon) startSensors(cfg *config.Config) {
+	for _, m := range d.opts.Modes {
+		if !m.Connect() {
+			d.log.Error(fmt.Sprintf("adminalert: mode -%s is not available in this build", m))
+			continue
+		}
+		c := sensor.NewConnect(m, d.log, d.Handle)
+		d.connect[m] = c
+		c.Update(portsFor(cfg, m), cfg.PortBanner)
+	}
+}
+
+func portsFor(cfg *config.Config, m probe.Mode) []uint16 {
+	if m.Proto() == probe.UDP {
+		return cfg.UDPPorts
+	}
+	return cfg.TCPPorts
+}
+
+// reload re-reads the config and ignore file. A config with errors is rejected and the
+// running one stays in force; otherwise listeners are adjusted (unchanged ports are not
+// touched), counters and blocked hosts are kept, and files are reopened if moved.
+func (d *Daemon) reload() {
+	d.log.Info(fmt.Sprintf("adminalert: Reloading configuration from %s", d.opts.ConfigPath))
+	st, err := d.load()
+	if err != nil {
+		d.rejectReload(err)
+		return
+	}
+	if err := d.files.reopen(st.cfg, d.opts.Modes); err != nil {
+		d.rejectReload(err)
+		return
+	}
+	d.state.Store(st)
+	d.mu.Lock()
+	d.det.SetTrigger(st.cfg.ScanTrigger)
+	d.mu.Unlock()
+	for m, c := range d.connect {
+		c.Update(portsFor(st.cfg, m), st.cfg.PortBanner)
+	}
+	d.stats.Reloads.Add(1)
+	d.log.Info("adminalert: Configuration reloaded.")
+}
+
+// rejectReload logs why a reload failed, a line per problem, each naming file and line.
+func (d *Daemon) rejectReload(err error) {
+	for _, line := range strings.Split(err.Error(), "\n") {
+		d.log.Error("adminalert: ERROR: " + line)
+	}
+	d.log.Error("adminalert: ERROR: reload rejected, the running configuration stays in force")
+}

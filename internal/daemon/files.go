@@ -1,0 +1,83 @@
+package daemon
+
+import (
+	"errors"
+	"sync"
+
+	"github.com/portsentry-go/portsentry/internal/config"
+	"github.com/portsentry-go/portsentry/internal/journal"
+	"github.com/portsentry-go/portsentry/internal/probe"
+)
+
+// files holds the history file and one blocked file per mode (BLOCKED_FILE.<mode>).
+type files struct {
+	mu      sync.RWMutex
+	history *journal.File
+	blocked map[probe.Mode]*journal.File
+}
+
+// openFiles opens the history file for appending and the blocked files emptied, as
+// classic does at start (it forgets its blocks on restart).
+func openFiles(cfg *config.Config, modes []probe.Mode) (*files, error) {
+	f := &files{blocked: map[probe.Mode]*journal.File{}}
+	if err := f.open(cfg, modes, true); err != nil {
+		f.close()
+		return nil, err
+	}
+	return f, nil
+}
+
+func (f *files) open(cfg *config.Config, modes []probe.Mode, truncate bool) error {
+	h, err := journal.Open(cfg.HistoryFile, false)
+	if err != nil {
+		return err
+	}
+	f.history = h
+	for _, m := range modes {
+		b, err := journal.Open(blockedPath(cfg, m), truncate)
+		if err != nil {
+			return err
+		}
+		f.blocked[m] = b
+	}
+	return nil
+}
+
+func blockedPath(cfg *config.Config, m probe.Mode) string {
+	return cfg.BlockedFile + "." + string(m)
+}
+
+// reopen switches to the paths of a new config, only where they changed. Nothing is
+// truncated: a reload is not a restart.
+func (f *files) reopen(cfg *config.Config, modes []probe.Mode) error {
+	next := &files{blocked: map[probe.Mode]*journal.File{}}
+	if err := next.open(cfg, modes, false); err != nil {
+		next.close()
+		return err
+	}
+	f.mu.Lock()
+	old := &files{history: f.history, blocked: f.blocked}
+	f.history, f.blocked = next.history, next.blocked
+	f.mu.Unlock()
+	return old.close()
+}
+
+// record appends line to the mode's blocked file and to the history file.
+func (f *files) record(m probe.Mode, line string) error {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	return errors.Join(f.blocked[m].Append(line), f.history.Append(line))
+}
+
+func (f *files) close() error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var errs []error
+	if f.history != nil {
+		errs = append(errs, f.history.Close())
+	}
+	for _, b := range f.blocked {
+		errs = append(errs, b.Close())
+	}
+	return errors.Join(errs...)
+}
