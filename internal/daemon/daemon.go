@@ -118,7 +118,7 @@ func (d *Daemon) load() (*state, error) {
 	if err != nil {
 		return nil, err
 	}
-	if cfg.Source == "built-in defaults" || cfg.Source == "" {
+	if cfg.Source == config.DefaultsSource {
 		d.log.Info(fmt.Sprintf("adminalert: No config file at %s: running on built-in defaults (Debian's shipped settings)", d.opts.ConfigPath))
 	}
 	if errs := cfg.Validate(d.opts.Modes); len(errs) > 0 {
