@@ -15,12 +15,14 @@ func checkConfig(args []string, stdout, stderr io.Writer) int {
 	if err := fs.Parse(args); err != nil {
 		return exitUsage
 	}
-	cfg, msgs, err := daemon.LoadConfig(f.config)
-	for _, m := range msgs {
-		fmt.Fprintln(stderr, m)
+	cfg, diags, err := daemon.LoadConfig(f.config)
+	for _, d := range diags {
+		fmt.Fprintln(stderr, d)
 	}
 	if err != nil {
-		fmt.Fprintf(stderr, "portsentry: %v\n", err)
+		if !diags.HasErrors() { // otherwise the errors were just printed
+			fmt.Fprintf(stderr, "portsentry: %v\n", err)
+		}
 		return exitConfig
 	}
 	bad := false

@@ -17,6 +17,7 @@ import (
 
 	"github.com/portsentry-go/portsentry/internal/config"
 	"github.com/portsentry-go/portsentry/internal/detect"
+	"github.com/portsentry-go/portsentry/internal/diag"
 	"github.com/portsentry-go/portsentry/internal/netaddr"
 	"github.com/portsentry-go/portsentry/internal/probe"
 	"github.com/portsentry-go/portsentry/internal/respond"
@@ -96,38 +97,29 @@ func New(opts Options) (*Daemon, error) {
 
 // LoadConfig reads path; when path is the default and does not exist, it returns the
 // built-in defaults (Debian's shipped settings) so the daemon can be tried at once.
-func LoadConfig(path string) (*config.Config, []string, error) {
+func LoadConfig(path string) (*config.Config, diag.List, error) {
 	cfg, diags, err := config.Load(path)
 	if err != nil && path == DefaultConfigPath && errors.Is(err, fs.ErrNotExist) {
 		return config.Default(), nil, nil
 	}
-	var msgs []string
-	for _, d := range diags {
-		msgs = append(msgs, d.String())
-	}
-	return cfg, msgs, err
+	return cfg, diags, err
 }
 
 // load builds a fresh state from the config file and the ignore file. Every problem is
 // logged with its file and line; only config errors make it fail.
 func (d *Daemon) load() (*state, error) {
-	cfg, msgs, err := LoadConfig(d.opts.ConfigPath)
-	for _, m := range msgs {
-		d.log.Warn("adminalert: " + m)
-	}
+	cfg, diags, err := LoadConfig(d.opts.ConfigPath)
+	d.logWarnings(diags)
 	if err != nil {
 		return nil, err
 	}
 	if cfg.Source == config.DefaultsSource {
 		d.log.Info(fmt.Sprintf("adminalert: No config file at %s: running on built-in defaults (Debian's shipped settings)", d.opts.ConfigPath))
 	}
-	if errs := cfg.Validate(d.opts.Modes); len(errs) > 0 {
-		for _, e := range errs {
-			d.log.Warn("adminalert: " + e.String())
-		}
-		if errs.HasErrors() {
-			return nil, errs.Errors()
-		}
+	if diags := cfg.Validate(d.opts.Modes); diags.HasErrors() {
+		return nil, diags.Errors()
+	} else {
+		d.logWarnings(diags)
 	}
 	return &state{
 		cfg:       cfg,
@@ -149,6 +141,7 @@ func (d *Daemon) loadIgnore(path string) []netip.Prefix {
 	for _, p := range []string{path, path + ".static"} {
 		prefixes, diags, err := netaddr.LoadIgnore(p)
 		for _, dg := range diags {
+			// Bad ignore lines are skipped, not fatal: say so at the error's level.
 			d.log.Warn("adminalert: " + dg.String())
 		}
 		if errors.Is(err, fs.ErrNotExist) {
@@ -165,6 +158,15 @@ func (d *Daemon) loadIgnore(path string) []netip.Prefix {
 		d.log.Warn(fmt.Sprintf("adminalert: Ignore file %s not found: only this host's own addresses are ignored", path))
 	}
 	return all
+}
+
+// logWarnings logs the warnings of a list; its errors are the caller's to report.
+func (d *Daemon) logWarnings(l diag.List) {
+	for _, dg := range l {
+		if dg.Severity == diag.Warning {
+			d.log.Warn("adminalert: " + dg.String())
+		}
+	}
 }
 
 func classicConfig(c *config.Config) respond.ClassicConfig {

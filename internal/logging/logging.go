@@ -82,9 +82,11 @@ type streamSink struct {
 }
 
 func (s *streamSink) write(level slog.Level, t time.Time, line string) error {
+	// Classic messages carry their own weight ("adminalert: ERROR: ..."); only debug
+	// lines, which classic never had, are marked.
 	prefix := ""
-	if level != slog.LevelInfo {
-		prefix = strings.ToLower(level.String()) + ": "
+	if level < slog.LevelInfo {
+		prefix = "debug: "
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()

@@ -14,7 +14,7 @@ func TestClassicLineAndAttrs(t *testing.T) {
 	log.Warn("bad thing", "file", "/etc/x y", "n", 3)
 	log.Debug("hidden")
 	re := regexp.MustCompile(`^\S+ portsentry\[42\]: attackalert: Connect from host: 198\.18\.0\.2/198\.18\.0\.2 to TCP port: 143 mode=tcp
-\S+ portsentry\[42\]: warn: bad thing mode=tcp file="/etc/x y" n=3
+\S+ portsentry\[42\]: bad thing mode=tcp file="/etc/x y" n=3
 $`)
 	if !re.MatchString(b.String()) {
 		t.Fatalf("unexpected output:\n%s", b.String())
