@@ -27,11 +27,14 @@ import (
 // DefaultConfigPath is where Debian keeps the config.
 const DefaultConfigPath = "/etc/portsentry/portsentry.conf"
 
-// Queue and pool sizes. A slow KILL_ command occupies one worker; detection goes on and
-// verdicts queue up to queueSize, beyond which they are dropped and counted (a dropped
-// "respond" verdict is forgotten, so the host's next hit tries again).
+// Queue and pool sizes. Each worker has its own queue and every verdict about one host
+// goes to the same worker, so a host's log lines keep their order (its "already
+// blocked" line never overtakes the detection that blocked it). A slow KILL_ command
+// occupies one worker; detection goes on and verdicts queue up to queueSize per worker,
+// beyond which they are dropped and counted (a dropped "respond" verdict is forgotten,
+// so the host's next hit tries again).
 const (
-	queueSize = 4096
+	queueSize = 1024
 	workers   = 4
 )
 
@@ -56,7 +59,7 @@ type Daemon struct {
 	det *detect.Detector
 
 	connect map[probe.Mode]*sensor.Connect
-	jobs    chan detect.Verdict
+	jobs    [workers]chan detect.Verdict
 	ctx     context.Context // for responses; cancelled at shutdown
 	stats   Stats
 }
@@ -148,7 +151,7 @@ func (d *Daemon) loadIgnore(path string) []netip.Prefix {
 			continue
 		}
 		if err != nil {
-			d.log.Warn("adminalert: ERROR: cannot read ignore file", "err", err)
+			d.log.Warn("adminalert: ERROR: cannot read ignore file: " + err.Error())
 			continue
 		}
 		found = true
@@ -212,13 +215,23 @@ func (d *Daemon) Handle(p probe.Probe) {
 		return
 	}
 	select {
-	case d.jobs <- v:
+	case d.jobs[shard(p.Src.Addr())] <- v:
 	default:
 		d.stats.QueueDrops.Add(1)
 		if v.Action == detect.Respond {
 			d.forget(p.Mode, p.Src.Addr())
 		}
 	}
+}
+
+// shard picks the worker for a host: a cheap hash of its address bytes.
+func shard(a netip.Addr) int {
+	b := a.As16()
+	var h uint32 = 2166136261
+	for _, c := range b {
+		h = (h ^ uint32(c)) * 16777619
+	}
+	return int(h % workers)
 }
 
 func (d *Daemon) forget(m probe.Mode, a netip.Addr) {
@@ -231,7 +244,7 @@ func (d *Daemon) forget(m probe.Mode, a netip.Addr) {
 // received on reload triggers a configuration reload.
 func (d *Daemon) Run(ctx context.Context, reload <-chan os.Signal) error {
 	if err := d.own.Start(ctx); err != nil {
-		d.log.Warn("adminalert: cannot follow this host's addresses", "err", err)
+		d.log.Warn("adminalert: ERROR: cannot follow this host's addresses: " + err.Error())
 	}
 	defer d.own.Stop()
 	st := d.state.Load()
@@ -242,11 +255,11 @@ func (d *Daemon) Run(ctx context.Context, reload <-chan os.Signal) error {
 	d.files = f
 	respCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	d.ctx = respCtx
-	d.jobs = make(chan detect.Verdict, queueSize)
 	var wg sync.WaitGroup
-	for range workers {
+	for i := range d.jobs {
+		d.jobs[i] = make(chan detect.Verdict, queueSize)
 		wg.Go(func() {
-			for v := range d.jobs {
+			for v := range d.jobs[i] {
 				d.process(v)
 			}
 		})
@@ -254,11 +267,14 @@ func (d *Daemon) Run(ctx context.Context, reload <-chan os.Signal) error {
 	d.startSensors(st.cfg)
 	d.log.Info("adminalert: PortSentry is now active and listening.")
 	d.serve(ctx, reload)
+	d.log.Info("securityalert: PortSentry is shutting down")
 	d.log.Info("adminalert: PortSentry is shutting down")
 	for _, c := range d.connect {
 		c.Close()
 	}
-	close(d.jobs)
+	for _, q := range d.jobs {
+		close(q)
+	}
 	// Give queued responses a bounded time to finish, then cut running commands short.
 	stop := time.AfterFunc(10*time.Second, cancel)
 	wg.Wait()

@@ -58,7 +58,8 @@ func (c *Connect) Update(ports []uint16, banner string) []uint16 {
 		}
 		closeFn, err := c.listen(p)
 		if err != nil {
-			c.log.Error(fmt.Sprintf("adminalert: ERROR: could not bind %s socket: %d. Attempting to continue", c.mode.Proto(), p), "err", err)
+			c.log.Error(fmt.Sprintf("adminalert: ERROR: could not bind %s socket: %d. Attempting to continue", c.mode.Proto(), p))
+			c.log.Error(fmt.Sprintf("adminalert: ERROR: %s port %d: %v", c.mode.Proto(), p, err))
 			continue
 		}
 		c.open[p] = closeFn
