@@ -18,6 +18,7 @@ import (
 	"github.com/portsentry-go/portsentry/internal/config"
 	"github.com/portsentry-go/portsentry/internal/detect"
 	"github.com/portsentry-go/portsentry/internal/diag"
+	"github.com/portsentry-go/portsentry/internal/listening"
 	"github.com/portsentry-go/portsentry/internal/netaddr"
 	"github.com/portsentry-go/portsentry/internal/probe"
 	"github.com/portsentry-go/portsentry/internal/respond"
@@ -58,10 +59,12 @@ type Daemon struct {
 	mu  sync.Mutex // guards det
 	det *detect.Detector
 
-	connect map[probe.Mode]*sensor.Connect
-	jobs    [workers]chan detect.Verdict
-	ctx     context.Context // for responses; cancelled at shutdown
-	stats   Stats
+	connect   map[probe.Mode]*sensor.Connect
+	stealth   *sensor.Stealth    // nil without stealth modes
+	listening *listening.Tracker // local services, for smart verify; nil without stealth modes
+	jobs      [workers]chan detect.Verdict
+	ctx       context.Context // for responses; cancelled at shutdown
+	stats     Stats
 }
 
 // state is the configuration-derived part of the daemon, swapped whole on reload.
@@ -264,14 +267,21 @@ func (d *Daemon) Run(ctx context.Context, reload <-chan os.Signal) error {
 			}
 		})
 	}
-	d.startSensors(st.cfg)
+	if err := d.startSensors(ctx, st.cfg); err != nil {
+		d.stopSensors()
+		for _, q := range d.jobs {
+			close(q)
+		}
+		wg.Wait()
+		cancel()
+		d.files.close()
+		return err
+	}
 	d.log.Info("adminalert: PortSentry is now active and listening.")
 	d.serve(ctx, reload)
 	d.log.Info("securityalert: PortSentry is shutting down")
 	d.log.Info("adminalert: PortSentry is shutting down")
-	for _, c := range d.connect {
-		c.Close()
-	}
+	d.stopSensors()
 	for _, q := range d.jobs {
 		close(q)
 	}
@@ -302,15 +312,30 @@ func (d *Daemon) serve(ctx context.Context, reload <-chan os.Signal) {
 	}
 }
 
-func (d *Daemon) startSensors(cfg *config.Config) {
+func (d *Daemon) startSensors(ctx context.Context, cfg *config.Config) error {
 	for _, m := range d.opts.Modes {
-		if !m.Connect() {
-			d.log.Error(fmt.Sprintf("adminalert: mode -%s is not available in this build", m))
-			continue
+		if m.Connect() {
+			c := sensor.NewConnect(m, d.log, d.Handle)
+			d.connect[m] = c
+			c.Update(portsFor(cfg, m), cfg.PortBanner)
 		}
-		c := sensor.NewConnect(m, d.log, d.Handle)
-		d.connect[m] = c
-		c.Update(portsFor(cfg, m), cfg.PortBanner)
+	}
+	if sm := stealthModes(d.opts.Modes); len(sm) > 0 {
+		return d.startStealth(ctx, cfg, sm)
+	}
+	return nil
+}
+
+func (d *Daemon) stopSensors() {
+	for _, c := range d.connect {
+		c.Close()
+	}
+	if d.stealth != nil {
+		d.stealth.Close()
+		d.log.Info("adminalert: stealth sensor: " + d.stealth.Stats().String())
+	}
+	if d.listening != nil {
+		d.listening.Stop()
 	}
 }
 
@@ -341,6 +366,11 @@ func (d *Daemon) reload() {
 	d.mu.Unlock()
 	for m, c := range d.connect {
 		c.Update(portsFor(st.cfg, m), st.cfg.PortBanner)
+	}
+	if d.stealth != nil {
+		if err := d.stealth.Update(buildWatch(st.cfg, stealthModes(d.opts.Modes))); err != nil {
+			d.log.Error("adminalert: ERROR: " + err.Error())
+		}
 	}
 	d.stats.Reloads.Add(1)
 	d.log.Info("adminalert: Configuration reloaded.")

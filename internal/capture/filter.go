@@ -1,0 +1,247 @@
+package capture
+
+import (
+	"errors"
+	"fmt"
+
+	"golang.org/x/net/bpf"
+)
+
+// Snaplen is how many bytes of each accepted packet are captured, counted from the IP
+// header. The accept instruction of the filter returns it, and the kernel truncates the
+// copy into the ring to the filter's return value: 60 bytes of IPv4 header plus 60 of
+// TCP header need 120, and the rest leaves room for IPv6 extension headers.
+const Snaplen = 256
+
+// MaxInstructions is the kernel's limit on a classic BPF program (BPF_MAXINSNS).
+const MaxInstructions = 4096
+
+// MaxRanges is the number of port ranges (TCP and UDP together, after merging) that
+// always fits in one program, whatever the ranges. Filter.Fit coarsens to it. A range
+// costs about 4 instructions (a compare in the search tree and a leaf of 1 to 4), so 800
+// take some 3300: the margin covers the fixed part and unlucky layouts (tested).
+const MaxRanges = 800
+
+// ErrTooLarge is returned by Filter.Program when the program would exceed
+// MaxInstructions. Use Filter.Fit (or Coarsen) and try again.
+var ErrTooLarge = errors.New("capture: filter program exceeds the kernel's 4096 instructions")
+
+// Filter says which packets the kernel passes to user space.
+type Filter struct {
+	TCPPorts []PortRange // destination ports for TCP; empty = no TCP at all
+	UDPPorts []PortRange // destination ports for UDP; empty = no UDP at all
+}
+
+// Fit returns f with each port list coarsened so that the two together have at most
+// MaxRanges ranges and Program cannot fail with ErrTooLarge. The budget is shared in
+// proportion to the lists' sizes. Invalid ranges (Lo > Hi) are swapped.
+func (f Filter) Fit() Filter {
+	t, u := Coarsen(f.TCPPorts, MaxRanges), Coarsen(f.UDPPorts, MaxRanges)
+	if len(t)+len(u) <= MaxRanges {
+		return Filter{TCPPorts: t, UDPPorts: u}
+	}
+	bt := max(1, MaxRanges*len(t)/(len(t)+len(u)))
+	bu := max(1, MaxRanges-bt)
+	return Filter{TCPPorts: Coarsen(t, bt), UDPPorts: Coarsen(u, bu)}
+}
+
+// Program assembles the filter for SO_ATTACH_FILTER.
+//
+// Kernel semantics (offsets are from the IP header: the socket is SOCK_DGRAM):
+//   - packet type (ancillary SKF_AD_PKTTYPE) must be PACKET_HOST: this drops outgoing
+//     copies (loopback traffic is seen twice, outgoing and incoming: this keeps one),
+//     broadcast, multicast and frames for other hosts (promiscuous NICs);
+//   - no VLAN tag may be present (SKF_AD_VLAN_TAG_PRESENT): a tagged frame is seen
+//     once on the parent device with the tag still attached and once more on the VLAN
+//     device without it; only the second is traffic the host processes;
+//   - the protocol (SKF_AD_PROTOCOL) must be IPv4 or IPv6 and agree with the version
+//     nibble, so non-IP frames that happen to start with 0x4? or 0x6? never pass;
+//   - IPv4: drop non-first fragments; TCP or UDP; transport header at 4*IHL;
+//   - IPv6: next header TCP/UDP → transport at 40; a fragment header (44) → drop
+//     non-first fragments, then TCP/UDP at 48; hop-by-hop (0), routing (43), AH (51) or
+//     destination options (60) → ACCEPT unexamined, user space walks the chain; anything
+//     else (ICMPv6, ESP, no next header) → drop;
+//   - TCP: drop if ACK or RST is set (real connections, backscatter); ECE/CWR ignored;
+//   - the destination port must be in the protocol's ranges;
+//   - accept returns Snaplen; a load past the end of a short packet drops it (kernel
+//     semantics), so a first fragment too short to hold the ports never passes.
+func (f Filter) Program() ([]bpf.RawInstruction, error) {
+	ins, err := f.build(false)
+	if err != nil {
+		return nil, err
+	}
+	if len(ins) > MaxInstructions {
+		return nil, fmt.Errorf("%w (%d)", ErrTooLarge, len(ins))
+	}
+	return bpf.Assemble(ins)
+}
+
+// IP protocol numbers the filter knows.
+const (
+	ipProtoHopByHop = 0
+	ipProtoTCP      = 6
+	ipProtoUDP      = 17
+	ipProtoRouting  = 43
+	ipProtoFragment = 44
+	ipProtoAH       = 51
+	ipProtoDstOpts  = 60
+)
+
+const (
+	etherTypeIPv4 = 0x0800
+	etherTypeIPv6 = 0x86dd
+	tcpAckRst     = 0x14
+)
+
+// build lays out the program. With vm set, the prefix that uses ancillary loads (which
+// x/net/bpf's VM cannot run) is replaced by a dispatch on the version nibble, so tests
+// can run everything else in the VM.
+func (f Filter) build(vm bool) ([]bpf.Instruction, error) {
+	tcp, err := normalize(f.TCPPorts)
+	if err != nil {
+		return nil, err
+	}
+	udp, err := normalize(f.UDPPorts)
+	if err != nil {
+		return nil, err
+	}
+	drop := bpf.RetConstant{Val: 0}
+	accept := bpf.RetConstant{Val: Snaplen}
+	if len(tcp) == 0 && len(udp) == 0 {
+		return []bpf.Instruction{drop}, nil
+	}
+
+	var a asm
+	lDrop, lAccept, lV4, lV6, lFrag := a.label(), a.label(), a.label(), a.label(), a.label()
+	lTCP, lUDP := a.label(), a.label() // trampolines: the port trees may be far away
+
+	if vm {
+		a.emit(bpf.LoadAbsolute{Off: 0, Size: 1}, bpf.ALUOpConstant{Op: bpf.ALUOpShiftRight, Val: 4})
+		a.jmp(bpf.JumpEqual, 4, lV4, next)
+		a.jmp(bpf.JumpEqual, 6, lV6, lDrop)
+	} else {
+		a.emit(bpf.LoadExtension{Num: bpf.ExtType})
+		a.jmp(bpf.JumpEqual, 0, next, lDrop) // PACKET_HOST
+		a.emit(bpf.LoadExtension{Num: bpf.ExtVLANTagPresent})
+		a.jmp(bpf.JumpEqual, 0, next, lDrop)
+		a.emit(bpf.LoadExtension{Num: bpf.ExtProto})
+		a.jmp(bpf.JumpEqual, etherTypeIPv4, lV4, next)
+		a.jmp(bpf.JumpEqual, etherTypeIPv6, lV6, lDrop)
+	}
+
+	// transport jumps to the TCP/UDP trampolines for the protocol number in A, if the
+	// protocol is watched at all.
+	transport := func() {
+		if len(tcp) > 0 {
+			a.jmp(bpf.JumpEqual, ipProtoTCP, lTCP, next)
+		}
+		if len(udp) > 0 {
+			a.jmp(bpf.JumpEqual, ipProtoUDP, lUDP, next)
+		}
+	}
+	// extHeaders accepts the walkable IPv6 extension headers, for user space to decode.
+	extHeaders := func(protos ...uint32) {
+		for _, p := range protos {
+			a.jmp(bpf.JumpEqual, p, lAccept, next)
+		}
+	}
+
+	a.mark(lV4)
+	a.emit(bpf.LoadAbsolute{Off: 0, Size: 1}, bpf.ALUOpConstant{Op: bpf.ALUOpAnd, Val: 0xf0})
+	a.jmp(bpf.JumpEqual, 0x40, next, lDrop)
+	a.emit(bpf.LoadAbsolute{Off: 6, Size: 2})
+	a.jmp(bpf.JumpBitsSet, 0x1fff, lDrop, next) // fragment offset ≠ 0
+	a.emit(bpf.LoadMemShift{Off: 0})            // X = 4*IHL
+	a.emit(bpf.LoadAbsolute{Off: 9, Size: 1})
+	transport()
+	a.emit(drop)
+
+	a.mark(lV6)
+	a.emit(bpf.LoadAbsolute{Off: 0, Size: 1}, bpf.ALUOpConstant{Op: bpf.ALUOpAnd, Val: 0xf0})
+	a.jmp(bpf.JumpEqual, 0x60, next, lDrop)
+	a.emit(bpf.LoadConstant{Dst: bpf.RegX, Val: 40})
+	a.emit(bpf.LoadAbsolute{Off: 6, Size: 1})
+	transport()
+	a.jmp(bpf.JumpEqual, ipProtoFragment, lFrag, next)
+	extHeaders(ipProtoHopByHop, ipProtoRouting, ipProtoAH, ipProtoDstOpts)
+	a.emit(drop)
+
+	a.mark(lFrag) // fragment header at 40: next header [40], offset in the top 13 bits of [42:44]
+	a.emit(bpf.LoadAbsolute{Off: 42, Size: 2})
+	a.jmp(bpf.JumpBitsSet, 0xfff8, lDrop, next)
+	a.emit(bpf.LoadConstant{Dst: bpf.RegX, Val: 48})
+	a.emit(bpf.LoadAbsolute{Off: 40, Size: 1})
+	transport()
+	// Hop-by-hop is only valid right after the IPv6 header (the decoder rejects it here).
+	extHeaders(ipProtoRouting, ipProtoFragment, ipProtoAH, ipProtoDstOpts)
+
+	a.mark(lDrop)
+	a.emit(drop)
+	a.mark(lAccept)
+	a.emit(accept)
+
+	// The port trees come last, behind two trampolines, because a conditional jump
+	// reaches only 255 instructions and the TCP tree can be longer than that. The trees
+	// are self-contained (every path ends in a return) and use relative skips only.
+	codeTCP, codeUDP := a.label(), a.label()
+	a.mark(lTCP)
+	a.ja(codeTCP)
+	a.mark(lUDP)
+	a.ja(codeUDP)
+	a.mark(codeTCP)
+	if len(tcp) > 0 {
+		a.emit(bpf.LoadIndirect{Off: 13, Size: 1}) // TCP flags
+		a.emit(bpf.JumpIf{Cond: bpf.JumpBitsSet, Val: tcpAckRst, SkipTrue: 0, SkipFalse: 1})
+		a.emit(drop)
+		a.emit(bpf.LoadIndirect{Off: 2, Size: 2}) // destination port
+		a.emit(portTree(tcp, 0, 0xffff)...)
+	}
+	a.mark(codeUDP)
+	if len(udp) > 0 {
+		a.emit(bpf.LoadIndirect{Off: 2, Size: 2}) // destination port
+		a.emit(portTree(udp, 0, 0xffff)...)
+	}
+	a.emit(drop) // only reached if a section is empty; keeps every label in bounds
+	return a.resolve()
+}
+
+// portTree is a binary search over sorted, disjoint ranges for the port in A. The caller
+// knows that lo <= A <= hi, which lets leaves skip a compare: O(log n) compares per
+// packet, and about 4 instructions per range.
+func portTree(r []PortRange, lo, hi uint32) []bpf.Instruction {
+	accept := bpf.RetConstant{Val: Snaplen}
+	drop := bpf.RetConstant{Val: 0}
+	if len(r) == 1 {
+		x := r[0]
+		needLo, needHi := lo < uint32(x.Lo), hi > uint32(x.Hi)
+		switch {
+		case !needLo && !needHi:
+			return []bpf.Instruction{accept}
+		case x.Lo == x.Hi:
+			return []bpf.Instruction{bpf.JumpIf{Cond: bpf.JumpEqual, Val: uint32(x.Lo), SkipFalse: 1}, accept, drop}
+		case !needHi:
+			return []bpf.Instruction{bpf.JumpIf{Cond: bpf.JumpGreaterOrEqual, Val: uint32(x.Lo), SkipFalse: 1}, accept, drop}
+		case !needLo:
+			return []bpf.Instruction{bpf.JumpIf{Cond: bpf.JumpGreaterThan, Val: uint32(x.Hi), SkipTrue: 1}, accept, drop}
+		}
+		return []bpf.Instruction{
+			bpf.JumpIf{Cond: bpf.JumpGreaterThan, Val: uint32(x.Hi), SkipTrue: 2},
+			bpf.JumpIf{Cond: bpf.JumpGreaterOrEqual, Val: uint32(x.Lo), SkipFalse: 1},
+			accept, drop,
+		}
+	}
+	m := len(r) / 2
+	split := uint32(r[m].Lo) // > r[m-1].Hi >= 0, so split-1 does not wrap
+	left := portTree(r[:m], lo, split-1)
+	right := portTree(r[m:], split, hi)
+	var out []bpf.Instruction
+	if len(left) <= 255 {
+		out = append(out, bpf.JumpIf{Cond: bpf.JumpGreaterOrEqual, Val: split, SkipTrue: uint8(len(left))})
+	} else { // too far for a conditional jump: go through an unconditional one
+		out = append(out,
+			bpf.JumpIf{Cond: bpf.JumpGreaterOrEqual, Val: split, SkipFalse: 1},
+			bpf.Jump{Skip: uint32(len(left))})
+	}
+	out = append(out, left...)
+	return append(out, right...)
+}

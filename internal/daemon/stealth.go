@@ -1,0 +1,93 @@
+package daemon
+
+import (
+	"context"
+	"fmt"
+	"slices"
+
+	"github.com/portsentry-go/portsentry/internal/capture"
+	"github.com/portsentry-go/portsentry/internal/config"
+	"github.com/portsentry-go/portsentry/internal/listening"
+	"github.com/portsentry-go/portsentry/internal/probe"
+	"github.com/portsentry-go/portsentry/internal/sensor"
+)
+
+// stealthModes returns the packet-watching modes among modes.
+func stealthModes(modes []probe.Mode) []probe.Mode {
+	var out []probe.Mode
+	for _, m := range modes {
+		if !m.Connect() {
+			out = append(out, m)
+		}
+	}
+	return out
+}
+
+// buildWatch maps every watched port to its mode. Explicit lists (-stcp, -sudp) are set
+// first so they win where an advanced range overlaps them.
+func buildWatch(cfg *config.Config, modes []probe.Mode) *sensor.Watch {
+	w := &sensor.Watch{}
+	for _, m := range modes {
+		switch m {
+		case probe.ModeSTCP:
+			w.Set(m, cfg.TCPPorts)
+		case probe.ModeSUDP:
+			w.Set(m, cfg.UDPPorts)
+		}
+	}
+	for _, m := range modes {
+		switch m {
+		case probe.ModeATCP:
+			w.Set(m, sensor.AdvancedPorts(cfg.AdvancedPortsTCP, cfg.AdvancedExcludeTCP))
+		case probe.ModeAUDP:
+			w.Set(m, sensor.AdvancedPorts(cfg.AdvancedPortsUDP, cfg.AdvancedExcludeUDP))
+		}
+	}
+	return w
+}
+
+// startStealth starts the listening-socket tracker and the packet sensor.
+func (d *Daemon) startStealth(ctx context.Context, cfg *config.Config, modes []probe.Mode) error {
+	d.listening = listening.New(d.log)
+	if err := d.listening.Start(ctx, listening.DefaultInterval); err != nil {
+		// The tracker keeps its last good (here: empty) view and retries; without it a
+		// probe to a real service could count as a hit, so say so loudly.
+		d.log.Error("adminalert: ERROR: cannot read listening sockets, retrying: " + err.Error())
+	}
+	w := buildWatch(cfg, modes)
+	s, err := sensor.NewStealth(w, sensor.StealthDeps{Own: d.own.Contains, InUse: d.listening.InUse},
+		d.log, d.Handle, capture.Options{})
+	if err != nil {
+		return err
+	}
+	d.stealth = s
+	d.logStealthStart(cfg, modes)
+	return nil
+}
+
+// logStealthStart writes classic's start-up lines for the stealth modes.
+func (d *Daemon) logStealthStart(cfg *config.Config, modes []probe.Mode) {
+	for _, m := range modes {
+		proto := m.Proto()
+		switch m {
+		case probe.ModeSTCP, probe.ModeSUDP:
+			for _, p := range portsFor(cfg, m) {
+				d.log.Info(fmt.Sprintf("adminalert: Going into stealth listen mode on %s port: %d", proto, p))
+			}
+		case probe.ModeATCP, probe.ModeAUDP:
+			limit, exclude := cfg.AdvancedPortsTCP, cfg.AdvancedExcludeTCP
+			if proto == probe.UDP {
+				limit, exclude = cfg.AdvancedPortsUDP, cfg.AdvancedExcludeUDP
+			}
+			d.log.Info(fmt.Sprintf("adminalert: Advanced mode will monitor first %d ports", limit))
+			for _, p := range exclude {
+				d.log.Info(fmt.Sprintf("adminalert: Advanced mode will manually exclude port: %d ", p))
+			}
+			for _, p := range d.listening.Ports(proto) {
+				if int(p) < limit && !slices.Contains(exclude, p) {
+					d.log.Info(fmt.Sprintf("adminalert: Advanced Stealth scan detection mode activated. Ignored %s port: %d", proto, p))
+				}
+			}
+		}
+	}
+}

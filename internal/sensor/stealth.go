@@ -1,0 +1,240 @@
+package sensor
+
+import (
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/portsentry-go/portsentry/internal/capture"
+	"github.com/portsentry-go/portsentry/internal/packet"
+	"github.com/portsentry-go/portsentry/internal/probe"
+)
+
+// Watch says which stealth mode, if any, watches each port. It is immutable once in
+// use. Entries are 1 + the mode's index in probe.Modes, 0 for unwatched, to keep the
+// tables small (64 KiB each) and the per-packet lookup a single byte load.
+type Watch struct {
+	tcp, udp [65536]uint8
+}
+
+// Mode returns the mode watching a port, or "".
+func (w *Watch) Mode(p probe.Proto, port uint16) probe.Mode {
+	if i := w.table(p)[port]; i != 0 {
+		return probe.Modes[i-1]
+	}
+	return ""
+}
+
+// Ports returns the watched ports of a protocol, sorted.
+func (w *Watch) Ports(p probe.Proto) []uint16 {
+	var out []uint16
+	tbl := w.table(p)
+	for port := 1; port < len(tbl); port++ {
+		if tbl[port] != 0 {
+			out = append(out, uint16(port))
+		}
+	}
+	return out
+}
+
+func (w *Watch) table(p probe.Proto) *[65536]uint8 {
+	if p == probe.UDP {
+		return &w.udp
+	}
+	return &w.tcp
+}
+
+// Set marks ports as watched by mode, leaving ports already claimed alone (so the
+// explicit lists of -stcp/-sudp win over the advanced modes' ranges).
+func (w *Watch) Set(mode probe.Mode, ports []uint16) {
+	idx := uint8(slices.Index(probe.Modes, mode) + 1)
+	tbl := w.table(mode.Proto())
+	for _, p := range ports {
+		if p != 0 && tbl[p] == 0 {
+			tbl[p] = idx
+		}
+	}
+}
+
+// filter is the kernel prefilter matching the watch set.
+// A long, scattered port list is coarsened to fit the kernel's program size; the exact
+// set is checked again per packet.
+func (w *Watch) filter() capture.Filter {
+	return capture.Filter{
+		TCPPorts: capture.Ranges(w.Ports(probe.TCP)),
+		UDPPorts: capture.Ranges(w.Ports(probe.UDP)),
+	}.Fit()
+}
+
+// StealthDeps are what the stealth sensor consults per packet.
+type StealthDeps struct {
+	// Own reports whether an address is this host's: packets to other addresses are
+	// being forwarded, not aimed at us.
+	Own func(netip.Addr) bool
+	// InUse reports whether a local service listens on the destination (smart verify).
+	InUse func(probe.Proto, netip.AddrPort) bool
+}
+
+// StealthStats are the stealth sensor's counters.
+type StealthStats struct {
+	Frames     atomic.Uint64 // delivered by the kernel filter
+	Malformed  atomic.Uint64 // could not be decoded (truncated, garbage)
+	Fragments  atomic.Uint64 // non-first fragments: no transport header to judge
+	NotForUs   atomic.Uint64 // destination is not one of our addresses
+	InUse      atomic.Uint64 // to a port a local service listens on
+	Unwatched  atomic.Uint64 // passed the coarse kernel filter but not watched
+	Probes     atomic.Uint64 // handed on as probes
+	KernelSeen atomic.Uint64 // PACKET_STATISTICS: packets the socket accepted
+	KernelDrop atomic.Uint64 // PACKET_STATISTICS: packets lost for want of ring space
+}
+
+// String renders the counters as key=value pairs for the log.
+func (s *StealthStats) String() string {
+	return fmt.Sprintf("frames=%d probes=%d malformed=%d fragments=%d not_for_us=%d in_use=%d unwatched=%d kernel_seen=%d kernel_drops=%d",
+		s.Frames.Load(), s.Probes.Load(), s.Malformed.Load(), s.Fragments.Load(), s.NotForUs.Load(),
+		s.InUse.Load(), s.Unwatched.Load(), s.KernelSeen.Load(), s.KernelDrop.Load())
+}
+
+// Stealth watches packets for the -stcp -sudp -atcp -audp modes through one AF_PACKET
+// socket on all interfaces (so interfaces that appear later are covered).
+type Stealth struct {
+	log    *slog.Logger
+	handle Handler
+	deps   StealthDeps
+	watch  atomic.Pointer[Watch]
+	cap    *capture.Handle
+	stats  StealthStats
+	wg     sync.WaitGroup
+	stop   chan struct{}
+}
+
+// NewStealth opens the capture socket with the filter for w and starts reading.
+func NewStealth(w *Watch, deps StealthDeps, log *slog.Logger, h Handler, opts capture.Options) (*Stealth, error) {
+	opts.Filter = w.filter()
+	c, err := capture.Open(opts)
+	if err != nil {
+		return nil, fmt.Errorf("open packet capture: %w", err)
+	}
+	s := &Stealth{log: log, handle: h, deps: deps, cap: c, stop: make(chan struct{})}
+	s.watch.Store(w)
+	s.wg.Go(s.read)
+	s.wg.Go(s.watchDrops)
+	return s, nil
+}
+
+// Update switches to a new watch set (reload, services starting or stopping).
+func (s *Stealth) Update(w *Watch) error {
+	if err := s.cap.SetFilter(w.filter()); err != nil {
+		return fmt.Errorf("update packet filter: %w", err)
+	}
+	s.watch.Store(w)
+	return nil
+}
+
+// Stats returns the counters.
+func (s *Stealth) Stats() *StealthStats { return &s.stats }
+
+// Close stops reading and releases the socket.
+func (s *Stealth) Close() {
+	close(s.stop)
+	s.readKernelStats() // the last counters, before the socket goes
+	s.cap.Close()
+	s.wg.Wait()
+}
+
+func (s *Stealth) read() {
+	var h packet.Header
+	err := s.cap.Read(func(frame []byte, info capture.Info) {
+		s.frame(frame, &h)
+	})
+	if err != nil {
+		s.log.Error("adminalert: ERROR: packet capture stopped: " + err.Error())
+	}
+}
+
+// frame judges one packet. It runs for every packet the kernel filter lets through, so
+// it must not allocate except when a probe is produced.
+func (s *Stealth) frame(b []byte, h *packet.Header) {
+	s.stats.Frames.Add(1)
+	if err := packet.DecodeIP(b, h); err != nil {
+		if err == packet.ErrFragment {
+			s.stats.Fragments.Add(1)
+		} else {
+			s.stats.Malformed.Add(1)
+		}
+		return
+	}
+	if h.Proto == probe.TCP && !packet.Candidate(h.TCPFlags) {
+		return
+	}
+	mode := s.watch.Load().Mode(h.Proto, h.DstPort)
+	if mode == "" {
+		s.stats.Unwatched.Add(1)
+		return
+	}
+	if !s.deps.Own(h.Dst) {
+		s.stats.NotForUs.Add(1)
+		return
+	}
+	dst := h.Destination()
+	if s.deps.InUse(h.Proto, dst) {
+		s.stats.InUse.Add(1)
+		return
+	}
+	p := probe.Probe{
+		Src: h.Source(), Dst: dst, Proto: h.Proto, Mode: mode,
+		IPOptions: h.IPOptions, Time: time.Now(), Spoofable: true,
+	}
+	if h.Proto == probe.TCP {
+		p.ScanType = packet.Classify(h.TCPFlags)
+	}
+	s.stats.Probes.Add(1)
+	s.handle(p)
+}
+
+// dropInterval is how often the kernel's drop counter is read.
+const dropInterval = 5 * time.Second
+
+// watchDrops reads the socket's kernel counters and logs when packets were lost.
+func (s *Stealth) watchDrops() {
+	t := time.NewTicker(dropInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.stop:
+			return
+		case <-t.C:
+		}
+		s.readKernelStats()
+	}
+}
+
+// readKernelStats copies the socket's kernel counters and logs new drops.
+func (s *Stealth) readKernelStats() {
+	st, err := s.cap.Stats()
+	if err != nil {
+		return
+	}
+	before := s.stats.KernelDrop.Swap(st.Drops)
+	s.stats.KernelSeen.Store(st.Packets)
+	if st.Drops > before {
+		s.log.Warn(fmt.Sprintf("adminalert: packet capture lost %d packets (kernel ring full); %d lost in all", st.Drops-before, st.Drops))
+	}
+}
+
+// AdvancedPorts lists the ports an advanced mode watches: 1..limit-1 minus exclusions.
+// Ports in use by local services are left to the per-packet check, which follows
+// services as they start and stop.
+func AdvancedPorts(limit int, exclude []uint16) []uint16 {
+	var out []uint16
+	for p := 1; p < limit && p <= 65535; p++ {
+		if !slices.Contains(exclude, uint16(p)) {
+			out = append(out, uint16(p))
+		}
+	}
+	return out
+}
