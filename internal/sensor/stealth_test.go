@@ -1,0 +1,180 @@
+package sensor
+
+import (
+	"encoding/binary"
+	"io"
+	"log/slog"
+	"net/netip"
+	"sync"
+	"testing"
+
+	"github.com/portsentry-go/portsentry/internal/capture"
+	"github.com/portsentry-go/portsentry/internal/detect"
+	"github.com/portsentry-go/portsentry/internal/packet"
+	"github.com/portsentry-go/portsentry/internal/probe"
+)
+
+var (
+	us      = netip.MustParseAddr("198.18.1.1")
+	us6     = netip.MustParseAddr("2001:db8:1::1")
+	scanner = netip.MustParseAddr("198.18.1.2")
+)
+
+// tcp4 builds an IPv4 TCP packet; optWords adds that many 4-byte IP option words.
+func tcp4(src, dst netip.Addr, dport uint16, flags uint8, optWords int) []byte {
+	ihl := 5 + optWords
+	b := make([]byte, ihl*4+20)
+	b[0] = 0x40 | byte(ihl)
+	binary.BigEndian.PutUint16(b[2:], uint16(len(b)))
+	b[8], b[9] = 64, 6
+	s, d := src.As4(), dst.As4()
+	copy(b[12:], s[:])
+	copy(b[16:], d[:])
+	for i := 20; i < ihl*4; i++ {
+		b[i] = 1 // NOP options
+	}
+	t := b[ihl*4:]
+	binary.BigEndian.PutUint16(t[0:], 40000)
+	binary.BigEndian.PutUint16(t[2:], dport)
+	t[12] = 5 << 4
+	t[13] = flags
+	return b
+}
+
+// udp6 builds an IPv6 UDP packet.
+func udp6(src, dst netip.Addr, dport uint16) []byte {
+	b := make([]byte, 48)
+	b[0] = 0x60
+	binary.BigEndian.PutUint16(b[4:], 8)
+	b[6], b[7] = 17, 64
+	s, d := src.As16(), dst.As16()
+	copy(b[8:], s[:])
+	copy(b[24:], d[:])
+	binary.BigEndian.PutUint16(b[40:], 5353)
+	binary.BigEndian.PutUint16(b[42:], dport)
+	binary.BigEndian.PutUint16(b[44:], 8)
+	return b
+}
+
+func testStealth(inUse map[netip.AddrPort]bool) (*Stealth, *[]probe.Probe) {
+	w := &Watch{}
+	w.Set(probe.ModeSTCP, []uint16{143, 31337})
+	w.Set(probe.ModeATCP, AdvancedPorts(1024, []uint16{113}))
+	w.Set(probe.ModeSUDP, []uint16{7})
+	var got []probe.Probe
+	s := &Stealth{
+		log:    slog.New(slog.NewTextHandler(io.Discard, nil)),
+		handle: func(p probe.Probe) { got = append(got, p) },
+		deps: StealthDeps{
+			Own:   func(a netip.Addr) bool { return a == us || a == us6 },
+			InUse: func(_ probe.Proto, d netip.AddrPort) bool { return inUse[d] },
+		},
+	}
+	s.watch.Store(w)
+	return s, &got
+}
+
+func TestFrameJudgesPackets(t *testing.T) {
+	busy := netip.AddrPortFrom(us, 22)
+	s, got := testStealth(map[netip.AddrPort]bool{busy: true})
+	other := netip.MustParseAddr("198.18.1.99")
+	cases := []struct {
+		name  string
+		frame []byte
+		mode  probe.Mode
+		scan  string
+		opts  bool
+	}{
+		{"syn to listed port", tcp4(scanner, us, 143, packet.FlagSYN, 0), probe.ModeSTCP, "TCP SYN/Normal scan", false},
+		{"null scan", tcp4(scanner, us, 31337, 0, 0), probe.ModeSTCP, " TCP NULL scan", false},
+		{"xmas via advanced range", tcp4(scanner, us, 777, packet.FlagFIN|packet.FlagPSH|packet.FlagURG, 0), probe.ModeATCP, "TCP XMAS scan", false},
+		{"ip options", tcp4(scanner, us, 143, packet.FlagFIN, 1), probe.ModeSTCP, "TCP FIN scan", true},
+		{"udp over ipv6", udp6(netip.MustParseAddr("2001:db8:1::2"), us6, 7), probe.ModeSUDP, "", false},
+		{"ack is never a hit", tcp4(scanner, us, 143, packet.FlagACK, 0), "", "", false},
+		{"rst is never a hit", tcp4(scanner, us, 143, packet.FlagRST|packet.FlagSYN, 0), "", "", false},
+		{"excluded port", tcp4(scanner, us, 113, packet.FlagSYN, 0), "", "", false},
+		{"above advanced limit", tcp4(scanner, us, 2000, packet.FlagSYN, 0), "", "", false},
+		{"local service listens", tcp4(scanner, us, 22, packet.FlagSYN, 0), "", "", false},
+		{"forwarded, not for us", tcp4(scanner, other, 143, packet.FlagSYN, 0), "", "", false},
+		{"truncated", tcp4(scanner, us, 143, packet.FlagSYN, 0)[:30], "", "", false},
+	}
+	var h packet.Header
+	for _, c := range cases {
+		*got = (*got)[:0]
+		s.frame(c.frame, capture.Info{}, &h)
+		if c.mode == "" {
+			if len(*got) != 0 {
+				t.Errorf("%s: unexpected probe %+v", c.name, (*got)[0])
+			}
+			continue
+		}
+		if len(*got) != 1 {
+			t.Errorf("%s: %d probes, want 1", c.name, len(*got))
+			continue
+		}
+		p := (*got)[0]
+		if p.Mode != c.mode || p.ScanType != c.scan || p.IPOptions != c.opts || !p.Spoofable {
+			t.Errorf("%s: got mode %q scan %q opts %v", c.name, p.Mode, p.ScanType, p.IPOptions)
+		}
+	}
+	st := s.Stats()
+	if st.Malformed.Load() != 1 || st.InUse.Load() != 1 || st.NotForUs.Load() != 1 || st.Unwatched.Load() != 2 {
+		t.Errorf("counters: %s", st)
+	}
+}
+
+func TestAdvancedPorts(t *testing.T) {
+	got := AdvancedPorts(6, []uint16{2, 4})
+	if len(got) != 3 || got[0] != 1 || got[1] != 3 || got[2] != 5 {
+		t.Fatalf("got %v", got)
+	}
+}
+
+func TestExplicitListWinsOverAdvancedRange(t *testing.T) {
+	w := &Watch{}
+	w.Set(probe.ModeSTCP, []uint16{80})
+	w.Set(probe.ModeATCP, AdvancedPorts(1024, nil))
+	if m := w.Mode(probe.TCP, 80); m != probe.ModeSTCP {
+		t.Errorf("port 80: %q", m)
+	}
+	if m := w.Mode(probe.TCP, 81); m != probe.ModeATCP {
+		t.Errorf("port 81: %q", m)
+	}
+	if m := w.Mode(probe.UDP, 80); m != "" {
+		t.Errorf("udp 80: %q", m)
+	}
+}
+
+// BenchmarkFrameDetect measures the per-packet path of the stealth modes: decode,
+// classify, smart verify and the detector, on a mix where a few hundred scanners keep
+// probing (most verdicts are then "already blocked", as under a real scan).
+func BenchmarkFrameDetect(b *testing.B) {
+	var mu sync.Mutex
+	det := detect.New(0, detect.DefaultTableSize)
+	s, _ := testStealth(nil)
+	s.handle = func(p probe.Probe) {
+		mu.Lock()
+		det.Observe(p, false)
+		mu.Unlock()
+	}
+	var frames [][]byte
+	for i := 0; i < 256; i++ {
+		src := netip.AddrFrom4([4]byte{198, 18, 2, byte(i)})
+		switch i % 4 {
+		case 0:
+			frames = append(frames, tcp4(src, us, 143, packet.FlagSYN, 0))
+		case 1:
+			frames = append(frames, tcp4(src, us, 777, packet.FlagFIN, 1))
+		case 2:
+			frames = append(frames, tcp4(src, us, 143, packet.FlagACK, 0)) // established
+		case 3:
+			frames = append(frames, udp6(netip.AddrFrom16([16]byte{0x20, 0x01, 0x0d, 0xb8, 15: byte(i)}), us6, 7))
+		}
+	}
+	var h packet.Header
+	info := capture.Info{Sec: 1795539421}
+	b.ReportAllocs()
+	for i := 0; b.Loop(); i++ {
+		s.frame(frames[i%len(frames)], info, &h)
+	}
+}
