@@ -11,4 +11,13 @@ require (
 	pgregory.net/rapid v1.3.0
 )
 
-require golang.org/x/net v0.62.0
+require (
+	github.com/google/nftables v0.3.1-0.20251119083706-1db35da82052
+	golang.org/x/net v0.62.0
+)
+
+require (
+	github.com/mdlayher/netlink v1.8.1-0.20251028132421-dcc6cab9a6eb // indirect
+	github.com/mdlayher/socket v0.5.1 // indirect
+	golang.org/x/sync v0.6.0 // indirect
+)
