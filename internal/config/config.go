@@ -104,6 +104,9 @@ type Config struct {
 	HostsDenyFile string
 	// KILL_CMD_TIMEOUT (ours, whole seconds 1..3600): how long a KILL_ command may run.
 	CommandTimeout time.Duration
+	// Interfaces (INTERFACES): comma-separated names the stealth modes capture on;
+	// empty means every interface, including ones that appear later.
+	Interfaces string
 
 	// lines maps each key set in the file to the line that set it, so that Validate can
 	// point at the line to fix. Keys never set are absent.

@@ -44,6 +44,7 @@ var keys = []keySpec{
 	stringKey("PORT_BANNER", nil, func(c *Config) *string { return &c.PortBanner }),
 	stringKey("HOSTS_DENY_FILE", hostsDenyFileProblem, func(c *Config) *string { return &c.HostsDenyFile }),
 	{name: "KILL_CMD_TIMEOUT", parse: parseTimeout, format: formatTimeout},
+	stringKey("INTERFACES", nil, func(c *Config) *string { return &c.Interfaces }),
 }
 
 var keyIndex = func() map[string]keySpec {

@@ -3,9 +3,10 @@ package daemon
 import (
 	"context"
 	"fmt"
+	"net"
 	"slices"
+	"strings"
 
-	"github.com/portsentry-go/portsentry/internal/capture"
 	"github.com/portsentry-go/portsentry/internal/config"
 	"github.com/portsentry-go/portsentry/internal/listening"
 	"github.com/portsentry-go/portsentry/internal/probe"
@@ -54,15 +55,36 @@ func (d *Daemon) startStealth(ctx context.Context, cfg *config.Config, modes []p
 		// probe to a real service could count as a hit, so say so loudly.
 		d.log.Error("adminalert: ERROR: cannot read listening sockets, retrying: " + err.Error())
 	}
+	ifindexes, err := interfaceIndexes(cfg.Interfaces)
+	if err != nil {
+		return err
+	}
 	w := buildWatch(cfg, modes)
 	s, err := sensor.NewStealth(w, sensor.StealthDeps{Own: d.own.Contains, InUse: d.listening.InUse},
-		d.log, d.Handle, capture.Options{})
+		d.log, d.Handle, ifindexes)
 	if err != nil {
 		return err
 	}
 	d.stealth = s
 	d.logStealthStart(cfg, modes)
 	return nil
+}
+
+// interfaceIndexes resolves INTERFACES ("eth0, eth1"); empty means all interfaces.
+func interfaceIndexes(list string) ([]int, error) {
+	var out []int
+	for _, name := range strings.Split(list, ",") {
+		name = strings.TrimSpace(name)
+		if name == "" {
+			continue
+		}
+		ifi, err := net.InterfaceByName(name)
+		if err != nil {
+			return nil, fmt.Errorf("INTERFACES: %s: %w", name, err)
+		}
+		out = append(out, ifi.Index)
+	}
+	return out, nil
 }
 
 // logStealthStart writes classic's start-up lines for the stealth modes.

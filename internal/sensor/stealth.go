@@ -1,6 +1,7 @@
 package sensor
 
 import (
+	"errors"
 	"fmt"
 	"log/slog"
 	"net/netip"
@@ -99,40 +100,61 @@ func (s *StealthStats) String() string {
 		s.InUse.Load(), s.Unwatched.Load(), s.KernelSeen.Load(), s.KernelDrop.Load())
 }
 
-// Stealth watches packets for the -stcp -sudp -atcp -audp modes through one AF_PACKET
-// socket on all interfaces (so interfaces that appear later are covered).
+// Stealth watches packets for the -stcp -sudp -atcp -audp modes through AF_PACKET
+// sockets: one on all interfaces by default (so interfaces that appear later are
+// covered), or one per chosen interface.
 type Stealth struct {
 	log    *slog.Logger
 	handle Handler
 	deps   StealthDeps
 	watch  atomic.Pointer[Watch]
-	cap    *capture.Handle
+	caps   []*capture.Handle
 	stats  StealthStats
 	wg     sync.WaitGroup
 	stop   chan struct{}
 }
 
-// NewStealth opens the capture socket with the filter for w and starts reading.
-func NewStealth(w *Watch, deps StealthDeps, log *slog.Logger, h Handler, opts capture.Options) (*Stealth, error) {
-	opts.Filter = w.filter()
-	c, err := capture.Open(opts)
-	if err != nil {
-		return nil, fmt.Errorf("open packet capture: %w", err)
+// NewStealth opens a capture socket per interface index (none: all interfaces) with
+// the filter for w and starts reading.
+func NewStealth(w *Watch, deps StealthDeps, log *slog.Logger, h Handler, ifindexes []int) (*Stealth, error) {
+	if len(ifindexes) == 0 {
+		ifindexes = []int{0}
 	}
-	s := &Stealth{log: log, handle: h, deps: deps, cap: c, stop: make(chan struct{})}
+	s := &Stealth{log: log, handle: h, deps: deps, stop: make(chan struct{})}
 	s.watch.Store(w)
-	s.wg.Go(s.read)
+	for _, ifi := range ifindexes {
+		c, err := capture.Open(capture.Options{Ifindex: ifi, Filter: w.filter()})
+		if err != nil {
+			s.closeCaps()
+			return nil, fmt.Errorf("open packet capture: %w", err)
+		}
+		s.caps = append(s.caps, c)
+	}
+	for _, c := range s.caps {
+		s.wg.Go(func() { s.read(c) })
+	}
 	s.wg.Go(s.watchDrops)
 	return s, nil
 }
 
-// Update switches to a new watch set (reload, services starting or stopping).
+// Update switches to a new watch set (reload, services starting or stopping). The new
+// set is published first: packets the old, wider filter still lets through are then
+// judged against it.
 func (s *Stealth) Update(w *Watch) error {
-	if err := s.cap.SetFilter(w.filter()); err != nil {
-		return fmt.Errorf("update packet filter: %w", err)
-	}
 	s.watch.Store(w)
-	return nil
+	var errs []error
+	for _, c := range s.caps {
+		if err := c.SetFilter(w.filter()); err != nil {
+			errs = append(errs, fmt.Errorf("update packet filter: %w", err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func (s *Stealth) closeCaps() {
+	for _, c := range s.caps {
+		c.Close()
+	}
 }
 
 // Stats returns the counters.
@@ -141,17 +163,17 @@ func (s *Stealth) Stats() *StealthStats { return &s.stats }
 // Close stops reading and releases the socket.
 func (s *Stealth) Close() {
 	close(s.stop)
-	s.readKernelStats() // the last counters, before the socket goes
-	s.cap.Close()
+	s.readKernelStats() // the last counters, before the sockets go
+	s.closeCaps()
 	s.wg.Wait()
 }
 
-func (s *Stealth) read() {
+func (s *Stealth) read(c *capture.Handle) {
 	var h packet.Header
-	err := s.cap.Read(func(frame []byte, info capture.Info) {
+	err := c.Read(func(frame []byte, info capture.Info) {
 		s.frame(frame, info, &h)
 	})
-	if err != nil {
+	if err != nil && !errors.Is(err, capture.ErrClosed) {
 		s.log.Error("adminalert: ERROR: packet capture stopped: " + err.Error())
 	}
 }
@@ -215,16 +237,19 @@ func (s *Stealth) watchDrops() {
 	}
 }
 
-// readKernelStats copies the socket's kernel counters and logs new drops.
+// readKernelStats copies the sockets' kernel counters and logs new drops.
 func (s *Stealth) readKernelStats() {
-	st, err := s.cap.Stats()
-	if err != nil {
-		return
+	var seen, drops uint64
+	for _, c := range s.caps {
+		if st, err := c.Stats(); err == nil {
+			seen += st.Packets
+			drops += st.Drops
+		}
 	}
-	before := s.stats.KernelDrop.Swap(st.Drops)
-	s.stats.KernelSeen.Store(st.Packets)
-	if st.Drops > before {
-		s.log.Warn(fmt.Sprintf("adminalert: packet capture lost %d packets (kernel ring full); %d lost in all", st.Drops-before, st.Drops))
+	before := s.stats.KernelDrop.Swap(drops)
+	s.stats.KernelSeen.Store(seen)
+	if drops > before {
+		s.log.Warn(fmt.Sprintf("adminalert: packet capture lost %d packets (kernel ring full); %d lost in all", drops-before, drops))
 	}
 }
 
