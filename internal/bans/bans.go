@@ -1,0 +1,102 @@
+// Package bans keeps the ban journal: the one record of which hosts are banned, why and
+// until when. Every ban, unban and expiry is appended to a file as one JSON line, so the
+// active set can be rebuilt at start by replaying it, and the kernel's state can be
+// re-asserted from it after a restart or a crash.
+//
+// Durability: a batch of records is one write(2) on an O_APPEND file followed by fsync,
+// so after a crash the file holds every batch that was reported written, plus at most
+// one torn last line, which replay detects (no newline, or not valid JSON), reports, and
+// cuts off before anything new is appended.
+package bans
+
+import (
+	"net/netip"
+	"time"
+
+	"github.com/portsentry-go/portsentry/internal/probe"
+)
+
+// Reason says why a host was banned.
+type Reason struct {
+	Mode probe.Mode `json:"mode,omitempty"`
+	Port uint16     `json:"port,omitempty"`
+	Scan string     `json:"scan,omitempty"` // classic scan-type string; empty for connects
+	By   string     `json:"by,omitempty"`   // "detect" or "operator"
+}
+
+// Ban is one active ban.
+type Ban struct {
+	Prefix netip.Prefix
+	Start  time.Time
+	Until  time.Time // zero: permanent
+	Reason Reason
+	// Offences is how many times this prefix has been banned, this ban included; the
+	// caller uses it to escalate durations for repeat offenders.
+	Offences int
+}
+
+// Permanent reports whether the ban never expires.
+func (b Ban) Permanent() bool { return b.Until.IsZero() }
+
+// Remaining is the time left at now (0 for permanent bans and expired ones).
+func (b Ban) Remaining(now time.Time) time.Duration {
+	if b.Permanent() || !now.Before(b.Until) {
+		return 0
+	}
+	return b.Until.Sub(now)
+}
+
+// Expired reports whether a timed ban has run out at now.
+func (b Ban) Expired(now time.Time) bool { return !b.Permanent() && !now.Before(b.Until) }
+
+// Op is what a journal record does.
+type Op string
+
+const (
+	OpBan    Op = "ban"
+	OpUnban  Op = "unban"  // lifted early (operator, or a policy)
+	OpExpire Op = "expire" // ran out
+)
+
+// record is one journal line.
+type record struct {
+	Op       Op     `json:"op"`
+	Prefix   string `json:"prefix"`
+	At       int64  `json:"at"`              // unix milliseconds
+	Until    int64  `json:"until,omitempty"` // unix milliseconds, 0 = permanent (bans only)
+	Offences int    `json:"n,omitempty"`     // bans only
+	Reason
+}
+
+func toMillis(t time.Time) int64 {
+	if t.IsZero() {
+		return 0
+	}
+	return t.UnixMilli()
+}
+
+func fromMillis(ms int64) time.Time {
+	if ms == 0 {
+		return time.Time{}
+	}
+	return time.UnixMilli(ms)
+}
+
+// EscalatedDuration doubles base for each earlier offence, capped at max (when max > 0).
+// base 0 means permanent and stays permanent.
+func EscalatedDuration(base, max time.Duration, offences int) time.Duration {
+	if base <= 0 {
+		return 0
+	}
+	d := base
+	for i := 1; i < offences; i++ {
+		if max > 0 && d >= max/2 {
+			return max
+		}
+		d *= 2
+	}
+	if max > 0 && d > max {
+		return max
+	}
+	return d
+}

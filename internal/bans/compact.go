@@ -1,0 +1,114 @@
+package bans
+
+import (
+	"bufio"
+	"encoding/json"
+	"fmt"
+	"net/netip"
+	"os"
+	"path/filepath"
+)
+
+// compact rewrites the journal with one record per active ban and one per remembered
+// offence count, then swaps it in with rename, so a crash leaves either the old file or
+// the new one, never a mix. The caller holds j.mu.
+func (j *Journal) compact() error {
+	tmp := j.path + ".tmp"
+	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o640)
+	if err != nil {
+		return fmt.Errorf("ban journal compaction: %w", err)
+	}
+	n, err := j.writeSnapshot(f)
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(tmp, j.path)
+	}
+	if err != nil {
+		os.Remove(tmp)
+		return fmt.Errorf("ban journal compaction: %w", err)
+	}
+	syncDir(filepath.Dir(j.path))
+	nf, err := os.OpenFile(j.path, os.O_WRONLY|os.O_APPEND, 0o640)
+	if err != nil {
+		return fmt.Errorf("ban journal compaction: %w", err)
+	}
+	j.f.Close()
+	j.f = nf
+	j.records = n
+	return nil
+}
+
+// writeSnapshot writes the current state as records and returns how many.
+func (j *Journal) writeSnapshot(f *os.File) (int, error) {
+	w := bufio.NewWriter(f)
+	enc := json.NewEncoder(w)
+	n := 0
+	var err error
+	j.offences.each(func(p netip.Prefix, count int) {
+		if _, ok := j.active[p]; ok || err != nil {
+			return
+		}
+		// An "expire" record of a ban that is over carries the offence count forward.
+		err = enc.Encode(record{Op: OpExpire, Prefix: p.String(), Offences: count})
+		n++
+	})
+	for _, b := range j.active {
+		if err != nil {
+			break
+		}
+		err = enc.Encode(record{Op: OpBan, Prefix: b.Prefix.String(), At: toMillis(b.Start), Until: toMillis(b.Until), Offences: b.Offences, Reason: b.Reason})
+		n++
+	}
+	if err != nil {
+		return 0, err
+	}
+	return n, w.Flush()
+}
+
+func syncDir(dir string) {
+	if d, err := os.Open(dir); err == nil {
+		d.Sync()
+		d.Close()
+	}
+}
+
+// fifoMap is a map of bounded size that forgets its oldest insertion when full.
+type fifoMap struct {
+	m    map[netip.Prefix]int
+	ring []netip.Prefix
+	next int
+}
+
+func newFifoMap(size int) *fifoMap {
+	return &fifoMap{m: map[netip.Prefix]int{}, ring: make([]netip.Prefix, 0, size)}
+}
+
+func (f *fifoMap) get(p netip.Prefix) int { return f.m[p] }
+
+func (f *fifoMap) len() int { return len(f.m) }
+
+func (f *fifoMap) set(p netip.Prefix, v int) {
+	if _, ok := f.m[p]; !ok {
+		if len(f.ring) < cap(f.ring) {
+			f.ring = append(f.ring, p)
+		} else {
+			delete(f.m, f.ring[f.next])
+			f.ring[f.next] = p
+			f.next = (f.next + 1) % len(f.ring)
+		}
+	}
+	f.m[p] = v
+}
+
+// each visits entries oldest first.
+func (f *fifoMap) each(fn func(netip.Prefix, int)) {
+	for i := range f.ring {
+		p := f.ring[(f.next+i)%len(f.ring)]
+		fn(p, f.m[p])
+	}
+}

@@ -1,0 +1,274 @@
+package bans
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"slices"
+	"sync"
+	"time"
+)
+
+// offenceMemory bounds how many prefixes' offence counts are remembered once their bans
+// are over (about 100 bytes each): enough for escalation, bounded under floods.
+const offenceMemory = 65536
+
+// Journal is the ban journal. It is safe for concurrent use.
+type Journal struct {
+	mu       sync.Mutex
+	path     string
+	f        *os.File
+	active   map[netip.Prefix]Ban
+	offences *fifoMap
+	records  int // records in the file, for deciding when to compact
+}
+
+// Replay tells what Open found in the file.
+type Replay struct {
+	Records int   // valid records read
+	Corrupt []int // line numbers of invalid lines that were skipped
+	Torn    bool  // the last line was incomplete (a crash mid-write) and was cut off
+	// Expired are bans that ran out while the daemon was down; Open records their expiry.
+	Expired []Ban
+}
+
+// Open replays the journal at path (creating it and its directory if needed), records
+// the expiry of bans that ran out before now, and opens it for appending.
+func Open(path string, now time.Time) (*Journal, Replay, error) {
+	j := &Journal{path: path, active: map[netip.Prefix]Ban{}, offences: newFifoMap(offenceMemory)}
+	if err := os.MkdirAll(filepath.Dir(path), 0o750); err != nil {
+		return nil, Replay{}, fmt.Errorf("ban journal: %w", err)
+	}
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o640)
+	if err != nil {
+		return nil, Replay{}, fmt.Errorf("ban journal: %w", err)
+	}
+	rep, good, err := j.replay(f)
+	if err == nil && rep.Torn {
+		err = f.Truncate(good) // new records must not be glued onto half a line
+	}
+	if err == nil {
+		_, err = f.Seek(0, io.SeekEnd)
+	}
+	if err != nil {
+		f.Close()
+		return nil, Replay{}, fmt.Errorf("ban journal %s: %w", path, err)
+	}
+	j.f = f
+	if rep.Expired, err = j.Lift(OpExpire, j.Due(now), now); err != nil {
+		f.Close()
+		return nil, Replay{}, err
+	}
+	return j, rep, nil
+}
+
+// replay applies every valid line of r and returns the offset just past the last
+// complete line.
+func (j *Journal) replay(r io.Reader) (Replay, int64, error) {
+	var rep Replay
+	var good int64
+	br := bufio.NewReaderSize(r, 1<<16)
+	for line := 1; ; line++ {
+		b, err := br.ReadBytes('\n')
+		if len(b) > 0 && b[len(b)-1] != '\n' {
+			rep.Torn = true // a final line without its newline: cut off mid-write
+			break
+		}
+		if len(b) > 0 {
+			good += int64(len(b))
+			if j.applyLine(bytes.TrimSpace(b)) {
+				rep.Records++
+			} else {
+				rep.Corrupt = append(rep.Corrupt, line)
+			}
+		}
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return rep, good, err
+		}
+	}
+	j.records = rep.Records
+	return rep, good, nil
+}
+
+func (j *Journal) applyLine(b []byte) bool {
+	var r record
+	if json.Unmarshal(b, &r) != nil {
+		return false
+	}
+	p, err := netip.ParsePrefix(r.Prefix)
+	if err != nil || p != p.Masked() {
+		return false
+	}
+	switch r.Op {
+	case OpBan:
+		j.active[p] = Ban{Prefix: p, Start: fromMillis(r.At), Until: fromMillis(r.Until), Reason: r.Reason, Offences: r.Offences}
+	case OpUnban, OpExpire:
+		delete(j.active, p)
+	default:
+		return false
+	}
+	if r.Offences > j.offences.get(p) {
+		j.offences.set(p, r.Offences)
+	}
+	return true
+}
+
+// NextOffence is the offence number a new ban of p would have (1 for a first ban).
+// An active ban that is banned again keeps its number.
+func (j *Journal) NextOffence(p netip.Prefix) int {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	if b, ok := j.active[p]; ok {
+		return b.Offences
+	}
+	return j.offences.get(p) + 1
+}
+
+// Add records bans and returns them as stored (with their offence numbers). A prefix
+// that is already banned gets the new ban's times: a repeat detection renews it.
+func (j *Journal) Add(bans ...Ban) ([]Ban, error) {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	out := make([]Ban, len(bans))
+	recs := make([]record, len(bans))
+	for i, b := range bans {
+		b.Prefix = b.Prefix.Masked()
+		if old, ok := j.active[b.Prefix]; ok {
+			b.Offences = old.Offences
+		} else {
+			b.Offences = j.offences.get(b.Prefix) + 1
+		}
+		out[i] = b
+		recs[i] = record{Op: OpBan, Prefix: b.Prefix.String(), At: toMillis(b.Start), Until: toMillis(b.Until), Offences: b.Offences, Reason: b.Reason}
+	}
+	if err := j.append(recs); err != nil {
+		return nil, err
+	}
+	for _, b := range out {
+		j.active[b.Prefix] = b
+		j.offences.set(b.Prefix, b.Offences)
+	}
+	return out, nil
+}
+
+// Lift ends the active bans among prefixes (op is OpUnban or OpExpire) and returns the
+// bans it ended. Prefixes that are not banned are skipped, so lifting twice is harmless.
+func (j *Journal) Lift(op Op, prefixes []netip.Prefix, at time.Time) ([]Ban, error) {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	var ended []Ban
+	var recs []record
+	for _, p := range prefixes {
+		b, ok := j.active[p.Masked()]
+		if !ok {
+			continue
+		}
+		ended = append(ended, b)
+		recs = append(recs, record{Op: op, Prefix: b.Prefix.String(), At: toMillis(at), Offences: b.Offences})
+	}
+	if err := j.append(recs); err != nil {
+		return nil, err
+	}
+	for _, b := range ended {
+		delete(j.active, b.Prefix)
+	}
+	return ended, nil
+}
+
+// Due lists the active bans that have run out at now.
+func (j *Journal) Due(now time.Time) []netip.Prefix {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	var out []netip.Prefix
+	for p, b := range j.active {
+		if b.Expired(now) {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// Active returns the active bans, oldest first.
+func (j *Journal) Active() []Ban {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	out := make([]Ban, 0, len(j.active))
+	for _, b := range j.active {
+		out = append(out, b)
+	}
+	slices.SortFunc(out, func(a, b Ban) int {
+		if c := a.Start.Compare(b.Start); c != 0 {
+			return c
+		}
+		return a.Prefix.Addr().Compare(b.Prefix.Addr())
+	})
+	return out
+}
+
+// Get returns the active ban of exactly p.
+func (j *Journal) Get(p netip.Prefix) (Ban, bool) {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	b, ok := j.active[p.Masked()]
+	return b, ok
+}
+
+// Len is the number of active bans.
+func (j *Journal) Len() int {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	return len(j.active)
+}
+
+// Close closes the file.
+func (j *Journal) Close() error {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	if j.f == nil {
+		return nil
+	}
+	err := j.f.Close()
+	j.f = nil
+	return err
+}
+
+// append writes records in one write and syncs; then compacts if the file has grown
+// well beyond what it needs to hold.
+func (j *Journal) append(recs []record) error {
+	if len(recs) == 0 {
+		return nil
+	}
+	if j.f == nil {
+		return errors.New("ban journal is closed")
+	}
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf) // Encode adds the newline
+	for _, r := range recs {
+		if err := enc.Encode(r); err != nil {
+			return err
+		}
+	}
+	if _, err := j.f.Write(buf.Bytes()); err != nil {
+		return fmt.Errorf("ban journal: %w", err)
+	}
+	if err := j.f.Sync(); err != nil {
+		return fmt.Errorf("ban journal: %w", err)
+	}
+	j.records += len(recs)
+	if j.records > compactFloor && j.records > 4*(len(j.active)+j.offences.len()) {
+		return j.compact()
+	}
+	return nil
+}
+
+// compactFloor keeps small journals from being rewritten over and over.
+const compactFloor = 10000
