@@ -4,14 +4,20 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"net/netip"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/portsentry-go/portsentry/internal/config"
 	"github.com/portsentry-go/portsentry/internal/listening"
 	"github.com/portsentry-go/portsentry/internal/probe"
 	"github.com/portsentry-go/portsentry/internal/sensor"
 )
+
+// recheckAge bounds how stale the listening-socket view may be when a packet is about
+// to be reported; it also caps the refreshes a flood can cause at 100 a second.
+const recheckAge = 10 * time.Millisecond
 
 // stealthModes returns the packet-watching modes among modes.
 func stealthModes(modes []probe.Mode) []probe.Mode {
@@ -60,8 +66,14 @@ func (d *Daemon) startStealth(ctx context.Context, cfg *config.Config, modes []p
 		return err
 	}
 	w := buildWatch(cfg, modes)
-	s, err := sensor.NewStealth(w, sensor.StealthDeps{Own: d.own.Contains, InUse: d.listening.InUse},
-		d.log, d.Handle, ifindexes)
+	deps := sensor.StealthDeps{
+		Own:   d.own.Contains,
+		InUse: d.listening.InUse,
+		Recheck: func(p probe.Proto, dst netip.AddrPort) bool {
+			return d.listening.InUseNow(p, dst, recheckAge)
+		},
+	}
+	s, err := sensor.NewStealth(w, deps, d.log, d.Handle, ifindexes)
 	if err != nil {
 		return err
 	}
@@ -105,10 +117,12 @@ func (d *Daemon) logStealthStart(cfg *config.Config, modes []probe.Mode) {
 			for _, p := range exclude {
 				d.log.Info(fmt.Sprintf("adminalert: Advanced mode will manually exclude port: %d ", p))
 			}
-			for _, p := range d.listening.Ports(proto) {
-				if int(p) < limit && !slices.Contains(exclude, p) {
-					d.log.Info(fmt.Sprintf("adminalert: Advanced Stealth scan detection mode activated. Ignored %s port: %d", proto, p))
-				}
+			// Classic lists the ports busy at start, then the excluded ones.
+			ignored := slices.DeleteFunc(d.listening.Ports(proto), func(p uint16) bool {
+				return int(p) >= limit || slices.Contains(exclude, p)
+			})
+			for _, p := range append(ignored, exclude...) {
+				d.log.Info(fmt.Sprintf("adminalert: Advanced Stealth scan detection mode activated. Ignored %s port: %d", proto, p))
 			}
 		}
 	}

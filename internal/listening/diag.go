@@ -56,7 +56,7 @@ func (k kind) states() uint32 {
 	if k.proto == probe.TCP {
 		return 1 << tcpListen
 	}
-	return 1 << tcpClose
+	return 1<<tcpClose | 1<<tcpEstablished
 }
 
 func (k kind) ipproto() uint8 {
@@ -214,7 +214,7 @@ func errnoIn(body []byte) error {
 func nlAlign(n int) int { return (n + unix.NLMSG_ALIGNTO - 1) &^ (unix.NLMSG_ALIGNTO - 1) }
 
 // parseDiagMsg decodes struct inet_diag_msg and its attributes. ok is false for a
-// socket that does not take new packets: not listening (TCP) or connected (UDP). The
+// socket that does not take new packets (a TCP socket that is not listening). The
 // kernel filters by state already; checking again keeps a filter-ignoring kernel
 // from making established sockets look like listeners.
 func parseDiagMsg(b []byte, proto probe.Proto) (l listener, ok bool, err error) {
@@ -223,7 +223,6 @@ func parseDiagMsg(b []byte, proto probe.Proto) (l listener, ok bool, err error) 
 	}
 	family, state := b[0], b[1]
 	sport := binary.BigEndian.Uint16(b[4:])
-	dport := binary.BigEndian.Uint16(b[6:])
 	var addr netip.Addr
 	switch family {
 	case unix.AF_INET:
@@ -233,17 +232,22 @@ func parseDiagMsg(b []byte, proto probe.Proto) (l listener, ok bool, err error) 
 	default:
 		return l, false, nil
 	}
-	if !takesPackets(proto, state, dport) {
+	if !takesPackets(proto, state) {
 		return l, false, nil
 	}
 	return newListener(proto, addr, sport, v6onlyAttr(b[sizeofDiagMsg:])), true, nil
 }
 
-func takesPackets(proto probe.Proto, state uint8, remotePort uint16) bool {
+// takesPackets: a TCP socket takes new connections only when listening; every bound
+// UDP socket counts, connected ones too. A connected UDP socket's port receives its
+// peer's replies, which are not probes (a local DNS or NTP client on a low port would
+// otherwise be "scanned" by every answer), and classic's bind test saw the port as busy
+// as well.
+func takesPackets(proto probe.Proto, state uint8) bool {
 	if proto == probe.TCP {
 		return state == tcpListen
 	}
-	return state == tcpClose && remotePort == 0
+	return state == tcpClose || state == tcpEstablished
 }
 
 // v6onlyAttr finds INET_DIAG_SKV6ONLY among the rtattrs. Without it (old kernels) the

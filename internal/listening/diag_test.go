@@ -137,7 +137,7 @@ func TestDumpStateUDP(t *testing.T) {
 	if err := st.parse(d, 7, probe.UDP); err != nil {
 		t.Fatal(err)
 	}
-	if diff := cmp.Diff([]string{"UDP 0.0.0.0:53"}, strs(st.out)); diff != "" {
+	if diff := cmp.Diff([]string{"UDP 0.0.0.0:53", "UDP 127.0.0.1:5000", "UDP 127.0.0.1:5001"}, strs(st.out)); diff != "" {
 		t.Errorf("listeners (-want +got):\n%s", diff)
 	}
 }
@@ -195,7 +195,7 @@ func TestDiagRequest(t *testing.T) {
 		t.Fatalf("bad header % x", b[:16])
 	}
 	r := b[16:]
-	if r[0] != unix.AF_INET6 || r[1] != unix.IPPROTO_UDP || ne.Uint32(r[4:]) != 1<<tcpClose {
+	if r[0] != unix.AF_INET6 || r[1] != unix.IPPROTO_UDP || ne.Uint32(r[4:]) != 1<<tcpClose|1<<tcpEstablished {
 		t.Errorf("bad request % x", r)
 	}
 }

@@ -130,7 +130,7 @@ func listenMapped(addr netip.AddrPort) (io.Closer, error) {
 // is private, so nothing else can hold them).
 type world struct {
 	closers   []io.Closer // the sockets that take packets
-	leftovers []io.Closer // sockets that must not count: connections, connected UDP
+	leftovers []io.Closer // sockets that must not count: TCP connections
 	clientTCP netip.AddrPort
 }
 
@@ -158,7 +158,7 @@ func (w *world) closeAll() {
 
 // openWorld opens, inside ns: the listeners of worldChecks, an ESTABLISHED connection on
 // 1005 and a TIME_WAIT socket on 1006 whose listeners are gone, and a connected UDP
-// socket on 1011.
+// socket on 1011 (which counts: its port receives its peer's replies).
 func openWorld(t *testing.T, ns netns.NsHandle) *world {
 	t.Helper()
 	w := &world{}
@@ -207,7 +207,7 @@ func (w *world) openLeftovers() error {
 	if err != nil {
 		return err
 	}
-	w.leftovers = append(w.leftovers, c)
+	w.closers = append(w.closers, c)
 	return nil
 }
 
@@ -303,8 +303,8 @@ var worldChecks = []check{
 	// 1010: UDP [::] dual-stack.
 	{probe.UDP, "[::1]:1010", true, false},
 	{probe.UDP, "127.0.0.1:1010", true, false},
-	// 1011: connected UDP socket: takes only its peer's datagrams.
-	{probe.UDP, "127.0.0.1:1011", false, false},
+	// 1011: connected UDP socket: its peer's replies arrive there, so it is in use.
+	{probe.UDP, "127.0.0.1:1011", true, false},
 	// 1012: dual-stack IPv6 socket bound to ::ffff:127.0.0.2 takes IPv4 to 127.0.0.2.
 	{probe.TCP, "127.0.0.2:1012", true, false},
 	{probe.TCP, "[::ffff:127.0.0.2]:1012", true, false},
@@ -317,7 +317,7 @@ var worldChecks = []check{
 
 var (
 	worldTCP = []uint16{1001, 1002, 1003, 1007, 1012}
-	worldUDP = []uint16{1004, 1008, 1009, 1010}
+	worldUDP = []uint16{1004, 1008, 1009, 1010, 1011}
 )
 
 // inUser is what the checks need of a Tracker or a bare snapshot.

@@ -8,8 +8,10 @@
 // overflowed after 64 busy ports. Here:
 //
 //   - TCP: only sockets in LISTEN state count; TIME_WAIT, ESTABLISHED and the rest do not.
-//   - UDP: a bound, unconnected socket counts; a connected one (it has a remote peer) does
-//     not, since the kernel gives it only datagrams from that peer.
+//   - UDP: every bound socket counts, connected ones too: a connected socket's port
+//     receives its peer's replies (a local DNS or NTP client on a low port), and those
+//     are not probes. This costs some precision (another host probing that port while
+//     the client runs is missed), the same trade classic's bind test made.
 //   - A socket bound to one local address makes the port in use only for packets to that
 //     address. A wildcard bind (0.0.0.0, ::) covers every address of its family, and an
 //     IPv6 wildcard without IPV6_V6ONLY covers IPv4 too.
@@ -46,8 +48,9 @@ type Tracker struct {
 	src  source
 	snap atomic.Pointer[snapshot]
 
-	refreshMu sync.Mutex // serialises refreshes, so snapshots replace each other in order
-	usedProc  bool       // guarded by refreshMu: the last snapshot read /proc/net
+	refreshMu sync.Mutex   // serialises refreshes, so snapshots replace each other in order
+	refreshed atomic.Int64 // unix nanoseconds of the last refresh attempt
+	usedProc  bool         // guarded by refreshMu: the last snapshot read /proc/net
 
 	cbMu      sync.Mutex
 	callbacks []func()
@@ -110,6 +113,17 @@ func (t *Tracker) OnChange(f func()) {
 	t.callbacks = append(t.callbacks, f)
 }
 
+// InUseNow is InUse against a view at most maxAge old, refreshing first if needed. It
+// is for the rare packet that is about to be reported: a client socket opened a moment
+// ago (a DNS query from a watched port) must not have its replies taken for a scan.
+// Refreshes are bounded to one per maxAge however many packets ask.
+func (t *Tracker) InUseNow(proto probe.Proto, dst netip.AddrPort, maxAge time.Duration) bool {
+	if time.Now().UnixNano()-t.refreshed.Load() > int64(maxAge) {
+		t.Refresh() // on failure the last good snapshot answers, as everywhere else
+	}
+	return t.InUse(proto, dst)
+}
+
 // Refresh reads the sockets now and installs the new snapshot. On error the previous
 // snapshot stays.
 func (t *Tracker) Refresh() error {
@@ -126,6 +140,7 @@ func (t *Tracker) Refresh() error {
 func (t *Tracker) refresh() (changed bool, err error) {
 	t.refreshMu.Lock()
 	defer t.refreshMu.Unlock()
+	t.refreshed.Store(time.Now().UnixNano()) // an attempt: failures are throttled too
 	ls, fallback, err := t.src.collect()
 	if err != nil {
 		return false, fmt.Errorf("listening sockets: %w", err)

@@ -70,7 +70,7 @@ func parseProcLine(f [][]byte, proto probe.Proto, order binary.ByteOrder) (l lis
 	if err != nil {
 		return l, false, fmt.Errorf("local address: %w", err)
 	}
-	_, rport, err := parseProcAddr(f[2], order)
+	_, _, err = parseProcAddr(f[2], order) // validated only: the peer does not decide
 	if err != nil {
 		return l, false, fmt.Errorf("remote address: %w", err)
 	}
@@ -78,7 +78,7 @@ func parseProcLine(f [][]byte, proto probe.Proto, order binary.ByteOrder) (l lis
 	if err != nil {
 		return l, false, fmt.Errorf("state: %w", err)
 	}
-	if !takesPackets(proto, uint8(state), rport) {
+	if !takesPackets(proto, uint8(state)) {
 		return l, false, nil
 	}
 	return newListener(proto, local, lport, false), true, nil

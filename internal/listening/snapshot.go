@@ -9,8 +9,8 @@ import (
 	"github.com/portsentry-go/portsentry/internal/probe"
 )
 
-// listener is one local socket that takes packets: a TCP socket in LISTEN state or an
-// unconnected, bound UDP socket.
+// listener is one local socket that takes packets: a TCP socket in LISTEN state or a
+// bound UDP socket.
 type listener struct {
 	proto probe.Proto
 	// addr is the local address, canonical (unmapped, no zone). The unspecified address

@@ -49,8 +49,14 @@ func (s spec) build() []byte {
 
 // need is how many leading bytes of the built packet the decoder must see: everything
 // up to the end of the fixed transport header (TCP options and data are optional).
+// need is how many bytes the decoder needs: the IP headers and, for TCP, the header up
+// to the flags byte (the rest of the fixed TCP header is not needed to classify).
 func (s spec) need() int {
-	return len(s.build()) - s.tcpOpts - s.payload
+	n := len(s.build()) - s.tcpOpts - s.payload
+	if s.proto == protoTCP {
+		n -= 20 - tcpFlagsEnd
+	}
+	return n
 }
 
 func (s spec) transport() []byte {

@@ -207,14 +207,13 @@ func decodeTransport(p []byte, proto uint8, more bool, h *Header) error {
 	return ErrProto
 }
 
-// decodeTCP reads the fixed 20-byte header only. TCP options are not needed, so a
-// capture cut short by a small snap length still decodes.
+// decodeTCP reads only what classification needs: ports and flags, the first 14 bytes.
+// A first fragment cut inside the TCP header (nmap -f, hping3 -f) and a header with a
+// nonsense data offset (hping3 -O 2) are evasion attempts that classic reported, so
+// neither is rejected.
 func decodeTCP(p []byte, more bool, h *Header) error {
-	if len(p) < 20 {
+	if len(p) < tcpFlagsEnd {
 		return short(more)
-	}
-	if p[12]>>4 < 5 { // data offset below the fixed header size
-		return ErrMalformed
 	}
 	h.Proto = probe.TCP
 	h.SrcPort = binary.BigEndian.Uint16(p[0:])
@@ -222,6 +221,9 @@ func decodeTCP(p []byte, more bool, h *Header) error {
 	h.TCPFlags = p[13] & flagMask
 	return nil
 }
+
+// tcpFlagsEnd is the length of the TCP header up to and including the flags byte.
+const tcpFlagsEnd = 14
 
 // decodeUDP ignores the length field except that 1..7 can never be valid (0 is allowed:
 // IPv6 jumbograms use it).

@@ -157,7 +157,7 @@ func TestDecodeErrors(t *testing.T) {
 		{"v4 IHL past total length", mutate(v4.build(), func(b []byte) { b[0] = 0x4f }), Header{}, ErrMalformed},
 		{"v4 IHL past capture", mutate(v4.build(), func(b []byte) { b[0] = 0x4f; b[3] = 60 }), Header{}, ErrTruncated},
 		{"v4 total length < IHL", mutate(v4.build(), func(b []byte) { binary.BigEndian.PutUint16(b[2:], 19) }), Header{}, ErrMalformed},
-		{"v4 total length cuts TCP", mutate(v4.build(), func(b []byte) { binary.BigEndian.PutUint16(b[2:], 39) }), v4.ipOnly(), ErrTruncated},
+		{"v4 total length cuts TCP", mutate(v4.build(), func(b []byte) { binary.BigEndian.PutUint16(b[2:], 33) }), v4.ipOnly(), ErrTruncated},
 		{"v4 total length cuts options", mutate(opts4.build(), func(b []byte) { binary.BigEndian.PutUint16(b[2:], 24) }), Header{}, ErrMalformed},
 		{"v4 non-first fragment", frag4.build(), frag4.ipOnly(), ErrFragment},
 		{"v4 max fragment offset", mutate(v4.build(), func(b []byte) { b[6] |= 0x1f; b[7] = 0xff }), v4.ipOnly(), ErrFragment},
@@ -167,14 +167,12 @@ func TestDecodeErrors(t *testing.T) {
 		{"v4 short TCP without MF", noMF.build(), noMF.ipOnly(), ErrTruncated},
 		{"v4 ICMP", icmp4.build(), icmp4.ipOnly(), ErrProto},
 		{"v4 ICMP with options", icmpOpts.build(), icmpOpts.ipOnly(), ErrProto},
-		{"v4 TCP data offset 4", mutate(v4.build(), func(b []byte) { b[32] = 0x40 }), v4.ipOnly(), ErrMalformed},
-		{"v4 TCP data offset 0", mutate(v4.build(), func(b []byte) { b[32] = 0 }), v4.ipOnly(), ErrMalformed},
 		{"v4 UDP length 7", mutate(udp4().build(), func(b []byte) { binary.BigEndian.PutUint16(b[24:], 7) }), udp4().ipOnly(), ErrMalformed},
 		{"v4 UDP length 1", mutate(udp4().build(), func(b []byte) { binary.BigEndian.PutUint16(b[24:], 1) }), udp4().ipOnly(), ErrMalformed},
 		{"v6 39 bytes", v6.build()[:39], Header{}, ErrTruncated},
 		{"v6 mapped source", mutate(v6.build(), func(b []byte) { copy(b[8:24], netip.MustParseAddr("::ffff:10.0.0.1").AsSlice()) }), Header{}, ErrMalformed},
 		{"v6 mapped destination", mutate(v6.build(), func(b []byte) { copy(b[24:40], netip.MustParseAddr("::ffff:10.0.0.2").AsSlice()) }), Header{}, ErrMalformed},
-		{"v6 payload length cuts TCP", mutate(v6.build(), func(b []byte) { binary.BigEndian.PutUint16(b[4:], 19) }), v6.ipOnly(), ErrTruncated},
+		{"v6 payload length cuts TCP", mutate(v6.build(), func(b []byte) { binary.BigEndian.PutUint16(b[4:], 13) }), v6.ipOnly(), ErrTruncated},
 		{"v6 non-first fragment", frag6.build(), frag6.ipOnly(), ErrFragment},
 		{"v6 first fragment split UDP", splitUDP6.build(), splitUDP6.ipOnly(), ErrFragment},
 		{"v6 ICMPv6", icmp6.build(), icmp6.ipOnly(), ErrProto},
@@ -183,11 +181,19 @@ func TestDecodeErrors(t *testing.T) {
 		{"v6 nine extension headers", nine.build(), nine.ipOnly(), ErrMalformed},
 		{"v6 hop-by-hop not first", hbhLate.build(), hbhLate.ipOnly(), ErrMalformed},
 		{"v6 ext length past end", mutate(tcp6(FlagSYN, hbh8).build(), func(b []byte) { b[41] = 200 }), v6.ipOnly(), ErrTruncated},
-		{"v6 TCP data offset 1", mutate(v6.build(), func(b []byte) { b[52] = 0x10 }), v6.ipOnly(), ErrMalformed},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) { checkDecode(t, c.b, c.want, c.err) })
 	}
+}
+
+// TestDecodeBogusDataOffset: a TCP data offset below 5 (hping3 -O 2) is an evasion
+// attempt classic reported; the ports and flags are still where they always are.
+func TestDecodeBogusDataOffset(t *testing.T) {
+	v4, v6 := tcp4(FlagSYN), tcp6(FlagSYN)
+	checkDecode(t, mutate(v4.build(), func(b []byte) { b[32] = 0x20 }), v4.want(), nil)
+	checkDecode(t, mutate(v4.build(), func(b []byte) { b[32] = 0 }), v4.want(), nil)
+	checkDecode(t, mutate(v6.build(), func(b []byte) { b[52] = 0x10 }), v6.want(), nil)
 }
 
 // TestDecodeLengthFields checks that the IP length fields, not the capture length, decide

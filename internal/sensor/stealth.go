@@ -78,6 +78,9 @@ type StealthDeps struct {
 	Own func(netip.Addr) bool
 	// InUse reports whether a local service listens on the destination (smart verify).
 	InUse func(probe.Proto, netip.AddrPort) bool
+	// Recheck, if set, asks InUse again against a fresh view before a packet is
+	// reported, for sockets opened since the last periodic refresh.
+	Recheck func(probe.Proto, netip.AddrPort) bool
 }
 
 // StealthStats are the stealth sensor's counters.
@@ -205,7 +208,7 @@ func (s *Stealth) frame(b []byte, info capture.Info, h *packet.Header) {
 		return
 	}
 	dst := h.Destination()
-	if s.deps.InUse(h.Proto, dst) {
+	if s.deps.InUse(h.Proto, dst) || (s.deps.Recheck != nil && s.deps.Recheck(h.Proto, dst)) {
 		s.stats.InUse.Add(1)
 		return
 	}
