@@ -16,15 +16,16 @@ import (
 // Ring defaults: 16 blocks of 256 KiB, 4 MiB in all.
 //
 // A captured SYN takes about 160 bytes of ring (96 of headers + 60 of packet, aligned), so
-// a block holds some 1600 of them and the ring about 26000: 150 ms of the 170k packets/s
-// flood measured on these machines before anything is dropped. Many smaller blocks rather
+// a block holds some 1600 of them and the ring about 52000: 300 ms of the 170k packets/s
+// flood measured on these machines before anything is dropped (with 16 blocks, bench/
+// flood.sh saw occasional drops on a busy 2-core machine). Many smaller blocks rather
 // than a few big ones because the retire timeout hands over a block with even a single
-// packet in it: under a trickle each block carries only a few packets, and 16 blocks give
-// the reader 16 timeouts of slack. 256 KiB blocks still keep wakeups under a flood to a
+// packet in it: under a trickle each block carries only a few packets, and 32 blocks give
+// the reader 32 timeouts of slack. 256 KiB blocks still keep wakeups under a flood to a
 // few hundred per second.
 const (
 	DefaultBlockSize = 256 << 10
-	DefaultNumBlocks = 16
+	DefaultNumBlocks = 32
 	// DefaultTimeout is the block retire timeout: a packet waits at most this long in a
 	// half-filled block before it is handed over. An empty block is never retired, so
 	// an idle ring costs no wakeups.

@@ -55,6 +55,7 @@ type Daemon struct {
 	state atomic.Pointer[state] // everything a reload replaces
 	own   *netaddr.OwnAddrs
 	files *files
+	rec   *recorder // writes to files, in batches
 
 	mu  sync.Mutex // guards det
 	det *detect.Detector
@@ -78,6 +79,13 @@ type state struct {
 // Stats are the daemon's running counters.
 type Stats struct {
 	Hits, Ignored, Detections, Responses, Failures, QueueDrops, Reloads atomic.Uint64
+}
+
+// String renders the counters for the log.
+func (s *Stats) String() string {
+	return fmt.Sprintf("hits=%d ignored=%d detections=%d responses=%d failures=%d queue_drops=%d reloads=%d",
+		s.Hits.Load(), s.Ignored.Load(), s.Detections.Load(), s.Responses.Load(), s.Failures.Load(),
+		s.QueueDrops.Load(), s.Reloads.Load())
 }
 
 // New loads the configuration and ignore file; it opens nothing yet.
@@ -256,6 +264,7 @@ func (d *Daemon) Run(ctx context.Context, reload <-chan os.Signal) error {
 		return err
 	}
 	d.files = f
+	d.rec = newRecorder(f, d.log)
 	respCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	d.ctx = respCtx
 	var wg sync.WaitGroup
@@ -274,6 +283,7 @@ func (d *Daemon) Run(ctx context.Context, reload <-chan os.Signal) error {
 		}
 		wg.Wait()
 		cancel()
+		d.rec.close()
 		d.files.close()
 		return err
 	}
@@ -290,6 +300,8 @@ func (d *Daemon) Run(ctx context.Context, reload <-chan os.Signal) error {
 	wg.Wait()
 	stop.Stop()
 	cancel()
+	d.log.Info("adminalert: totals: " + d.stats.String())
+	d.rec.close()
 	return d.files.close()
 }
 

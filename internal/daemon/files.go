@@ -62,11 +62,22 @@ func (f *files) reopen(cfg *config.Config, modes []probe.Mode) error {
 	return old.close()
 }
 
-// record appends line to the mode's blocked file and to the history file.
-func (f *files) record(m probe.Mode, line string) error {
+// append writes a batch: each mode's lines to its blocked file and every line, in
+// order, to the history file, one write and one sync per file.
+func (f *files) append(batch []entry) error {
+	byMode := map[probe.Mode][]string{}
+	all := make([]string, len(batch))
+	for i, e := range batch {
+		byMode[e.mode] = append(byMode[e.mode], e.line)
+		all[i] = e.line
+	}
 	f.mu.RLock()
 	defer f.mu.RUnlock()
-	return errors.Join(f.blocked[m].Append(line), f.history.Append(line))
+	errs := []error{f.history.Append(all...)}
+	for m, lines := range byMode {
+		errs = append(errs, f.blocked[m].Append(lines...))
+	}
+	return errors.Join(errs...)
 }
 
 func (f *files) close() error {

@@ -39,9 +39,7 @@ func (d *Daemon) process(v detect.Verdict) {
 	}
 	d.stats.Responses.Add(1)
 	line := journal.Line(p.Time.Local(), name, addr, port, p.Proto)
-	if err := d.files.record(p.Mode, line); err != nil {
-		d.log.Error("adminalert: ERROR: " + err.Error())
-	}
+	d.rec.record(p.Mode, line)
 }
 
 // detectionLine is the classic first line of a detection.
