@@ -45,13 +45,20 @@ type Verdict struct {
 // so the table stays under 4 MiB however many distinct sources probe us.
 const DefaultTableSize = 65536
 
+// DefaultBlockedMemory bounds, per mode, how many acted-on hosts are remembered for the
+// "already blocked" answer. A flood of spoofed sources would otherwise grow the set
+// without limit; past the bound the host acted on longest ago is forgotten, and acted
+// on again should it come back (a second history line, a repeated KILL_ command).
+const DefaultBlockedMemory = 65536
+
 // Detector holds the trigger counters and the per-mode record of acted-on hosts.
 type Detector struct {
 	trigger int
 	hits    *counter
 	// blocked is per mode, as classic keeps one blocked file per mode: a host blocked by
 	// -tcp is still new to -udp, whose BLOCK_UDP setting may differ.
-	blocked map[probe.Mode]map[netip.Addr]struct{}
+	blocked map[probe.Mode]*counter
+	memory  int
 }
 
 // New returns a detector that fires on the trigger-th hit of a host (0 and 1 both mean
@@ -63,7 +70,8 @@ func New(trigger, tableSize int) *Detector {
 	return &Detector{
 		trigger: trigger,
 		hits:    newCounter(tableSize),
-		blocked: make(map[probe.Mode]map[netip.Addr]struct{}),
+		blocked: make(map[probe.Mode]*counter),
+		memory:  DefaultBlockedMemory,
 	}
 }
 
@@ -86,33 +94,44 @@ func (d *Detector) Observe(p probe.Probe, ignored bool) Verdict {
 		}
 	}
 	set := d.blocked[p.Mode]
-	if _, ok := set[src]; ok {
-		return Verdict{Probe: p, Action: AlreadyBlocked, Hits: hits}
-	}
 	if set == nil {
-		set = make(map[netip.Addr]struct{})
+		set = newCounter(d.memory)
 		d.blocked[p.Mode] = set
 	}
 	// Marked at once, before the response runs, so hits arriving while it runs are
 	// "already blocked" rather than starting a second response.
-	set[src] = struct{}{}
+	if set.inc(src) > 1 {
+		return Verdict{Probe: p, Action: AlreadyBlocked, Hits: hits}
+	}
 	return Verdict{Probe: p, Action: Respond, Hits: hits}
 }
 
 // Forget removes a host from a mode's acted-on set, after its response failed, so that
 // its next hit tries again.
 func (d *Detector) Forget(mode probe.Mode, a netip.Addr) {
-	delete(d.blocked[mode], a)
+	if set := d.blocked[mode]; set != nil {
+		// Its ring slot stays until reused; should the host be marked again meanwhile,
+		// that old slot may make it be forgotten early, which only costs a repeat.
+		delete(set.counts, a)
+	}
 }
 
 // Blocked reports whether the mode has acted on the host.
 func (d *Detector) Blocked(mode probe.Mode, a netip.Addr) bool {
-	_, ok := d.blocked[mode][a]
-	return ok
+	set := d.blocked[mode]
+	return set != nil && set.counts[a] > 0
 }
 
 // Tracked is the number of hosts whose hits are being counted.
 func (d *Detector) Tracked() int { return len(d.hits.counts) }
+
+// Remembered is the number of acted-on hosts a mode remembers.
+func (d *Detector) Remembered(mode probe.Mode) int {
+	if set := d.blocked[mode]; set != nil {
+		return len(set.counts)
+	}
+	return 0
+}
 
 // counter counts hits per address in a table of fixed capacity. When full, the entry
 // inserted longest ago is dropped (first in, first out): a scanner that keeps probing is

@@ -126,3 +126,22 @@ func BenchmarkObserve(b *testing.B) {
 		d.Observe(probes[i%len(probes)], false)
 	}
 }
+
+func TestBlockedMemoryIsBounded(t *testing.T) {
+	d := New(0, 0)
+	d.memory = 100
+	for i := 0; i < 10000; i++ {
+		src := netip.AddrFrom4([4]byte{198, 18, byte(i >> 8), byte(i)})
+		if v := d.Observe(probe.Probe{Src: netip.AddrPortFrom(src, 1), Mode: probe.ModeSTCP}, false); v.Action != Respond {
+			t.Fatalf("new source %v: %v", src, v.Action)
+		}
+	}
+	if n := d.Remembered(probe.ModeSTCP); n != 100 {
+		t.Fatalf("remembers %d hosts, bound is 100", n)
+	}
+	// The most recent hosts are the ones remembered.
+	last := netip.AddrFrom4([4]byte{198, 18, 39, 15}) // i = 9999
+	if !d.Blocked(probe.ModeSTCP, last) {
+		t.Fatal("latest host forgotten")
+	}
+}
