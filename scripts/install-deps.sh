@@ -7,7 +7,7 @@
 set -euo pipefail
 
 run=(iproute2 nftables)
-test=(nmap hping3 tcpdump iptables ipset portsentry procps psmisc util-linux)
+test=(nmap hping3 tcpdump iptables ipset portsentry procps psmisc util-linux chromium)
 case "${1:-test}" in
   run) need=("${run[@]}") ;;
   test) need=("${run[@]}" "${test[@]}") ;;

@@ -42,6 +42,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 			return exitOK
 		case "check-config":
 			return checkConfig(args[1:], stdout, stderr)
+		case "report":
+			return reportCmd(args[1:], stdout, stderr)
 		}
 	}
 	return runDaemon(args, stderr)
@@ -172,6 +174,10 @@ func usage(fs *flag.FlagSet, w io.Writer) {
   portsentry check-config [-c FILE] [MODE...]
                                            validate the config and ignore file, print
                                            the effective settings; exit 3 on errors
+  portsentry report [-c FILE | -history FILE] [-o OUT] [-format html|json]
+                   [-since T] [-until T] [-rows N]
+                                           turn the history file into one self-contained
+                                           HTML page (or JSON); see docs/report.md
   portsentry version                       print the version
 
 MODE is one or more of -tcp -udp -stcp -sudp -atcp -audp. Classic PortSentry runs one

@@ -1,0 +1,215 @@
+package main
+
+import (
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/portsentry-go/portsentry/internal/config"
+	"github.com/portsentry-go/portsentry/internal/report"
+)
+
+// defaultHistory is where Debian keeps the history file.
+const defaultHistory = "/var/lib/portsentry/portsentry.history"
+
+// reportShownMalformed is how many malformed lines are named on stderr.
+const reportShownMalformed = 5
+
+// reportCmd implements "portsentry report": it summarises a history file as one
+// self-contained HTML page or as JSON.
+func reportCmd(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("portsentry report", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	out := fs.String("o", "-", "write the report to `path` (\"-\": standard output); the file is replaced atomically")
+	history := fs.String("history", "", "history `file` to read (\"-\": standard input; default "+defaultHistory+", or HISTORY_FILE of -c)")
+	conf := fs.String("c", "", "take the history file from this config `file`'s HISTORY_FILE")
+	since := fs.String("since", "", "leave out lines before `time`: RFC3339, YYYY-MM-DD (local midnight) or a duration back from now (24h, 7d)")
+	until := fs.String("until", "", "leave out lines from `time` on: RFC3339, YYYY-MM-DD (the whole day is kept) or a duration back from now")
+	rows := fs.Int("rows", report.DefaultRows, "newest lines shown in the table (`n`, 0 for none); the summary always covers every line in range")
+	top := fs.Int("top", report.DefaultTop, "entries in the top scanner and top port lists")
+	format := fs.String("format", "html", "output `format`: html or json")
+	fs.Usage = func() {
+		fmt.Fprint(stderr, `Usage:
+  portsentry report [-history FILE | -c CONFIG] [-since T] [-until T] [-rows N] [-format html|json] [-o PATH]
+
+Summarises a PortSentry history file (classic or this daemon's, Debian's included):
+counts, top scanners, top ports, probes over time, TCP/UDP split and the newest lines.
+HTML output is one self-contained page for a browser or a web directory (cron friendly);
+JSON output is the same summary for scripts. Malformed lines are counted and skipped.
+
+Options:
+`)
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		return exitUsage
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "portsentry report: unexpected argument %q\n", fs.Arg(0))
+		return exitUsage
+	}
+	if *format != "html" && *format != "json" {
+		fmt.Fprintf(stderr, "portsentry report: -format must be html or json, not %q\n", *format)
+		return exitUsage
+	}
+	if *rows < 0 || *top < 1 {
+		fmt.Fprintln(stderr, "portsentry report: -rows must be 0 or more and -top 1 or more")
+		return exitUsage
+	}
+	now := time.Now()
+	opts := report.Options{Rows: *rows, Top: *top, Now: func() time.Time { return now }}
+	if *rows == 0 {
+		opts.Rows = -1
+	}
+	var err error
+	if opts.Since, err = parseWhen(*since, now, false); err != nil {
+		fmt.Fprintf(stderr, "portsentry report: -since: %v\n", err)
+		return exitUsage
+	}
+	if opts.Until, err = parseWhen(*until, now, true); err != nil {
+		fmt.Fprintf(stderr, "portsentry report: -until: %v\n", err)
+		return exitUsage
+	}
+	if !opts.Since.IsZero() && !opts.Until.IsZero() && !opts.Since.Before(opts.Until) {
+		fmt.Fprintln(stderr, "portsentry report: -since must be before -until")
+		return exitUsage
+	}
+
+	path, code := historyPath(*history, *conf, stderr)
+	if code != exitOK {
+		return code
+	}
+	var in io.Reader = os.Stdin
+	opts.Source = path
+	if path == "-" {
+		opts.Source = "standard input"
+	} else {
+		f, err := os.Open(path)
+		if err != nil {
+			fmt.Fprintf(stderr, "portsentry report: %v\n", err)
+			return exitError
+		}
+		defer f.Close()
+		in = f
+	}
+
+	sum, err := report.Build(in, opts)
+	if err != nil {
+		fmt.Fprintf(stderr, "portsentry report: reading %s: %v\n", opts.Source, err)
+		return exitError
+	}
+	reportMalformed(stderr, opts.Source, sum.Malformed)
+
+	write := func(w io.Writer) error {
+		if *format == "json" {
+			return report.WriteJSON(w, sum)
+		}
+		return report.WriteHTML(w, sum, opts)
+	}
+	if *out == "-" {
+		err = write(stdout)
+	} else {
+		err = writeAtomic(*out, write)
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "portsentry report: %v\n", err)
+		return exitError
+	}
+	return exitOK
+}
+
+// historyPath decides which history file to read: -history, else -c's HISTORY_FILE,
+// else Debian's default.
+func historyPath(history, conf string, stderr io.Writer) (string, int) {
+	if history != "" {
+		return history, exitOK
+	}
+	if conf == "" {
+		return defaultHistory, exitOK
+	}
+	cfg, diags, err := config.Load(conf)
+	if cfg == nil {
+		fmt.Fprintf(stderr, "portsentry report: %v\n", err)
+		return "", exitConfig
+	}
+	// Problems elsewhere in the file do not stop a report; they are shown, though.
+	for _, d := range diags {
+		fmt.Fprintln(stderr, d)
+	}
+	if cfg.HistoryFile == "" {
+		fmt.Fprintf(stderr, "portsentry report: %s does not set HISTORY_FILE; use -history\n", conf)
+		return "", exitConfig
+	}
+	return cfg.HistoryFile, exitOK
+}
+
+// reportMalformed names the first malformed lines on stderr as FILE:LINE: reason.
+func reportMalformed(stderr io.Writer, source string, m report.Malformed) {
+	if m.Count == 0 {
+		return
+	}
+	for i, b := range m.First {
+		if i == reportShownMalformed {
+			break
+		}
+		fmt.Fprintf(stderr, "%s:%d: malformed history line skipped: %s\n", source, b.Line, b.Reason)
+	}
+	if m.Count > int64(min(len(m.First), reportShownMalformed)) {
+		fmt.Fprintf(stderr, "%s: %d malformed lines skipped in all\n", source, m.Count)
+	}
+}
+
+// parseWhen reads a -since/-until value: "" (no bound), RFC3339, YYYY-MM-DD in local
+// time (for -until the end of that day, so the day is included), or a duration back
+// from now: Go syntax (90m, 24h) or whole days (7d).
+func parseWhen(s string, now time.Time, endOfDay bool) (time.Time, error) {
+	if s == "" {
+		return time.Time{}, nil
+	}
+	if t, err := time.Parse(time.RFC3339, s); err == nil {
+		return t, nil
+	}
+	if t, err := time.ParseInLocation(time.DateOnly, s, time.Local); err == nil {
+		if endOfDay {
+			t = t.AddDate(0, 0, 1)
+		}
+		return t, nil
+	}
+	d, err := time.ParseDuration(s)
+	if days, ok := strings.CutSuffix(s, "d"); ok {
+		n, perr := strconv.Atoi(days)
+		d, err = time.Duration(n)*24*time.Hour, perr
+	}
+	if err != nil || d <= 0 {
+		return time.Time{}, fmt.Errorf("%q is not RFC3339 (2026-11-24T15:53:15Z), YYYY-MM-DD or a positive duration (24h, 7d)", s)
+	}
+	return now.Add(-d), nil
+}
+
+// writeAtomic writes a file through a temporary file in the same directory, renamed
+// over path at the end: a web server or a reader never sees half a report.
+func writeAtomic(path string, write func(io.Writer) error) error {
+	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmp.Name()) // fails harmlessly after the rename
+	if err := write(tmp); err != nil {
+		tmp.Close()
+		return err
+	}
+	// The report is meant for reading, by a web server too (the seed's use): 0644.
+	if err := tmp.Chmod(0o644); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Close(); err != nil {
+		return err
+	}
+	return os.Rename(tmp.Name(), path)
+}
