@@ -39,6 +39,12 @@ const (
 	workers   = 4
 )
 
+// Where the resolvers come from, and how often gateways and resolvers are re-read.
+const (
+	resolvConf   = "/etc/resolv.conf"
+	infraRefresh = 10 * time.Second
+)
+
 // Options configure a Daemon.
 type Options struct {
 	ConfigPath string // "" means DefaultConfigPath
@@ -54,6 +60,7 @@ type Daemon struct {
 	log   *slog.Logger
 	state atomic.Pointer[state] // everything a reload replaces
 	own   *netaddr.OwnAddrs
+	infra *netaddr.Infra // gateways and resolvers: never acted on
 	files *files
 	rec   *recorder // writes to files, in batches
 
@@ -106,6 +113,7 @@ func New(opts Options) (*Daemon, error) {
 	if d.own == nil {
 		d.own = netaddr.NewOwnAddrs(opts.Log)
 	}
+	d.infra = netaddr.NewInfra(opts.Log, resolvConf)
 	return d, nil
 }
 
@@ -204,9 +212,10 @@ func (d *Daemon) Config() *config.Config { return d.state.Load().cfg }
 
 // ignored reports whether a source must never be acted on: the ignore file, the host's
 // own addresses, loopback and the unspecified addresses (the last two are always part
-// of OwnAddrs).
+// of OwnAddrs), and the host's default gateways and DNS resolvers, which a spoofed probe
+// would otherwise get banned (SPEC §8).
 func (d *Daemon) ignored(a netip.Addr) bool {
-	return d.own.Contains(a) || d.state.Load().ignore.Contains(a)
+	return d.own.Contains(a) || d.state.Load().ignore.Contains(a) || d.infra.Contains(a)
 }
 
 // Handle is the sensors' entry point: judge the probe and queue whatever needs logging
@@ -258,6 +267,10 @@ func (d *Daemon) Run(ctx context.Context, reload <-chan os.Signal) error {
 		d.log.Warn("adminalert: ERROR: cannot follow this host's addresses: " + err.Error())
 	}
 	defer d.own.Stop()
+	if err := d.infra.Start(ctx, infraRefresh); err != nil {
+		d.log.Warn("adminalert: ERROR: cannot read gateways or resolvers: " + err.Error())
+	}
+	defer d.infra.Stop()
 	st := d.state.Load()
 	f, err := openFiles(st.cfg, d.opts.Modes)
 	if err != nil {

@@ -1,0 +1,180 @@
+//go:build linux
+
+package netaddr
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"os"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/vishvananda/netlink"
+)
+
+// Infra follows the hosts this machine depends on: its default gateways (from the
+// routing table) and its DNS resolvers (from resolv.conf). A spoofed probe "from" one of
+// them must never get it banned, or an attacker could cut the host off its own network
+// with a single packet. Contains reads an immutable snapshot: lock-free, for the
+// detection path.
+type Infra struct {
+	log        *slog.Logger
+	resolvConf string
+	snap       atomic.Pointer[infraSnap]
+
+	mu   sync.Mutex // Start/Stop bookkeeping
+	stop context.CancelFunc
+	done chan struct{}
+}
+
+type infraSnap struct {
+	gateways, resolvers []netip.Addr
+}
+
+// NewInfra returns a tracker reading resolvers from resolvConf (usually
+// /etc/resolv.conf). It knows nothing until Refresh or Start.
+func NewInfra(log *slog.Logger, resolvConf string) *Infra {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	i := &Infra{log: log, resolvConf: resolvConf}
+	i.snap.Store(&infraSnap{})
+	return i
+}
+
+// Contains reports whether a is a gateway or a resolver.
+func (i *Infra) Contains(a netip.Addr) bool {
+	a = a.Unmap().WithZone("")
+	s := i.snap.Load()
+	return slices.Contains(s.gateways, a) || slices.Contains(s.resolvers, a)
+}
+
+// Gateways and Resolvers return the current lists, sorted.
+func (i *Infra) Gateways() []netip.Addr  { return slices.Clone(i.snap.Load().gateways) }
+func (i *Infra) Resolvers() []netip.Addr { return slices.Clone(i.snap.Load().resolvers) }
+
+// Refresh reads both sources now. A source that fails keeps its previous list, so a
+// passing error never unprotects a gateway.
+func (i *Infra) Refresh() error {
+	old := i.snap.Load()
+	next := &infraSnap{gateways: old.gateways, resolvers: old.resolvers}
+	gws, gerr := defaultGateways()
+	if gerr == nil {
+		next.gateways = gws
+	}
+	res, rerr := readResolvers(i.resolvConf)
+	if rerr == nil || errors.Is(rerr, os.ErrNotExist) {
+		next.resolvers = res
+	}
+	if !slices.Equal(next.gateways, old.gateways) || !slices.Equal(next.resolvers, old.resolvers) {
+		i.log.Info("protected infrastructure", "gateways", fmt.Sprint(next.gateways), "resolvers", fmt.Sprint(next.resolvers))
+	}
+	i.snap.Store(next)
+	if rerr != nil && errors.Is(rerr, os.ErrNotExist) {
+		rerr = nil // no resolv.conf: no resolvers to protect
+	}
+	return errors.Join(gerr, rerr)
+}
+
+// Start refreshes now and then every `every` until ctx is done or Stop is called.
+// Routes and resolv.conf change rarely (DHCP, VPN); polling keeps this simple.
+func (i *Infra) Start(ctx context.Context, every time.Duration) error {
+	err := i.Refresh()
+	ctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	i.mu.Lock()
+	i.stop, i.done = cancel, done
+	i.mu.Unlock()
+	go func() {
+		defer close(done)
+		t := time.NewTicker(every)
+		defer t.Stop()
+		var last string
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+			}
+			if err := i.Refresh(); err != nil && err.Error() != last {
+				i.log.Warn("cannot read gateways or resolvers", "err", err)
+				last = err.Error()
+			} else if err == nil {
+				last = ""
+			}
+		}
+	}()
+	return err
+}
+
+// Stop ends the refresh loop and waits for it.
+func (i *Infra) Stop() {
+	i.mu.Lock()
+	stop, done := i.stop, i.done
+	i.mu.Unlock()
+	if stop != nil {
+		stop()
+		<-done
+	}
+}
+
+// defaultGateways lists the next hops of the default routes, IPv4 and IPv6, multipath
+// included, sorted and without zones.
+func defaultGateways() ([]netip.Addr, error) {
+	routes, err := netlink.RouteList(nil, netlink.FAMILY_ALL)
+	if err != nil && !errors.Is(err, netlink.ErrDumpInterrupted) {
+		return nil, fmt.Errorf("list routes: %w", err)
+	}
+	var out []netip.Addr
+	add := func(ip []byte) {
+		if a, ok := netip.AddrFromSlice(ip); ok && a.IsValid() && !a.IsUnspecified() {
+			out = append(out, a.Unmap())
+		}
+	}
+	for _, r := range routes {
+		if r.Dst != nil {
+			if ones, _ := r.Dst.Mask.Size(); ones != 0 {
+				continue
+			}
+		}
+		add(r.Gw)
+		for _, nh := range r.MultiPath {
+			add(nh.Gw)
+		}
+	}
+	slices.SortFunc(out, netip.Addr.Compare)
+	return slices.Compact(out), nil
+}
+
+// readResolvers returns the "nameserver" addresses of a resolv.conf, sorted.
+func readResolvers(path string) ([]netip.Addr, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	return parseResolvers(data), nil
+}
+
+func parseResolvers(data []byte) []netip.Addr {
+	var out []netip.Addr
+	sc := bufio.NewScanner(bytes.NewReader(data))
+	for sc.Scan() {
+		f := strings.Fields(sc.Text())
+		if len(f) < 2 || f[0] != "nameserver" {
+			continue
+		}
+		if a, err := netip.ParseAddr(f[1]); err == nil {
+			out = append(out, a.Unmap().WithZone(""))
+		}
+	}
+	slices.SortFunc(out, netip.Addr.Compare)
+	return slices.Compact(out)
+}

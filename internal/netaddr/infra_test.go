@@ -1,0 +1,70 @@
+//go:build linux
+
+package netaddr
+
+import (
+	"fmt"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"testing"
+)
+
+func TestParseResolvers(t *testing.T) {
+	got := parseResolvers([]byte("# comment\nsearch example\nnameserver 198.18.0.53\nnameserver fe80::1%eth0\nnameserver ::ffff:198.18.0.54\nnameserver bogus\nnameserver 198.18.0.53\noptions ndots:2\n"))
+	want := []netip.Addr{netip.MustParseAddr("198.18.0.53"), netip.MustParseAddr("198.18.0.54"), netip.MustParseAddr("fe80::1")}
+	if !slices.Equal(got, want) {
+		t.Fatalf("got %v want %v", got, want)
+	}
+}
+
+// TestInfraInNamespace runs in a fresh network namespace (the tracker reads the
+// namespace of its thread, so the test re-executes itself inside `ip netns exec`).
+func TestInfraInNamespace(t *testing.T) {
+	if os.Getenv("PS_INFRA_CHILD") == "1" {
+		infraChild(t)
+		return
+	}
+	if os.Geteuid() != 0 {
+		t.Skip("needs root for a network namespace")
+	}
+	ns := fmt.Sprintf("psinfra%d", os.Getpid())
+	run := func(args ...string) {
+		if out, err := exec.Command(args[0], args[1:]...).CombinedOutput(); err != nil {
+			t.Fatalf("%v: %v\n%s", args, err, out)
+		}
+	}
+	run("ip", "netns", "add", ns)
+	t.Cleanup(func() { exec.Command("ip", "netns", "del", ns).Run() })
+	run("ip", "-n", ns, "link", "add", "psv0", "type", "veth", "peer", "name", "psv1")
+	run("ip", "-n", ns, "link", "set", "psv0", "up")
+	run("ip", "-n", ns, "link", "set", "psv1", "up")
+	run("ip", "-n", ns, "addr", "add", "198.18.77.1/24", "dev", "psv0")
+	run("ip", "-n", ns, "addr", "add", "2001:db8:77::1/64", "dev", "psv0", "nodad")
+	run("ip", "-n", ns, "route", "add", "default", "via", "198.18.77.254")
+	run("ip", "-n", ns, "-6", "route", "add", "default", "via", "2001:db8:77::fe")
+	resolv := filepath.Join(t.TempDir(), "resolv.conf")
+	os.WriteFile(resolv, []byte("nameserver 198.18.77.53\n"), 0o644)
+	cmd := exec.Command("ip", "netns", "exec", ns, os.Args[0], "-test.run", "^TestInfraInNamespace$")
+	cmd.Env = append(os.Environ(), "PS_INFRA_CHILD=1", "PS_INFRA_RESOLV="+resolv)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("child: %v\n%s", err, out)
+	}
+}
+
+func infraChild(t *testing.T) {
+	i := NewInfra(nil, os.Getenv("PS_INFRA_RESOLV"))
+	if err := i.Refresh(); err != nil {
+		t.Fatal(err)
+	}
+	for _, a := range []string{"198.18.77.254", "2001:db8:77::fe", "198.18.77.53", "::ffff:198.18.77.254"} {
+		if !i.Contains(netip.MustParseAddr(a)) {
+			t.Errorf("%s not protected; gateways %v resolvers %v", a, i.Gateways(), i.Resolvers())
+		}
+	}
+	if i.Contains(netip.MustParseAddr("198.18.77.2")) {
+		t.Error("an ordinary neighbour is protected")
+	}
+}
