@@ -1,4 +1,29 @@
-// Package nft blocks hosts with nftables sets.
+// Package nft blocks hosts with nftables, natively over netlink (no nft(8), no shell).
+//
+// The backend owns one table, inet <Table> (default "portsentry"):
+//
+//	table inet portsentry {
+//		set ban4 { type ipv4_addr; flags interval,timeout; }
+//		set ban6 { type ipv6_addr; flags interval,timeout; }
+//		chain input { type filter hook input priority filter - 10; policy accept;
+//			ip saddr @ban4 counter drop comment "portsentry"
+//			ip6 saddr @ban6 counter drop comment "portsentry" }
+//		chain forward { type filter hook forward priority filter - 10; policy accept;
+//			(the same two rules) }
+//	}
+//
+// A ban is one interval (a start and an end element) with its own timeout, which the
+// kernel expires by itself; a permanent ban has none. Interval sets let a ban cover a
+// network (an IPv6 /64) as well as a host. Bans are committed in transactions of at
+// most 1000 (DESIGN.md).
+//
+// Element changes are built in rawtx.go rather than with the library, because of two
+// kernel behaviours found while writing this: a re-add restarts the timeout only when
+// it carries an expiration, which the library cannot send; and DESTROYSETELEM (the
+// library's SetDestroyElements) corrupts an interval set when the interval it removes
+// has expired but is not yet reaped. Bans are therefore removed with DELSETELEM, which
+// fails a whole transaction on an absent element, and absent ones are found by
+// bisection. Everything else (ruleset, listing, flushing) goes through the library,
+// github.com/google/nftables at a pinned pseudo-version (tagged v0.3.0 silently dropped
+// elements from large batches, see DESIGN.md).
 package nft
-
-import _ "github.com/google/nftables" // pinned: see DESIGN.md for why this pseudo-version
