@@ -41,6 +41,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"slices"
 	"time"
 
@@ -108,6 +109,17 @@ type Config struct {
 	// empty means every interface, including ones that appear later.
 	Interfaces string
 
+	// Bans (ours, see docs/configuration.md).
+	BlockBackend    string // BLOCK_BACKEND: "classic" (KILL_ commands only) or "nftables"
+	BanTime         int    // BAN_TIME: seconds a first ban lasts; 0 = permanent
+	BanTimeMax      int    // BAN_TIME_MAX: repeat offenders' bans double up to this
+	BanRate         int    // BAN_RATE: new responses per minute at most; 0 = no limit
+	BanCap          int    // BAN_CAP: active bans at most; 0 = no limit
+	BanIPv6Prefix   int    // BAN_IPV6_PREFIX: an IPv6 scanner is banned with this prefix
+	BanJournal      string // BAN_JOURNAL: the ban journal file; empty: see BanJournalPath
+	ControlSocket   string // CONTROL_SOCKET: the operators' control socket
+	UnspoofableOnly bool   // UNSPOOFABLE_ONLY: act only on completed TCP handshakes
+
 	// lines maps each key set in the file to the line that set it, so that Validate can
 	// point at the line to fix. Keys never set are absent.
 	lines map[string]int
@@ -129,7 +141,7 @@ var (
 // Default returns exactly the settings of Debian's shipped portsentry.conf (plus our own
 // keys at their defaults). Each call returns a fresh value the caller may modify.
 func Default() *Config {
-	return &Config{
+	return (&Config{
 		Source:             DefaultsSource,
 		TCPPorts:           slices.Clone(debianTCPPorts),
 		UDPPorts:           slices.Clone(debianUDPPorts),
@@ -145,19 +157,49 @@ func Default() *Config {
 		HostsDenyFile:      DefaultHostsDenyFile,
 		CommandTimeout:     DefaultCommandTimeout,
 		lines:              map[string]int{},
+	}).withBanDefaults()
+}
+
+// Defaults of our ban keys, shared by Default and by files that omit them.
+const (
+	DefaultBlockBackend  = "classic"
+	DefaultBanTime       = 3600
+	DefaultBanTimeMax    = 7 * 24 * 3600
+	DefaultBanRate       = 60
+	DefaultBanCap        = 10000
+	DefaultBanIPv6Prefix = 64
+	DefaultBanJournal    = "" // beside HISTORY_FILE: see BanJournalPath
+	DefaultControlSocket = "/run/portsentry/portsentry.sock"
+)
+
+// BanJournalPath is BAN_JOURNAL, or when unset "portsentry.bans" in HISTORY_FILE's
+// directory (/var/lib/portsentry on Debian): state lives with state.
+func (c *Config) BanJournalPath() string {
+	if c.BanJournal != "" {
+		return c.BanJournal
 	}
+	return filepath.Join(filepath.Dir(c.HistoryFile), "portsentry.bans")
+}
+
+func (c *Config) withBanDefaults() *Config {
+	c.BlockBackend = DefaultBlockBackend
+	c.BanTime, c.BanTimeMax = DefaultBanTime, DefaultBanTimeMax
+	c.BanRate, c.BanCap = DefaultBanRate, DefaultBanCap
+	c.BanIPv6Prefix = DefaultBanIPv6Prefix
+	c.BanJournal, c.ControlSocket = DefaultBanJournal, DefaultControlSocket
+	return c
 }
 
 // empty returns the Config of a file with no settings: see the package comment.
 func empty(source string) *Config {
-	return &Config{
+	return (&Config{
 		Source:           source,
 		AdvancedPortsTCP: DefaultAdvancedPorts,
 		AdvancedPortsUDP: DefaultAdvancedPorts,
 		HostsDenyFile:    DefaultHostsDenyFile,
 		CommandTimeout:   DefaultCommandTimeout,
 		lines:            map[string]int{},
-	}
+	}).withBanDefaults()
 }
 
 // Load reads and parses the file at path. The error is non-nil for I/O problems (it names

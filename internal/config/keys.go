@@ -3,6 +3,7 @@ package config
 import (
 	"fmt"
 	"math"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -17,6 +18,7 @@ type keySpec struct {
 }
 
 const (
+	maxBanSeconds     = 10 * 365 * 24 * 3600
 	maxScanTrigger    = math.MaxInt32 // keeps the value portable to 32-bit counters
 	maxCommandSeconds = 3600
 )
@@ -45,6 +47,15 @@ var keys = []keySpec{
 	stringKey("HOSTS_DENY_FILE", hostsDenyFileProblem, func(c *Config) *string { return &c.HostsDenyFile }),
 	{name: "KILL_CMD_TIMEOUT", parse: parseTimeout, format: formatTimeout},
 	stringKey("INTERFACES", nil, func(c *Config) *string { return &c.Interfaces }),
+	stringKey("BLOCK_BACKEND", backendProblem, func(c *Config) *string { return &c.BlockBackend }),
+	intKey("BAN_TIME", 0, maxBanSeconds, "a number of seconds (0: permanent)", func(c *Config) *int { return &c.BanTime }),
+	intKey("BAN_TIME_MAX", 0, maxBanSeconds, "a number of seconds (0: no maximum)", func(c *Config) *int { return &c.BanTimeMax }),
+	intKey("BAN_RATE", 0, 1000000, "new responses per minute (0: no limit)", func(c *Config) *int { return &c.BanRate }),
+	intKey("BAN_CAP", 0, 10000000, "a number of bans (0: no limit)", func(c *Config) *int { return &c.BanCap }),
+	intKey("BAN_IPV6_PREFIX", 1, 128, "a prefix length from 1 to 128", func(c *Config) *int { return &c.BanIPv6Prefix }),
+	stringKey("BAN_JOURNAL", nil, func(c *Config) *string { return &c.BanJournal }),
+	stringKey("CONTROL_SOCKET", nil, func(c *Config) *string { return &c.ControlSocket }),
+	boolKey("UNSPOOFABLE_ONLY", func(c *Config) *bool { return &c.UnspoofableOnly }),
 }
 
 var keyIndex = func() map[string]keySpec {
@@ -183,4 +194,14 @@ func parseUint(s string, lo, hi int) (int, bool) {
 		return 0, false
 	}
 	return int(v), true
+}
+
+// Backends that BLOCK_BACKEND may name.
+var backends = []string{"classic", "nftables"}
+
+func backendProblem(key, val string) string {
+	if slices.Contains(backends, val) {
+		return ""
+	}
+	return fmt.Sprintf("%s must be one of %s, not %q", key, strings.Join(backends, ", "), val)
 }

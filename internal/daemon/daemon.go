@@ -67,6 +67,8 @@ type Daemon struct {
 	mu  sync.Mutex // guards det
 	det *detect.Detector
 
+	bans      *banManager
+	limit     atomic.Pointer[limiter] // BAN_RATE; nil: no limit
 	connect   map[probe.Mode]*sensor.Connect
 	stealth   *sensor.Stealth    // nil without stealth modes
 	listening *listening.Tracker // local services, for smart verify; nil without stealth modes
@@ -86,13 +88,15 @@ type state struct {
 // Stats are the daemon's running counters.
 type Stats struct {
 	Hits, Ignored, Detections, Responses, Failures, QueueDrops, Reloads atomic.Uint64
+	// Suppressed counts new hosts not acted on because of BAN_RATE or BAN_CAP.
+	Suppressed atomic.Uint64
 }
 
 // String renders the counters for the log.
 func (s *Stats) String() string {
-	return fmt.Sprintf("hits=%d ignored=%d detections=%d responses=%d failures=%d queue_drops=%d reloads=%d",
+	return fmt.Sprintf("hits=%d ignored=%d detections=%d responses=%d failures=%d queue_drops=%d suppressed=%d reloads=%d",
 		s.Hits.Load(), s.Ignored.Load(), s.Detections.Load(), s.Responses.Load(), s.Failures.Load(),
-		s.QueueDrops.Load(), s.Reloads.Load())
+		s.QueueDrops.Load(), s.Suppressed.Load(), s.Reloads.Load())
 }
 
 // New loads the configuration and ignore file; it opens nothing yet.
@@ -110,6 +114,7 @@ func New(opts Options) (*Daemon, error) {
 	}
 	d.state.Store(st)
 	d.det = detect.New(st.cfg.ScanTrigger, detect.DefaultTableSize)
+	d.limit.Store(newLimiter(st.cfg.BanRate))
 	if d.own == nil {
 		d.own = netaddr.NewOwnAddrs(opts.Log)
 	}
@@ -233,6 +238,11 @@ func (d *Daemon) Handle(p probe.Probe) {
 		return
 	case detect.Counted:
 		return
+	case detect.Respond:
+		if !d.mayRespond(p) {
+			d.forget(p.Mode, p.Src.Addr())
+			return
+		}
 	}
 	select {
 	case d.jobs[shard(p.Src.Addr())] <- v:
@@ -252,6 +262,17 @@ func shard(a netip.Addr) int {
 		h = (h ^ uint32(c)) * 16777619
 	}
 	return int(h % workers)
+}
+
+// mayRespond applies the spoofing defences to a host about to be acted on: the rate of
+// new responses (BAN_RATE) and the cap on active bans (BAN_CAP). A flood of spoofed
+// sources is then counted, and summarised every ten seconds, instead of acted on.
+func (d *Daemon) mayRespond(p probe.Probe) bool {
+	if (d.bans != nil && d.bans.full()) || !d.limit.Load().allow(p.Time) {
+		d.stats.Suppressed.Add(1)
+		return false
+	}
+	return true
 }
 
 func (d *Daemon) forget(m probe.Mode, a netip.Addr) {
@@ -278,6 +299,15 @@ func (d *Daemon) Run(ctx context.Context, reload <-chan os.Signal) error {
 	}
 	d.files = f
 	d.rec = newRecorder(f, d.log)
+	if d.bans, err = openBans(d.Config, d.log, time.Now()); err != nil {
+		d.rec.close()
+		d.files.close()
+		return err
+	}
+	d.restoreBans()
+	d.bans.onLift = d.forgetBans
+	banCtx, stopBans := context.WithCancel(context.WithoutCancel(ctx))
+	d.bans.start(banCtx)
 	respCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	d.ctx = respCtx
 	var wg sync.WaitGroup
@@ -289,21 +319,13 @@ func (d *Daemon) Run(ctx context.Context, reload <-chan os.Signal) error {
 			}
 		})
 	}
-	if err := d.startSensors(ctx, st.cfg); err != nil {
-		d.stopSensors()
-		for _, q := range d.jobs {
-			close(q)
-		}
-		wg.Wait()
-		cancel()
-		d.rec.close()
-		d.files.close()
-		return err
+	err = d.startSensors(ctx, st.cfg)
+	if err == nil {
+		d.log.Info("adminalert: PortSentry is now active and listening.")
+		d.serve(ctx, reload)
+		d.log.Info("securityalert: PortSentry is shutting down")
+		d.log.Info("adminalert: PortSentry is shutting down")
 	}
-	d.log.Info("adminalert: PortSentry is now active and listening.")
-	d.serve(ctx, reload)
-	d.log.Info("securityalert: PortSentry is shutting down")
-	d.log.Info("adminalert: PortSentry is shutting down")
 	d.stopSensors()
 	for _, q := range d.jobs {
 		close(q)
@@ -313,15 +335,17 @@ func (d *Daemon) Run(ctx context.Context, reload <-chan os.Signal) error {
 	wg.Wait()
 	stop.Stop()
 	cancel()
+	stopBans() // after the workers: their last bans are committed first
 	d.log.Info("adminalert: totals: " + d.stats.String())
+	berr := d.bans.close()
 	d.rec.close()
-	return d.files.close()
+	return errors.Join(err, berr, d.files.close())
 }
 
 func (d *Daemon) serve(ctx context.Context, reload <-chan os.Signal) {
 	tick := time.NewTicker(10 * time.Second)
 	defer tick.Stop()
-	var lastDrops uint64
+	var lastDrops, lastSuppressed uint64
 	for {
 		select {
 		case <-ctx.Done():
@@ -332,6 +356,13 @@ func (d *Daemon) serve(ctx context.Context, reload <-chan os.Signal) {
 			if n := d.stats.QueueDrops.Load(); n != lastDrops {
 				d.log.Warn(fmt.Sprintf("adminalert: response queue full: %d detections dropped so far", n))
 				lastDrops = n
+			}
+			if n := d.stats.Suppressed.Load(); n != lastSuppressed {
+				cfg := d.Config()
+				d.log.Warn(fmt.Sprintf("adminalert: Possible spoofed flood: %d new hosts not acted on in the last 10 s "+
+					"(BAN_RATE %d/min, BAN_CAP %d, %d bans active); detection continues",
+					n-lastSuppressed, cfg.BanRate, cfg.BanCap, d.bans.journal.Len()))
+				lastSuppressed = n
 			}
 		}
 	}
@@ -385,10 +416,14 @@ func (d *Daemon) reload() {
 		d.rejectReload(err)
 		return
 	}
+	old := d.Config()
 	d.state.Store(st)
 	d.mu.Lock()
 	d.det.SetTrigger(st.cfg.ScanTrigger)
 	d.mu.Unlock()
+	if st.cfg.BanRate != old.BanRate {
+		d.limit.Store(newLimiter(st.cfg.BanRate))
+	}
 	for m, c := range d.connect {
 		c.Update(portsFor(st.cfg, m), st.cfg.PortBanner)
 	}

@@ -62,6 +62,22 @@ func (f *files) reopen(cfg *config.Config, modes []probe.Mode) error {
 	return old.close()
 }
 
+// appendBlocked writes lines to the blocked files only (bans carried over a restart
+// are already in the history).
+func (f *files) appendBlocked(batch []entry) error {
+	byMode := map[probe.Mode][]string{}
+	for _, e := range batch {
+		byMode[e.mode] = append(byMode[e.mode], e.line)
+	}
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	var errs []error
+	for m, lines := range byMode {
+		errs = append(errs, f.blocked[m].Append(lines...))
+	}
+	return errors.Join(errs...)
+}
+
 // append writes a batch: each mode's lines to its blocked file and every line, in
 // order, to the history file, one write and one sync per file.
 func (f *files) append(batch []entry) error {

@@ -3,6 +3,8 @@ package daemon
 import (
 	"fmt"
 
+	"github.com/portsentry-go/portsentry/internal/bans"
+	"github.com/portsentry-go/portsentry/internal/config"
 	"github.com/portsentry-go/portsentry/internal/detect"
 	"github.com/portsentry-go/portsentry/internal/journal"
 	"github.com/portsentry-go/portsentry/internal/probe"
@@ -30,6 +32,11 @@ func (d *Daemon) process(v detect.Verdict) {
 		}
 		return
 	}
+	if st.cfg.UnspoofableOnly && p.Spoofable {
+		d.log.Info(fmt.Sprintf("attackalert: Not acting on host %s/%s: the probe could be spoofed (UNSPOOFABLE_ONLY)", name, addr))
+		d.forget(p.Mode, addr)
+		return
+	}
 	t := respond.Target{Addr: addr, Name: name, Port: port, Mode: p.Mode}
 	if !st.responder.Respond(d.ctx, t) {
 		d.stats.Failures.Add(1)
@@ -38,8 +45,19 @@ func (d *Daemon) process(v detect.Verdict) {
 		return
 	}
 	d.stats.Responses.Add(1)
+	if blockLevel(st.cfg, p.Proto) == config.BlockKill {
+		reason := bans.Reason{Mode: p.Mode, Port: port, Scan: p.ScanType, By: "detect"}
+		d.bans.ban(d.bans.newBan(d.bans.prefixFor(addr), reason, -1, p.Time))
+	}
 	line := journal.Line(p.Time.Local(), name, addr, port, p.Proto)
 	d.rec.record(p.Mode, line)
+}
+
+func blockLevel(cfg *config.Config, proto probe.Proto) config.BlockLevel {
+	if proto == probe.UDP {
+		return cfg.BlockUDP
+	}
+	return cfg.BlockTCP
 }
 
 // detectionLine is the classic first line of a detection.

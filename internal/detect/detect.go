@@ -116,6 +116,28 @@ func (d *Detector) Forget(mode probe.Mode, a netip.Addr) {
 	}
 }
 
+// Mark records that the mode has acted on the host (bans carried over a restart).
+func (d *Detector) Mark(mode probe.Mode, a netip.Addr) {
+	set := d.blocked[mode]
+	if set == nil {
+		set = newCounter(d.memory)
+		d.blocked[mode] = set
+	}
+	set.inc(a)
+}
+
+// ForgetPrefix forgets, in every mode, the hosts inside p (a ban was lifted, so the
+// host's next probe is acted on again).
+func (d *Detector) ForgetPrefix(p netip.Prefix) {
+	for _, set := range d.blocked {
+		for a := range set.counts {
+			if p.Contains(a) {
+				delete(set.counts, a)
+			}
+		}
+	}
+}
+
 // Blocked reports whether the mode has acted on the host.
 func (d *Detector) Blocked(mode probe.Mode, a netip.Addr) bool {
 	set := d.blocked[mode]

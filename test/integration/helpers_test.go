@@ -68,6 +68,7 @@ func (f files) settings(extra ...testnet.Setting) []testnet.Setting {
 		{Key: "SCAN_TRIGGER", Value: "0"},
 		{Key: "HOSTS_DENY_FILE", Value: f.HostsDeny},
 		{Key: "KILL_CMD_TIMEOUT", Value: "10"},
+		{Key: "CONTROL_SOCKET", Value: filepath.Join(f.Dir, "control.sock")},
 	}
 	return append(base, extra...)
 }

@@ -1,0 +1,305 @@
+package daemon
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/portsentry-go/portsentry/internal/bans"
+	"github.com/portsentry-go/portsentry/internal/config"
+	"github.com/portsentry-go/portsentry/internal/journal"
+	"github.com/portsentry-go/portsentry/internal/respond/nft"
+)
+
+// kernel is a native blocking backend (nftables).
+type kernel interface {
+	Setup() error
+	Apply([]nft.Ban) error
+	Revoke([]netip.Prefix) error
+	Close() error
+}
+
+// banBatch bounds how many bans one journal write and one kernel transaction carry,
+// and banLinger how long the first of a batch waits for company.
+const (
+	banBatch  = 1000
+	banLinger = 2 * time.Millisecond
+)
+
+// banManager owns the ban lifecycle: new bans are journaled and put into the kernel in
+// batches; expiries are recorded as they come due (the kernel expires its elements by
+// itself); operators' blocks and unblocks go through it too. The journal is the truth:
+// at start its active bans are re-asserted into the kernel.
+type banManager struct {
+	log     *slog.Logger
+	journal *bans.Journal
+	kernel  kernel // nil: bans are recorded but only the classic commands block
+	backend string
+	cfg     func() *config.Config // the configuration in force (BAN_TIME etc. follow reloads)
+	in      chan bans.Ban
+	onLift  func([]bans.Ban) // the daemon forgets lifted hosts, so they can be caught again
+	wg      sync.WaitGroup
+}
+
+// openBans opens the journal and the backend named at start; BLOCK_BACKEND and
+// BAN_JOURNAL take effect at the next start, the other ban keys on reload.
+func openBans(cfgFn func() *config.Config, log *slog.Logger, now time.Time) (*banManager, error) {
+	cfg := cfgFn()
+	path := cfg.BanJournalPath()
+	j, rep, err := bans.Open(path, now)
+	if err != nil {
+		return nil, err
+	}
+	m := &banManager{log: log, journal: j, cfg: cfgFn, backend: cfg.BlockBackend, in: make(chan bans.Ban, banBatch)}
+	for _, line := range rep.Corrupt {
+		log.Warn(fmt.Sprintf("adminalert: %s:%d: unreadable ban journal line skipped", path, line))
+	}
+	if rep.Torn {
+		log.Warn(fmt.Sprintf("adminalert: %s: incomplete last line (a crash while writing) cut off", path))
+	}
+	for _, b := range rep.Expired {
+		log.Info(fmt.Sprintf("attackalert: Ban on %s expired while PortSentry was down", b.Prefix))
+	}
+	if cfg.BlockBackend == "nftables" {
+		k, err := nft.New(nft.Options{}, log)
+		if err == nil {
+			err = k.Setup()
+		}
+		if err != nil {
+			j.Close()
+			return nil, fmt.Errorf("BLOCK_BACKEND nftables: %w", err)
+		}
+		m.kernel = k
+	}
+	active := j.Active()
+	if err := m.assert(active); err != nil {
+		log.Error("adminalert: ERROR: re-asserting bans: " + err.Error())
+	}
+	log.Info(fmt.Sprintf("adminalert: Blocking backend: %s; %d active bans from %s", m.backend, len(active), path))
+	return m, nil
+}
+
+// assert puts bans into the kernel with their remaining time.
+func (m *banManager) assert(list []bans.Ban) error {
+	if m.kernel == nil || len(list) == 0 {
+		return nil
+	}
+	now := time.Now()
+	out := make([]nft.Ban, 0, len(list))
+	for _, b := range list {
+		nb := nft.Ban{Prefix: b.Prefix}
+		if !b.Permanent() {
+			if nb.Timeout = b.Remaining(now); nb.Timeout <= 0 {
+				continue
+			}
+		}
+		out = append(out, nb)
+	}
+	for len(out) > 0 {
+		n := min(len(out), banBatch)
+		if err := m.kernel.Apply(out[:n]); err != nil {
+			return err
+		}
+		out = out[n:]
+	}
+	return nil
+}
+
+// prefixFor is what a ban on a covers: the host, or its IPv6 network.
+func (m *banManager) prefixFor(a netip.Addr) netip.Prefix {
+	if bits := m.cfg().BanIPv6Prefix; a.Is6() && bits < 128 {
+		p, _ := a.Prefix(bits)
+		return p
+	}
+	return netip.PrefixFrom(a, a.BitLen())
+}
+
+// newBan builds a ban of p lasting d, or with d < 0 the duration its offence count
+// earns. With the classic backend bans are permanent: nothing would undo KILL_ROUTE.
+func (m *banManager) newBan(p netip.Prefix, reason bans.Reason, d time.Duration, now time.Time) bans.Ban {
+	b := bans.Ban{Prefix: p, Start: now, Reason: reason}
+	cfg := m.cfg()
+	switch {
+	case m.kernel == nil:
+		d = 0
+	case d < 0:
+		d = bans.EscalatedDuration(time.Duration(cfg.BanTime)*time.Second,
+			time.Duration(cfg.BanTimeMax)*time.Second, m.journal.NextOffence(p))
+	}
+	if d > 0 {
+		b.Until = now.Add(d)
+	}
+	return b
+}
+
+// ban queues a ban; the caller has already applied the rate limit and the cap.
+func (m *banManager) ban(b bans.Ban) { m.in <- b }
+
+// full reports whether the cap on active bans is reached.
+func (m *banManager) full() bool {
+	limit := m.cfg().BanCap
+	return limit > 0 && m.journal.Len() >= limit
+}
+
+func (m *banManager) start(ctx context.Context) {
+	m.wg.Go(func() { m.run(ctx) })
+}
+
+// run commits queued bans in batches and records expiries every second.
+func (m *banManager) run(ctx context.Context) {
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			m.drain()
+			return
+		case b := <-m.in:
+			m.commit(m.gather(b))
+		case now := <-tick.C:
+			m.expire(now)
+		}
+	}
+}
+
+// gather collects what else is queued within banLinger, up to a batch.
+func (m *banManager) gather(first bans.Ban) []bans.Ban {
+	batch := []bans.Ban{first}
+	timer := time.NewTimer(banLinger)
+	defer timer.Stop()
+	for len(batch) < banBatch {
+		select {
+		case b := <-m.in:
+			batch = append(batch, b)
+		case <-timer.C:
+			return batch
+		}
+	}
+	return batch
+}
+
+func (m *banManager) drain() {
+	for {
+		select {
+		case b := <-m.in:
+			m.commit(m.gather(b))
+		default:
+			return
+		}
+	}
+}
+
+// commit journals a batch, then puts it in the kernel. Journal first: a crash between
+// the two leaves a ban the next start re-asserts, never a kernel ban nobody knows of.
+func (m *banManager) commit(batch []bans.Ban) {
+	stored, err := m.journal.Add(batch...)
+	if err != nil {
+		m.log.Error("adminalert: ERROR: ban journal: " + err.Error())
+		return
+	}
+	if err := m.assert(stored); err != nil {
+		m.log.Error("adminalert: ERROR: " + m.backend + ": " + err.Error())
+		return
+	}
+	if m.kernel == nil {
+		return // classic: the KILL_ lines already said what was done
+	}
+	for _, b := range stored {
+		m.log.Info(fmt.Sprintf("attackalert: Host %s has been banned via %s %s", b.Prefix, m.backend, describe(b)))
+	}
+}
+
+func describe(b bans.Ban) string {
+	if b.Permanent() {
+		return fmt.Sprintf("permanently (offence %d)", b.Offences)
+	}
+	return fmt.Sprintf("for %v (offence %d)", b.Until.Sub(b.Start).Round(time.Second), b.Offences)
+}
+
+// expire records the bans that have run out.
+func (m *banManager) expire(now time.Time) {
+	ended, err := m.journal.Lift(bans.OpExpire, m.journal.Due(now), now)
+	if err != nil {
+		m.log.Error("adminalert: ERROR: ban journal: " + err.Error())
+		return
+	}
+	for _, b := range ended {
+		m.log.Info(fmt.Sprintf("attackalert: Ban on %s expired", b.Prefix))
+	}
+	if len(ended) > 0 && m.onLift != nil {
+		m.onLift(ended)
+	}
+}
+
+// unblock lifts every active ban equal to or inside p, now.
+func (m *banManager) unblock(p netip.Prefix) ([]bans.Ban, error) {
+	var match []netip.Prefix
+	for _, b := range m.journal.Active() {
+		if p.Bits() <= b.Prefix.Bits() && p.Contains(b.Prefix.Addr()) || b.Prefix == p {
+			match = append(match, b.Prefix)
+		}
+	}
+	ended, err := m.journal.Lift(bans.OpUnban, match, time.Now())
+	if err != nil {
+		return nil, err
+	}
+	if m.kernel != nil && len(match) > 0 {
+		if err := m.kernel.Revoke(match); err != nil {
+			return ended, fmt.Errorf("%s: %w", m.backend, err)
+		}
+	}
+	for _, b := range ended {
+		m.log.Info(fmt.Sprintf("attackalert: Ban on %s lifted by an operator", b.Prefix))
+	}
+	if len(ended) > 0 && m.onLift != nil {
+		m.onLift(ended)
+	}
+	return ended, nil
+}
+
+func (m *banManager) close() error {
+	m.wg.Wait()
+	err := m.journal.Close()
+	if m.kernel != nil {
+		m.kernel.Close()
+	}
+	return err
+}
+
+// restoreBans carries the journal's active bans into the detector (so a banned host
+// is "already blocked" after a restart, as before it) and into the blocked files,
+// which are views of the journal.
+func (d *Daemon) restoreBans() {
+	var lines []entry
+	d.mu.Lock()
+	for _, b := range d.bans.journal.Active() {
+		m := b.Reason.Mode
+		if !slices.Contains(d.opts.Modes, m) {
+			continue
+		}
+		a := b.Prefix.Addr()
+		if b.Prefix.IsSingleIP() {
+			d.det.Mark(m, a)
+		}
+		lines = append(lines, entry{m, journal.Line(b.Start.Local(), a.String(), a, b.Reason.Port, m.Proto())})
+	}
+	d.mu.Unlock()
+	if len(lines) > 0 {
+		if err := d.files.appendBlocked(lines); err != nil {
+			d.log.Error("adminalert: ERROR: " + err.Error())
+		}
+	}
+}
+
+// forgetBans makes the detector forget lifted bans' hosts.
+func (d *Daemon) forgetBans(ended []bans.Ban) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for _, b := range ended {
+		d.det.ForgetPrefix(b.Prefix)
+	}
+}
