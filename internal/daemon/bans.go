@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/portsentry-go/portsentry/internal/bans"
@@ -42,7 +43,10 @@ type banManager struct {
 	cfg     func() *config.Config // the configuration in force (BAN_TIME etc. follow reloads)
 	in      chan bans.Ban
 	onLift  func([]bans.Ban) // the daemon forgets lifted hosts, so they can be caught again
-	wg      sync.WaitGroup
+	// suppressed counts bans refused because BAN_CAP was reached (the daemon's counter).
+	suppressed *atomic.Uint64
+	pending    atomic.Int64 // queued, not yet committed
+	wg         sync.WaitGroup
 }
 
 // openBans opens the journal and the backend named at start; BLOCK_BACKEND and
@@ -136,13 +140,48 @@ func (m *banManager) newBan(p netip.Prefix, reason bans.Reason, d time.Duration,
 	return b
 }
 
-// ban queues a ban; the caller has already applied the rate limit and the cap.
-func (m *banManager) ban(b bans.Ban) { m.in <- b }
+// ban queues a ban; the caller has already applied the rate limit.
+func (m *banManager) ban(b bans.Ban) {
+	m.pending.Add(1)
+	m.in <- b
+}
 
-// full reports whether the cap on active bans is reached.
+// full reports whether the cap on active bans is reached, counting queued ones. It is
+// the cheap early check on the detection path; commit enforces the cap exactly.
 func (m *banManager) full() bool {
 	limit := m.cfg().BanCap
-	return limit > 0 && m.journal.Len() >= limit
+	return limit > 0 && int64(m.journal.Len())+m.pending.Load() >= int64(limit)
+}
+
+// withinCap keeps the renewals of active bans and as many new bans as BAN_CAP leaves
+// room for; the rest are refused, counted and forgotten (so those hosts can be caught
+// again once there is room).
+func (m *banManager) withinCap(batch []bans.Ban) []bans.Ban {
+	limit := m.cfg().BanCap
+	if limit <= 0 {
+		return batch
+	}
+	room := limit - m.journal.Len()
+	var keep, refused []bans.Ban
+	for _, b := range batch {
+		if _, renewal := m.journal.Get(b.Prefix); renewal || room > 0 {
+			if !renewal {
+				room--
+			}
+			keep = append(keep, b)
+		} else {
+			refused = append(refused, b)
+		}
+	}
+	if len(refused) > 0 {
+		if m.suppressed != nil {
+			m.suppressed.Add(uint64(len(refused)))
+		}
+		if m.onLift != nil {
+			m.onLift(refused)
+		}
+	}
+	return keep
 }
 
 func (m *banManager) start(ctx context.Context) {
@@ -196,6 +235,11 @@ func (m *banManager) drain() {
 // commit journals a batch, then puts it in the kernel. Journal first: a crash between
 // the two leaves a ban the next start re-asserts, never a kernel ban nobody knows of.
 func (m *banManager) commit(batch []bans.Ban) {
+	defer m.pending.Add(-int64(len(batch)))
+	batch = m.withinCap(batch)
+	if len(batch) == 0 {
+		return
+	}
 	stored, err := m.journal.Add(batch...)
 	if err != nil {
 		m.log.Error("adminalert: ERROR: ban journal: " + err.Error())

@@ -306,6 +306,7 @@ func (d *Daemon) Run(ctx context.Context, reload <-chan os.Signal) error {
 	}
 	d.restoreBans()
 	d.bans.onLift = d.forgetBans
+	d.bans.suppressed = &d.stats.Suppressed
 	banCtx, stopBans := context.WithCancel(context.WithoutCancel(ctx))
 	d.bans.start(banCtx)
 	respCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))

@@ -1,0 +1,171 @@
+package integration
+
+import (
+	"fmt"
+	"net/netip"
+	"os"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/portsentry-go/portsentry/internal/testnet"
+)
+
+// nftSettings switch blocking to the nftables backend with no classic commands.
+func nftSettings(extra ...testnet.Setting) []testnet.Setting {
+	return append([]testnet.Setting{
+		{Key: "BLOCK_TCP", Value: "1"},
+		{Key: "BLOCK_UDP", Value: "1"},
+		{Key: "BLOCK_BACKEND", Value: "nftables"},
+		{Key: "KILL_ROUTE", Value: ""},
+		{Key: "KILL_HOSTS_DENY", Value: ""},
+	}, extra...)
+}
+
+// nftElements lists the addresses in the daemon's nftables sets of the defended host.
+func nftElements(t *testing.T, p *testnet.Pair) []string {
+	t.Helper()
+	var out []string
+	for _, set := range []string{"ban4", "ban6"} {
+		got, err := p.Try(p.Defended, 5*time.Second, "nft", "list", "set", "inet", "portsentry", set)
+		if err != nil {
+			continue // no table yet
+		}
+		i := strings.Index(got, "elements = {")
+		if i < 0 {
+			continue
+		}
+		body := got[i+len("elements = {"):]
+		body = body[:strings.Index(body, "}")]
+		for _, e := range strings.Split(body, ",") {
+			if f := strings.Fields(e); len(f) > 0 {
+				out = append(out, f[0])
+			}
+		}
+	}
+	return out
+}
+
+func containsElem(elems []string, a netip.Addr) bool {
+	for _, e := range elems {
+		if e == a.String() || (strings.Contains(e, "/") && netip.MustParsePrefix(e).Contains(a)) {
+			return true
+		}
+	}
+	return false
+}
+
+// TestNftBanLifecycle: a connect scan is banned in the kernel within moments, the
+// scanner's next connection to a real service fails while another host's succeeds,
+// the ban expires by itself and traffic flows again; over IPv4 and IPv6 (a /64 ban).
+func TestNftBanLifecycle(t *testing.T) {
+	needDaemon(t)
+	testnet.Require(t, "nft")
+	t.Parallel()
+	p := testnet.NewPair(t)
+	f := newFiles(t)
+	f.write(t, nil, nftSettings(testnet.Setting{Key: "BAN_TIME", Value: "4"})...)
+	svc := p.Listen(t, p.Defended, "tcp", ":8080")
+	testnet.Serve(svc, "hello")
+	d := startOurs(t, p, f, "tcp")
+	other, other6 := p.ExtraScanner(t, 40)
+
+	for _, v6 := range []bool{false, true} {
+		def, scan := family(p, v6)
+		hit(t, p, scan, def, 143)
+		testnet.Eventually(t, 5*time.Second, func() (bool, string) {
+			e := nftElements(t, p)
+			return containsElem(e, scan), fmt.Sprint(e)
+		})
+		if _, err := testnet.Connect(p.Scanner, scan, netip.AddrPortFrom(def, 8080), time.Second); err == nil {
+			t.Errorf("%s: banned scanner still connects", famName(v6))
+		}
+		friend := other
+		if v6 {
+			friend = other6
+		}
+		if v6 {
+			// The /64 ban covers the scanner's whole network, friend included.
+			if _, err := testnet.Connect(p.Scanner, friend, netip.AddrPortFrom(def, 8080), time.Second); err == nil {
+				t.Errorf("IPv6 /64 ban does not cover %s", friend)
+			}
+		} else if _, err := testnet.Connect(p.Scanner, friend, netip.AddrPortFrom(def, 8080), 3*time.Second); err != nil {
+			t.Errorf("unbanned %s cannot connect: %v", friend, err)
+		}
+	}
+	d.WaitFor(t, "attackalert: Ban on "+p.ScanV4.String()+"/32 expired", 10*time.Second)
+	testnet.Eventually(t, 5*time.Second, func() (bool, string) {
+		_, err := testnet.Connect(p.Scanner, p.ScanV4, netip.AddrPortFrom(p.DefV4, 8080), time.Second)
+		return err == nil, fmt.Sprint(err)
+	})
+	// Once expired, the host is caught again by its next probe.
+	hit(t, p, p.ScanV4, p.DefV4, 143)
+	d.WaitFor(t, "offence 2", 5*time.Second)
+}
+
+// TestNftBansSurviveRestart: bans are journaled; after a restart (even with the kernel
+// table gone, as after `nft flush ruleset`) they are put back, and the banned host is
+// "already blocked" rather than banned again.
+func TestNftBansSurviveRestart(t *testing.T) {
+	needDaemon(t)
+	testnet.Require(t, "nft")
+	t.Parallel()
+	p := testnet.NewPair(t)
+	f := newFiles(t)
+	f.write(t, nil, nftSettings()...)
+	d := startOurs(t, p, f, "tcp")
+	hit(t, p, p.ScanV4, p.DefV4, 143)
+	testnet.Eventually(t, 5*time.Second, func() (bool, string) {
+		e := nftElements(t, p)
+		return containsElem(e, p.ScanV4), fmt.Sprint(e)
+	})
+	if err := d.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	p.Run(t, p.Defended, "nft", "delete", "table", "inet", "portsentry")
+	d2 := startOurs(t, p, f, "tcp")
+	d2.WaitFor(t, "1 active bans", 5*time.Second)
+	if e := nftElements(t, p); !containsElem(e, p.ScanV4) {
+		t.Fatalf("ban not re-asserted after restart: %v", e)
+	}
+	blocked, _ := os.ReadFile(f.Blocked + ".tcp")
+	if !strings.Contains(string(blocked), "Host: "+p.ScanV4.String()+"/") {
+		t.Errorf("blocked.tcp does not list the carried-over ban:\n%s", blocked)
+	}
+}
+
+// TestSpoofedFloodIsCapped: a bounded random-source SYN flood against a stealth port
+// never makes active bans exceed BAN_CAP, is summarised as a possible spoofed flood, and
+// leaves the daemon responsive; a probe "from" the gateway in the same flood is never
+// banned.
+func TestSpoofedFloodIsCapped(t *testing.T) {
+	needDaemon(t)
+	testnet.Require(t, "nft", "hping3")
+	t.Parallel()
+	p := testnet.NewPair(t)
+	at := newAttackers(p)
+	f := newFiles(t)
+	gw := at.addr(t, 70, false)
+	p.Run(t, p.Defended, "ip", "route", "add", "default", "via", gw.String())
+	f.write(t, nil, nftSettings(
+		testnet.Setting{Key: "BAN_CAP", Value: "50"},
+		testnet.Setting{Key: "BAN_RATE", Value: "600"},
+		testnet.Setting{Key: "TCP_PORTS", Value: "31337"})...)
+	d := startOurs(t, p, f, "stcp")
+	// 3000 packets at 100 µs intervals: about 0.3 s, bounded in count and time.
+	p.Try(p.Scanner, 20*time.Second, "hping3", "-q", "-c", "3000", "-i", "u100", "--rand-source", "-S", "-p", "31337", p.DefV4.String())
+	injectTCP(t, p, gw, p.DefV4, 31337, testnet.TCPSyn)
+	d.WaitFor(t, "Possible spoofed flood", 15*time.Second)
+	e := nftElements(t, p)
+	if len(e) > 50 {
+		t.Errorf("%d bans in the kernel, cap is 50", len(e))
+	}
+	if containsElem(e, gw) {
+		t.Errorf("the gateway %s was banned", gw)
+	}
+	if err := d.Signal(syscall.SIGHUP); err != nil {
+		t.Fatalf("daemon not responsive: %v", err)
+	}
+	d.WaitFor(t, "adminalert: Configuration reloaded.", 5*time.Second)
+}
