@@ -44,6 +44,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 			return checkConfig(args[1:], stdout, stderr)
 		case "report":
 			return reportCmd(args[1:], stdout, stderr)
+		case "list", "status", "block", "unblock":
+			return controlCmd(args[0], args[1:], stdout, stderr)
 		}
 	}
 	return runDaemon(args, stderr)
@@ -133,7 +135,7 @@ func runDaemon(args []string, stderr io.Writer) int {
 
 func serve(f *daemonFlags, modes []probe.Mode, log *slog.Logger) int {
 	log.Info(fmt.Sprintf("adminalert: PortSentry %s is starting.", version))
-	d, err := daemon.New(daemon.Options{ConfigPath: f.config, Modes: modes, Log: log})
+	d, err := daemon.New(daemon.Options{ConfigPath: f.config, Modes: modes, Log: log, Version: version})
 	if err != nil {
 		for _, line := range splitLines(err.Error()) {
 			log.Error("adminalert: ERROR: " + line)
@@ -178,6 +180,10 @@ func usage(fs *flag.FlagSet, w io.Writer) {
                    [-since T] [-until T] [-rows N]
                                            turn the history file into one self-contained
                                            HTML page (or JSON); see docs/report.md
+  portsentry list|status [-json] [-socket PATH]
+                                           active bans / the daemon's state and counters
+  portsentry block ADDR|CIDR [DURATION]    ban by hand ("90m", "7d", "permanent")
+  portsentry unblock ADDR|CIDR             lift every ban equal to or inside it
   portsentry version                       print the version
 
 MODE is one or more of -tcp -udp -stcp -sudp -atcp -audp. Classic PortSentry runs one

@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"syscall"
 )
 
 // compact rewrites the journal with one record per active ban and one per remembered
@@ -36,6 +37,11 @@ func (j *Journal) compact() error {
 	nf, err := os.OpenFile(j.path, os.O_WRONLY|os.O_APPEND, 0o640)
 	if err != nil {
 		return fmt.Errorf("ban journal compaction: %w", err)
+	}
+	// The lock stays with the file now at the path (the old one is unlinked).
+	if err := syscall.Flock(int(nf.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		nf.Close()
+		return fmt.Errorf("ban journal compaction: lock: %w", err)
 	}
 	j.f.Close()
 	j.f = nf

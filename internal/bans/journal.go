@@ -12,8 +12,12 @@ import (
 	"path/filepath"
 	"slices"
 	"sync"
+	"syscall"
 	"time"
 )
+
+// ErrLocked means another process has the journal open.
+var ErrLocked = errors.New("in use by another process")
 
 // offenceMemory bounds how many prefixes' offence counts are remembered once their bans
 // are over (about 100 bytes each): enough for escalation, bounded under floods.
@@ -48,6 +52,15 @@ func Open(path string, now time.Time) (*Journal, Replay, error) {
 	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o640)
 	if err != nil {
 		return nil, Replay{}, fmt.Errorf("ban journal: %w", err)
+	}
+	// One process per journal: two would each replay, compact and overwrite the other's
+	// records. The lock goes with the file descriptor, so a crash releases it.
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		f.Close()
+		if errors.Is(err, syscall.EWOULDBLOCK) {
+			return nil, Replay{}, fmt.Errorf("ban journal %s: %w", path, ErrLocked)
+		}
+		return nil, Replay{}, fmt.Errorf("ban journal %s: lock: %w", path, err)
 	}
 	rep, good, err := j.replay(f)
 	if err == nil && rep.Torn {

@@ -1,6 +1,7 @@
 package bans
 
 import (
+	"errors"
 	"fmt"
 	"net/netip"
 	"os"
@@ -243,4 +244,27 @@ func BenchmarkReplay100k(b *testing.B) {
 		}
 		j.Close()
 	}
+}
+
+func TestSecondOpenIsRefused(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "j")
+	j, _ := open(t, path, t0)
+	if _, _, err := Open(path, t0); !errors.Is(err, ErrLocked) {
+		t.Fatalf("second open: %v, want ErrLocked", err)
+	}
+	j.mu.Lock()
+	err := j.compact()
+	j.mu.Unlock()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := Open(path, t0); !errors.Is(err, ErrLocked) {
+		t.Fatalf("after compaction: %v, want ErrLocked", err)
+	}
+	j.Close()
+	j2, _, err := Open(path, t0)
+	if err != nil {
+		t.Fatalf("after close: %v", err)
+	}
+	j2.Close()
 }

@@ -2,10 +2,12 @@ package daemon
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net/netip"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -13,6 +15,7 @@ import (
 	"github.com/portsentry-go/portsentry/internal/bans"
 	"github.com/portsentry-go/portsentry/internal/config"
 	"github.com/portsentry-go/portsentry/internal/journal"
+	"github.com/portsentry-go/portsentry/internal/probe"
 	"github.com/portsentry-go/portsentry/internal/respond/nft"
 )
 
@@ -51,10 +54,18 @@ type banManager struct {
 
 // openBans opens the journal and the backend named at start; BLOCK_BACKEND and
 // BAN_JOURNAL take effect at the next start, the other ban keys on reload.
-func openBans(cfgFn func() *config.Config, log *slog.Logger, now time.Time) (*banManager, error) {
+//
+// Debian starts one process per protocol (-tcp and -udp); a second process finding the
+// journal locked by the first uses its own, named after its modes.
+func openBans(cfgFn func() *config.Config, modes []probe.Mode, log *slog.Logger, now time.Time) (*banManager, error) {
 	cfg := cfgFn()
 	path := cfg.BanJournalPath()
 	j, rep, err := bans.Open(path, now)
+	if errors.Is(err, bans.ErrLocked) {
+		path += "." + modeSuffix(modes)
+		log.Warn(fmt.Sprintf("adminalert: %s is used by another portsentry process: using %s", cfg.BanJournalPath(), path))
+		j, rep, err = bans.Open(path, now)
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -346,4 +357,13 @@ func (d *Daemon) forgetBans(ended []bans.Ban) {
 	for _, b := range ended {
 		d.det.ForgetPrefix(b.Prefix)
 	}
+}
+
+// modeSuffix names a process by its modes ("tcp", "stcp+sudp").
+func modeSuffix(modes []probe.Mode) string {
+	names := make([]string, len(modes))
+	for i, m := range modes {
+		names[i] = string(m)
+	}
+	return strings.Join(names, "+")
 }

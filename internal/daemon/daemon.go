@@ -52,6 +52,7 @@ type Options struct {
 	Log        *slog.Logger
 	// OwnAddrs tracks the host's addresses; nil means a new tracker on this namespace.
 	OwnAddrs *netaddr.OwnAddrs
+	Version  string // for the status command
 }
 
 // Daemon is one running PortSentry.
@@ -68,6 +69,7 @@ type Daemon struct {
 	det *detect.Detector
 
 	bans      *banManager
+	started   time.Time
 	limit     atomic.Pointer[limiter] // BAN_RATE; nil: no limit
 	connect   map[probe.Mode]*sensor.Connect
 	stealth   *sensor.Stealth    // nil without stealth modes
@@ -299,7 +301,8 @@ func (d *Daemon) Run(ctx context.Context, reload <-chan os.Signal) error {
 	}
 	d.files = f
 	d.rec = newRecorder(f, d.log)
-	if d.bans, err = openBans(d.Config, d.log, time.Now()); err != nil {
+	d.started = time.Now()
+	if d.bans, err = openBans(d.Config, d.opts.Modes, d.log, d.started); err != nil {
 		d.rec.close()
 		d.files.close()
 		return err
@@ -320,6 +323,7 @@ func (d *Daemon) Run(ctx context.Context, reload <-chan os.Signal) error {
 			}
 		})
 	}
+	srv := d.listenControl(st.cfg)
 	err = d.startSensors(ctx, st.cfg)
 	if err == nil {
 		d.log.Info("adminalert: PortSentry is now active and listening.")
@@ -328,6 +332,9 @@ func (d *Daemon) Run(ctx context.Context, reload <-chan os.Signal) error {
 		d.log.Info("adminalert: PortSentry is shutting down")
 	}
 	d.stopSensors()
+	if srv != nil {
+		srv.Close()
+	}
 	for _, q := range d.jobs {
 		close(q)
 	}

@@ -1,0 +1,143 @@
+package daemon
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/portsentry-go/portsentry/internal/bans"
+	"github.com/portsentry-go/portsentry/internal/config"
+	"github.com/portsentry-go/portsentry/internal/control"
+)
+
+// service answers the control socket (portsentry list, status, block, unblock).
+type service struct{ d *Daemon }
+
+func toControl(b bans.Ban) control.Ban {
+	return control.Ban{Prefix: b.Prefix, Start: b.Start, Until: b.Until, Mode: string(b.Reason.Mode),
+		Port: b.Reason.Port, Scan: b.Reason.Scan, By: b.Reason.By, Offences: b.Offences}
+}
+
+func (s service) List() []control.Ban {
+	var out []control.Ban
+	for _, b := range s.d.bans.journal.Active() {
+		out = append(out, toControl(b))
+	}
+	return out
+}
+
+// Narrowest prefixes an operator may block: wider ones would cut off whole regions of
+// the Internet by a typo.
+const (
+	minBlockBits4 = 8
+	minBlockBits6 = 32
+)
+
+// Block bans p for d (0: BAN_TIME; control.Permanent: forever), refusing prefixes that
+// cover this host, its gateways, resolvers or ignored hosts, or are implausibly wide.
+func (s service) Block(p netip.Prefix, d time.Duration) (control.Ban, error) {
+	if err := s.d.blockable(p); err != nil {
+		return control.Ban{}, err
+	}
+	m := s.d.bans
+	switch {
+	case d == 0:
+		d = time.Duration(s.d.Config().BanTime) * time.Second
+	case d < 0:
+		d = 0 // permanent
+	}
+	b := m.newBan(p, bans.Reason{By: "operator"}, d, time.Now())
+	m.pending.Add(1)
+	m.commit([]bans.Ban{b})
+	got, ok := m.journal.Get(p)
+	if !ok {
+		return control.Ban{}, errors.New("the ban was not recorded (BAN_CAP reached, or the journal failed: see the log)")
+	}
+	return toControl(got), nil
+}
+
+func (s service) Unblock(p netip.Prefix) ([]control.Ban, error) {
+	ended, err := s.d.bans.unblock(p)
+	out := make([]control.Ban, 0, len(ended))
+	for _, b := range ended {
+		out = append(out, toControl(b))
+	}
+	return out, err
+}
+
+func (s service) Status() control.Status {
+	d := s.d
+	modes := make([]string, len(d.opts.Modes))
+	for i, m := range d.opts.Modes {
+		modes[i] = string(m)
+	}
+	c := map[string]uint64{
+		"hits": d.stats.Hits.Load(), "ignored": d.stats.Ignored.Load(),
+		"detections": d.stats.Detections.Load(), "responses": d.stats.Responses.Load(),
+		"failures": d.stats.Failures.Load(), "queue_drops": d.stats.QueueDrops.Load(),
+		"suppressed": d.stats.Suppressed.Load(), "reloads": d.stats.Reloads.Load(),
+	}
+	if d.stealth != nil {
+		st := d.stealth.Stats()
+		c["capture_frames"], c["capture_probes"] = st.Frames.Load(), st.Probes.Load()
+		c["capture_malformed"], c["capture_kernel_drops"] = st.Malformed.Load(), st.KernelDrop.Load()
+	}
+	return control.Status{Version: d.opts.Version, Modes: modes, Backend: d.bans.backend,
+		ActiveBans: d.bans.journal.Len(), Counters: c, Started: d.started}
+}
+
+// blockable refuses prefixes an operator must not ban.
+func (d *Daemon) blockable(p netip.Prefix) error {
+	narrowest := minBlockBits6
+	if p.Addr().Is4() {
+		narrowest = minBlockBits4
+	}
+	if p.Bits() < narrowest {
+		return fmt.Errorf("%s is too wide: at most /%d for IPv4, /%d for IPv6", p, minBlockBits4, minBlockBits6)
+	}
+	var hits []string
+	check := func(kind string, addrs []netip.Addr) {
+		for _, a := range addrs {
+			if p.Contains(a) {
+				hits = append(hits, kind+" "+a.String())
+			}
+		}
+	}
+	check("this host's address", d.own.Addrs())
+	check("gateway", d.infra.Gateways())
+	check("resolver", d.infra.Resolvers())
+	for _, q := range d.state.Load().ignore.Prefixes() {
+		if q.Overlaps(p) {
+			hits = append(hits, "ignored "+q.String())
+		}
+	}
+	if len(hits) > 0 {
+		slices.Sort(hits)
+		return fmt.Errorf("%s covers %s: refused", p, strings.Join(hits, ", "))
+	}
+	return nil
+}
+
+// listenControl opens the control socket; a second process (Debian's -udp beside
+// -tcp) finding it taken uses one named after its modes. Without a socket the daemon
+// still runs: operators lose list/block/unblock, not detection.
+func (d *Daemon) listenControl(cfg *config.Config) *control.Server {
+	path := cfg.ControlSocket
+	if path == "" {
+		return nil
+	}
+	srv, err := control.Listen(path, service{d}, d.log)
+	if err != nil && strings.Contains(err.Error(), "another portsentry") {
+		path += "." + modeSuffix(d.opts.Modes)
+		srv, err = control.Listen(path, service{d}, d.log)
+	}
+	if err != nil {
+		d.log.Error("adminalert: ERROR: no control socket: " + err.Error())
+		return nil
+	}
+	d.log.Info("adminalert: Control socket: " + path)
+	return srv
+}
