@@ -217,3 +217,51 @@ func TestOperatorControl(t *testing.T) {
 		t.Errorf("blocking everything was accepted: %s", out)
 	}
 }
+
+// TestKillDuringBanStorm: SIGKILL the daemon while it bans a stream of sources, start
+// it again: the journal has no corrupt line, and every ban it holds is in the kernel.
+func TestKillDuringBanStorm(t *testing.T) {
+	needDaemon(t)
+	testnet.Require(t, "nft", "hping3")
+	t.Parallel()
+	p := testnet.NewPair(t)
+	f := newFiles(t)
+	f.write(t, nil, nftSettings(
+		testnet.Setting{Key: "BAN_CAP", Value: "0"},
+		testnet.Setting{Key: "BAN_RATE", Value: "0"},
+		testnet.Setting{Key: "TCP_PORTS", Value: "31337"})...)
+	d := startOurs(t, p, f, "stcp")
+	storm := p.Exec(p.Scanner, "hping3", "-q", "-c", "20000", "-i", "u50", "--rand-source", "-S", "-p", "31337", p.DefV4.String())
+	if err := storm.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer storm.Process.Kill()
+	d.WaitFor(t, "has been banned via nftables", 10*time.Second)
+	time.Sleep(300 * time.Millisecond)
+	if err := d.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	<-d.Done()
+	storm.Process.Kill()
+	storm.Wait()
+	// Start from an empty kernel, so that everything found there after the restart was
+	// put back from the journal.
+	p.Run(t, p.Defended, "nft", "delete", "table", "inet", "portsentry")
+
+	d2 := startOurs(t, p, f, "stcp")
+	line := d2.WaitFor(t, "active bans from", 10*time.Second)
+	var n int
+	if _, err := fmt.Sscanf(line[strings.Index(line, "; ")+2:], "%d active bans", &n); err != nil || n == 0 {
+		t.Fatalf("cannot read the ban count from %q (%v)", line, err)
+	}
+	for _, l := range d2.Lines() {
+		if strings.Contains(l, "unreadable ban journal line") {
+			t.Errorf("corrupt journal after SIGKILL: %s", l)
+		}
+	}
+	e := nftElements(t, p)
+	t.Logf("after SIGKILL: %d bans in the journal, %d in the kernel", n, len(e))
+	if len(e) != n {
+		t.Errorf("journal holds %d bans, kernel %d", n, len(e))
+	}
+}
