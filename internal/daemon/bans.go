@@ -16,15 +16,35 @@ import (
 	"github.com/portsentry-go/portsentry/internal/config"
 	"github.com/portsentry-go/portsentry/internal/journal"
 	"github.com/portsentry-go/portsentry/internal/probe"
+	"github.com/portsentry-go/portsentry/internal/respond"
 	"github.com/portsentry-go/portsentry/internal/respond/nft"
 )
 
-// kernel is a native blocking backend (nftables).
-type kernel interface {
-	Setup() error
-	Apply([]nft.Ban) error
-	Revoke([]netip.Prefix) error
-	Close() error
+// nftBackend adapts the nftables backend to respond.Backend; the kernel expires its
+// elements itself.
+type nftBackend struct{ *nft.Backend }
+
+func (nftBackend) Name() string                { return "nftables" }
+func (nftBackend) Expire([]netip.Prefix) error { return nil }
+func (n nftBackend) Apply(bs []respond.Ban) error {
+	out := make([]nft.Ban, len(bs))
+	for i, b := range bs {
+		out[i] = nft.Ban{Prefix: b.Prefix, Timeout: b.Timeout}
+	}
+	return n.Backend.Apply(out)
+}
+
+// newBackend opens the native backend BLOCK_BACKEND names; nil for "classic".
+func newBackend(cfg *config.Config, log *slog.Logger) (respond.Backend, error) {
+	switch cfg.BlockBackend {
+	case "nftables":
+		k, err := nft.New(nft.Options{}, log)
+		if err != nil {
+			return nil, err
+		}
+		return nftBackend{k}, nil
+	}
+	return nil, nil
 }
 
 // banBatch bounds how many bans one journal write and one kernel transaction carry,
@@ -41,7 +61,7 @@ const (
 type banManager struct {
 	log     *slog.Logger
 	journal *bans.Journal
-	kernel  kernel // nil: bans are recorded but only the classic commands block
+	kernel  respond.Backend // nil: bans are recorded but only the classic commands block
 	backend string
 	cfg     func() *config.Config // the configuration in force (BAN_TIME etc. follow reloads)
 	in      chan bans.Ban
@@ -79,17 +99,15 @@ func openBans(cfgFn func() *config.Config, modes []probe.Mode, log *slog.Logger,
 	for _, b := range rep.Expired {
 		log.Info(fmt.Sprintf("attackalert: Ban on %s expired while PortSentry was down", b.Prefix))
 	}
-	if cfg.BlockBackend == "nftables" {
-		k, err := nft.New(nft.Options{}, log)
-		if err == nil {
-			err = k.Setup()
-		}
-		if err != nil {
-			j.Close()
-			return nil, fmt.Errorf("BLOCK_BACKEND nftables: %w", err)
-		}
-		m.kernel = k
+	k, err := newBackend(cfg, log)
+	if err == nil && k != nil {
+		err = k.Setup()
 	}
+	if err != nil {
+		j.Close()
+		return nil, fmt.Errorf("BLOCK_BACKEND %s: %w", cfg.BlockBackend, err)
+	}
+	m.kernel = k
 	active := j.Active()
 	if err := m.assert(active); err != nil {
 		log.Error("adminalert: ERROR: re-asserting bans: " + err.Error())
@@ -104,9 +122,9 @@ func (m *banManager) assert(list []bans.Ban) error {
 		return nil
 	}
 	now := time.Now()
-	out := make([]nft.Ban, 0, len(list))
+	out := make([]respond.Ban, 0, len(list))
 	for _, b := range list {
-		nb := nft.Ban{Prefix: b.Prefix}
+		nb := respond.Ban{Prefix: b.Prefix}
 		if !b.Permanent() {
 			if nb.Timeout = b.Remaining(now); nb.Timeout <= 0 {
 				continue
@@ -282,10 +300,22 @@ func (m *banManager) expire(now time.Time) {
 		m.log.Error("adminalert: ERROR: ban journal: " + err.Error())
 		return
 	}
+	if len(ended) == 0 {
+		return
+	}
+	if m.kernel != nil {
+		prefixes := make([]netip.Prefix, len(ended))
+		for i, b := range ended {
+			prefixes[i] = b.Prefix
+		}
+		if err := m.kernel.Expire(prefixes); err != nil {
+			m.log.Error("adminalert: ERROR: " + m.backend + ": " + err.Error())
+		}
+	}
 	for _, b := range ended {
 		m.log.Info(fmt.Sprintf("attackalert: Ban on %s expired", b.Prefix))
 	}
-	if len(ended) > 0 && m.onLift != nil {
+	if m.onLift != nil {
 		m.onLift(ended)
 	}
 }
