@@ -170,6 +170,29 @@ func TestSpoofedFloodIsCapped(t *testing.T) {
 		t.Fatalf("daemon not responsive: %v", err)
 	}
 	d.WaitFor(t, "adminalert: Configuration reloaded.", 5*time.Second)
+	// The stated bound (docs/configuration.md): the detector's tables are fixed-size, so
+	// a flood of distinct sources leaves the daemon well under 64 MiB.
+	if kib := peakRSSKiB(t, d.Pid()); kib > 64<<10 {
+		t.Errorf("peak RSS %d KiB after the flood, bound is 64 MiB", kib)
+	}
+}
+
+// peakRSSKiB reads VmHWM of a process.
+func peakRSSKiB(t *testing.T, pid int) int {
+	t.Helper()
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, l := range strings.Split(string(data), "\n") {
+		if v, ok := strings.CutPrefix(l, "VmHWM:"); ok {
+			var kib int
+			fmt.Sscanf(strings.TrimSpace(v), "%d", &kib)
+			return kib
+		}
+	}
+	t.Fatal("no VmHWM")
+	return 0
 }
 
 // TestOperatorControl: list, status, block and unblock against the running daemon
