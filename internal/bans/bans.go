@@ -3,10 +3,11 @@
 // active set can be rebuilt at start by replaying it, and the kernel's state can be
 // re-asserted from it after a restart or a crash.
 //
-// Durability: a batch of records is one write(2) on an O_APPEND file followed by fsync,
-// so after a crash the file holds every batch that was reported written, plus at most
-// one torn last line, which replay detects (no newline, or not valid JSON), reports, and
-// cuts off before anything new is appended.
+// Durability: a batch of records is one write(2) on an O_APPEND file, followed by fsync
+// (Add, Lift; AddNoSync leaves the fsync to a later Sync). After a crash of the process
+// the file holds every batch that was written, plus at most one torn last line, which
+// replay detects (no newline, or not valid JSON), reports, and cuts off before anything
+// new is appended; after a power loss, every batch that was synced.
 package bans
 
 import (

@@ -149,6 +149,17 @@ func (j *Journal) NextOffence(p netip.Prefix) int {
 // Add records bans and returns them as stored (with their offence numbers). A prefix
 // that is already banned gets the new ban's times: a repeat detection renews it.
 func (j *Journal) Add(bans ...Ban) ([]Ban, error) {
+	out, err := j.AddNoSync(bans...)
+	if err == nil {
+		err = j.Sync()
+	}
+	return out, err
+}
+
+// AddNoSync is Add without the fsync: the records are written (a crash of the process
+// cannot lose them) but not yet forced to disk. The daemon puts the bans in the kernel
+// and then calls Sync, so the disk's latency is not between probe and ban.
+func (j *Journal) AddNoSync(bans ...Ban) ([]Ban, error) {
 	j.mu.Lock()
 	defer j.mu.Unlock()
 	out := make([]Ban, len(bans))
@@ -173,9 +184,30 @@ func (j *Journal) Add(bans ...Ban) ([]Ban, error) {
 	return out, nil
 }
 
+// Sync forces what was written to disk.
+func (j *Journal) Sync() error {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	if j.f == nil {
+		return errors.New("ban journal is closed")
+	}
+	if err := j.f.Sync(); err != nil {
+		return fmt.Errorf("ban journal: %w", err)
+	}
+	return nil
+}
+
 // Lift ends the active bans among prefixes (op is OpUnban or OpExpire) and returns the
 // bans it ended. Prefixes that are not banned are skipped, so lifting twice is harmless.
 func (j *Journal) Lift(op Op, prefixes []netip.Prefix, at time.Time) ([]Ban, error) {
+	ended, err := j.lift(op, prefixes, at)
+	if err == nil && len(ended) > 0 {
+		err = j.Sync()
+	}
+	return ended, err
+}
+
+func (j *Journal) lift(op Op, prefixes []netip.Prefix, at time.Time) ([]Ban, error) {
 	j.mu.Lock()
 	defer j.mu.Unlock()
 	var ended []Ban
@@ -271,9 +303,6 @@ func (j *Journal) append(recs []record) error {
 		}
 	}
 	if _, err := j.f.Write(buf.Bytes()); err != nil {
-		return fmt.Errorf("ban journal: %w", err)
-	}
-	if err := j.f.Sync(); err != nil {
 		return fmt.Errorf("ban journal: %w", err)
 	}
 	j.records += len(recs)

@@ -29,7 +29,7 @@ const (
 	// DefaultTimeout is the block retire timeout: a packet waits at most this long in a
 	// half-filled block before it is handed over. An empty block is never retired, so
 	// an idle ring costs no wakeups.
-	DefaultTimeout = 5 * time.Millisecond
+	DefaultTimeout = time.Millisecond
 )
 
 // downPoll is how often Read checks whether an interface that went down was deleted.

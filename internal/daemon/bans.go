@@ -47,12 +47,8 @@ func newBackend(cfg *config.Config, log *slog.Logger) (respond.Backend, error) {
 	return nil, nil
 }
 
-// banBatch bounds how many bans one journal write and one kernel transaction carry,
-// and banLinger how long the first of a batch waits for company.
-const (
-	banBatch  = 1000
-	banLinger = 2 * time.Millisecond
-)
+// banBatch bounds how many bans one journal write and one kernel transaction carry.
+const banBatch = 1000
 
 // banManager owns the ban lifecycle: new bans are journaled and put into the kernel in
 // batches; expiries are recorded as they come due (the kernel expires its elements by
@@ -234,16 +230,16 @@ func (m *banManager) run(ctx context.Context) {
 	}
 }
 
-// gather collects what else is queued within banLinger, up to a batch.
+// gather takes what else is already queued, up to a batch. It does not wait: a lone
+// ban goes out at once, and under load the queue fills while the previous batch is
+// committed, so batches grow by themselves.
 func (m *banManager) gather(first bans.Ban) []bans.Ban {
 	batch := []bans.Ban{first}
-	timer := time.NewTimer(banLinger)
-	defer timer.Stop()
 	for len(batch) < banBatch {
 		select {
 		case b := <-m.in:
 			batch = append(batch, b)
-		case <-timer.C:
+		default:
 			return batch
 		}
 	}
@@ -261,21 +257,30 @@ func (m *banManager) drain() {
 	}
 }
 
-// commit journals a batch, then puts it in the kernel. Journal first: a crash between
-// the two leaves a ban the next start re-asserts, never a kernel ban nobody knows of.
+// commit journals a batch, puts it in the kernel, then syncs the journal. Written to the
+// journal first: a crash of the daemon between the two leaves a ban the next start
+// re-asserts, never a kernel ban nobody knows of; the fsync comes last so that the
+// disk's latency is not between the probe and the ban (a power loss takes the kernel's
+// bans with it anyway).
 func (m *banManager) commit(batch []bans.Ban) {
 	defer m.pending.Add(-int64(len(batch)))
 	batch = m.withinCap(batch)
 	if len(batch) == 0 {
 		return
 	}
-	stored, err := m.journal.Add(batch...)
+	stored, err := m.journal.AddNoSync(batch...)
 	if err != nil {
 		m.log.Error("adminalert: ERROR: ban journal: " + err.Error())
 		return
 	}
-	if err := m.assert(stored); err != nil {
-		m.log.Error("adminalert: ERROR: " + m.backend + ": " + err.Error())
+	applyErr := m.assert(stored)
+	if applyErr != nil {
+		m.log.Error("adminalert: ERROR: " + m.backend + ": " + applyErr.Error())
+	}
+	if err := m.journal.Sync(); err != nil {
+		m.log.Error("adminalert: ERROR: ban journal: " + err.Error())
+	}
+	if applyErr != nil {
 		return
 	}
 	if m.kernel == nil {
