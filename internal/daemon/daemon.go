@@ -71,6 +71,7 @@ type Daemon struct {
 	bans      *banManager
 	started   time.Time
 	limit     atomic.Pointer[limiter] // BAN_RATE; nil: no limit
+	allow     func(probe.Probe) bool  // mayRespond, bound once (a method value per packet would allocate)
 	connect   map[probe.Mode]*sensor.Connect
 	stealth   *sensor.Stealth    // nil without stealth modes
 	listening *listening.Tracker // local services, for smart verify; nil without stealth modes
@@ -117,6 +118,7 @@ func New(opts Options) (*Daemon, error) {
 	d.state.Store(st)
 	d.det = detect.New(st.cfg.ScanTrigger, detect.DefaultTableSize)
 	d.limit.Store(newLimiter(st.cfg.BanRate))
+	d.allow = d.mayRespond
 	if d.own == nil {
 		d.own = netaddr.NewOwnAddrs(opts.Log)
 	}
@@ -232,19 +234,14 @@ func (d *Daemon) Handle(p probe.Probe) {
 	p.Src = netip.AddrPortFrom(probe.Canonical(p.Src.Addr()), p.Src.Port())
 	ign := d.ignored(p.Src.Addr())
 	d.mu.Lock()
-	v := d.det.Observe(p, ign)
+	v := d.det.ObserveWith(p, ign, d.allow)
 	d.mu.Unlock()
 	switch v.Action {
 	case detect.Ignored:
 		d.stats.Ignored.Add(1)
 		return
-	case detect.Counted:
+	case detect.Counted, detect.Suppressed:
 		return
-	case detect.Respond:
-		if !d.mayRespond(p) {
-			d.forget(p.Mode, p.Src.Addr())
-			return
-		}
 	}
 	select {
 	case d.jobs[shard(p.Src.Addr())] <- v:

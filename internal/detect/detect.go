@@ -22,9 +22,12 @@ const (
 	AlreadyBlocked
 	// Respond: the trigger fired and the host is new to this mode: act on it.
 	Respond
+	// Suppressed: the host would be acted on, but the caller's policy (the spoofing
+	// defences' rate limit and cap) refused; nothing was recorded.
+	Suppressed
 )
 
-var actionNames = [...]string{"ignored", "counted", "already-blocked", "respond"}
+var actionNames = [...]string{"ignored", "counted", "already-blocked", "respond", "suppressed"}
 
 func (a Action) String() string {
 	if int(a) < len(actionNames) {
@@ -81,6 +84,13 @@ func (d *Detector) SetTrigger(n int) { d.trigger = n }
 // Observe classifies one probe. ignored reports whether the source is in the ignore set;
 // it is passed in so the detector stays free of address-tracking state.
 func (d *Detector) Observe(p probe.Probe, ignored bool) Verdict {
+	return d.ObserveWith(p, ignored, nil)
+}
+
+// ObserveWith is Observe with a policy: before a host new to the mode is acted on,
+// allow (if not nil) is asked; when it refuses, the verdict is Suppressed and nothing
+// is marked, so a flood of spoofed sources costs no table churn.
+func (d *Detector) ObserveWith(p probe.Probe, ignored bool, allow func(probe.Probe) bool) Verdict {
 	if ignored {
 		return Verdict{Probe: p, Action: Ignored}
 	}
@@ -98,11 +108,16 @@ func (d *Detector) Observe(p probe.Probe, ignored bool) Verdict {
 		set = newCounter(d.memory)
 		d.blocked[p.Mode] = set
 	}
-	// Marked at once, before the response runs, so hits arriving while it runs are
-	// "already blocked" rather than starting a second response.
-	if set.inc(src) > 1 {
+	if n, ok := set.counts[src]; ok {
+		set.counts[src] = n + 1
 		return Verdict{Probe: p, Action: AlreadyBlocked, Hits: hits}
 	}
+	if allow != nil && !allow(p) {
+		return Verdict{Probe: p, Action: Suppressed, Hits: hits}
+	}
+	// Marked at once, before the response runs, so hits arriving while it runs are
+	// "already blocked" rather than starting a second response.
+	set.inc(src)
 	return Verdict{Probe: p, Action: Respond, Hits: hits}
 }
 

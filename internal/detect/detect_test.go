@@ -145,3 +145,22 @@ func TestBlockedMemoryIsBounded(t *testing.T) {
 		t.Fatal("latest host forgotten")
 	}
 }
+
+func TestSuppressedMarksNothing(t *testing.T) {
+	d := New(0, 0)
+	deny := func(probe.Probe) bool { return false }
+	p := hit("198.18.0.2", probe.ModeSTCP)
+	if v := d.ObserveWith(p, false, deny); v.Action != Suppressed {
+		t.Fatalf("denied new host: %v", v.Action)
+	}
+	if d.Remembered(probe.ModeSTCP) != 0 {
+		t.Fatal("a suppressed host was remembered")
+	}
+	if v := d.ObserveWith(p, false, nil); v.Action != Respond {
+		t.Fatalf("after the policy allows: %v", v.Action)
+	}
+	// An already-blocked host is not asked about again.
+	if v := d.ObserveWith(p, false, deny); v.Action != AlreadyBlocked {
+		t.Fatalf("known host under a denying policy: %v", v.Action)
+	}
+}

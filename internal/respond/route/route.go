@@ -1,0 +1,332 @@
+// Package route blocks hosts with blackhole routes, natively over rtnetlink (no ip(8),
+// no route(8), no shell).
+//
+// Each banned prefix becomes one route in the main table (or Options.Table):
+//
+//	blackhole 198.51.100.7 proto 181
+//	blackhole 2001:db8:bad::/64 proto 181
+//
+// The routes are tagged with a routing protocol number of their own, Protocol (181,
+// 0xb5), so that `ip route show proto 181` and `ip -6 route show proto 181` list
+// exactly the routes this backend made, and so that the backend never touches any
+// other route: it lists only routes carrying the tag, deletes only blackhole routes
+// carrying the tag (the kernel matches the protocol on delete), and never replaces a
+// route somebody else made for the same prefix. 181 is unassigned in iproute2's
+// rt_protos (which names 0-18, 42, 99, 186-192) and in the kernel's RTPROT_ list
+// (which stops at 18 below 42: ... RTPROT_KEEPALIVED 18, RTPROT_BABEL 42,
+// RTPROT_OPENR 99, RTPROT_BGP 186 ...); an administrator may name it in
+// /etc/iproute2/rt_protos.d/portsentry.conf ("181 portsentry").
+//
+// A blackhole route drops what the host would send to the banned address, so a TCP
+// handshake or a UDP reply never reaches it; with reverse-path filtering on
+// (rp_filter=1) the kernel also drops what the banned address sends. Routes do not
+// expire: the daemon calls Expire when its journal says a ban ran out, and re-asserts
+// the journal's bans with Apply at start.
+package route
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"sync"
+
+	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netns"
+	"golang.org/x/sys/unix"
+
+	"github.com/portsentry-go/portsentry/internal/respond"
+)
+
+// DefaultProtocol is the routing protocol number (rtm_protocol) that tags our routes.
+const DefaultProtocol = 181
+
+// Options configures a Backend.
+type Options struct {
+	Netns    netns.NsHandle // 0 or netns.None(): the current network namespace
+	Protocol int            // tag for our routes; default DefaultProtocol (181). Must be 19-255.
+	Table    int            // routing table; default the main table (254)
+}
+
+// Backend blocks prefixes with tagged blackhole routes. Its methods are safe for
+// concurrent use.
+type Backend struct {
+	log   *slog.Logger
+	opts  Options
+	mu    sync.Mutex
+	h     *netlink.Handle
+	proto netlink.RouteProtocol
+}
+
+var _ respond.Backend = (*Backend)(nil)
+
+// New opens an rtnetlink socket in the configured namespace. It changes nothing.
+func New(opts Options, log *slog.Logger) (*Backend, error) {
+	if opts.Protocol == 0 {
+		opts.Protocol = DefaultProtocol
+	}
+	// 0-18 are the kernel's and routing daemons' well-known values (unspec, redirect,
+	// kernel, boot, static, ...): never take them, and never anything past a byte.
+	if opts.Protocol < 19 || opts.Protocol > 255 {
+		return nil, fmt.Errorf("route: protocol %d out of range 19-255", opts.Protocol)
+	}
+	if opts.Table == 0 {
+		opts.Table = unix.RT_TABLE_MAIN
+	}
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	ns := netns.None()
+	if opts.Netns > 0 {
+		ns = opts.Netns
+	}
+	h, err := netlink.NewHandleAt(ns, unix.NETLINK_ROUTE)
+	if err != nil {
+		return nil, unusable(err)
+	}
+	return &Backend{log: log, opts: opts, h: h, proto: netlink.RouteProtocol(opts.Protocol)}, nil
+}
+
+func unusable(err error) error {
+	switch {
+	case errors.Is(err, unix.EPERM), errors.Is(err, unix.EACCES):
+		return fmt.Errorf("route backend unusable: permission denied (needs root or CAP_NET_ADMIN): %w", err)
+	}
+	return fmt.Errorf("route backend unusable: %w", err)
+}
+
+// Name is "route".
+func (b *Backend) Name() string { return "route" }
+
+// Protocol is the routing protocol number that tags our routes.
+func (b *Backend) Protocol() int { return b.opts.Protocol }
+
+// Setup checks that the routing table can be read. It creates and removes nothing:
+// routes left by an earlier run stay until the daemon expires or revokes them.
+func (b *Backend) Setup() error {
+	ps, err := b.List()
+	if err != nil {
+		return unusable(err)
+	}
+	b.log.Info("blocking backend: blackhole routes", "proto", b.opts.Protocol, "table", b.opts.Table, "present", len(ps))
+	return nil
+}
+
+// Close releases the netlink socket; the routes stay.
+func (b *Backend) Close() error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.h != nil {
+		b.h.Close()
+		b.h = nil
+	}
+	return nil
+}
+
+// norm canonicalises a prefix: an IPv4-mapped IPv6 address becomes IPv4, host bits
+// are cleared.
+func norm(p netip.Prefix) (netip.Prefix, error) {
+	if !p.IsValid() {
+		return netip.Prefix{}, fmt.Errorf("invalid prefix %v", p)
+	}
+	a, bits := p.Addr(), p.Bits()
+	if a.Is4In6() {
+		if bits < 96 {
+			return netip.Prefix{}, fmt.Errorf("prefix %v: IPv4-mapped with fewer than 96 bits", p)
+		}
+		a, bits = a.Unmap(), bits-96
+	}
+	a = a.WithZone("")
+	q := netip.PrefixFrom(a, bits).Masked()
+	if q.Bits() == 0 {
+		return netip.Prefix{}, fmt.Errorf("prefix %v: refusing to blackhole everything", p)
+	}
+	return q, nil
+}
+
+func ipNet(p netip.Prefix) *net.IPNet {
+	return &net.IPNet{IP: net.IP(p.Addr().AsSlice()), Mask: net.CIDRMask(p.Bits(), p.Addr().BitLen())}
+}
+
+func (b *Backend) route(p netip.Prefix) *netlink.Route {
+	fam := unix.AF_INET
+	if p.Addr().Is6() {
+		fam = unix.AF_INET6
+	}
+	return &netlink.Route{
+		Dst:      ipNet(p),
+		Type:     unix.RTN_BLACKHOLE,
+		Protocol: b.proto,
+		Table:    b.opts.Table,
+		Family:   fam,
+	}
+}
+
+// errList collects per-prefix errors, keeping the first few.
+type errList struct {
+	what string
+	errs []error
+	n    int
+}
+
+func (e *errList) add(err error) {
+	e.n++
+	if len(e.errs) < 5 {
+		e.errs = append(e.errs, err)
+	}
+}
+
+func (e *errList) err() error {
+	if e.n == 0 {
+		return nil
+	}
+	err := errors.Join(e.errs...)
+	if e.n > len(e.errs) {
+		err = errors.Join(err, fmt.Errorf("and %d more", e.n-len(e.errs)))
+	}
+	return fmt.Errorf("route %s: %d failed: %w", e.what, e.n, err)
+}
+
+// Apply adds a blackhole route for each ban (the timeout is ignored: the daemon
+// calls Expire). A route we made already is left as it is (idempotent). A route for
+// the same prefix that is not ours (another protocol, or ours with another type) is
+// never replaced: the ban is skipped with a warning, since replacing it could
+// hijack a real route, and a foreign blackhole blocks the address anyway.
+func (b *Backend) Apply(bans []respond.Ban) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.h == nil {
+		return errors.New("route apply: backend closed")
+	}
+	el := errList{what: "apply"}
+	for _, ban := range bans {
+		p, err := norm(ban.Prefix)
+		if err != nil {
+			el.add(err)
+			continue
+		}
+		err = b.h.RouteAdd(b.route(p))
+		if err == nil {
+			continue
+		}
+		if !errors.Is(err, unix.EEXIST) {
+			el.add(fmt.Errorf("%v: %w", p, err))
+			continue
+		}
+		ours, other, err := b.lookup(p)
+		switch {
+		case err != nil:
+			el.add(fmt.Errorf("%v: %w", p, err))
+		case ours:
+		default:
+			b.log.Warn("route: not replacing a foreign route for a banned prefix", "prefix", p, "route", other)
+		}
+	}
+	return el.err()
+}
+
+// lookup finds the routes for exactly p in our table at metric 0: whether one of
+// them is our blackhole, and a description of another one.
+func (b *Backend) lookup(p netip.Prefix) (ours bool, other string, err error) {
+	fam := netlink.FAMILY_V4
+	if p.Addr().Is6() {
+		fam = netlink.FAMILY_V6
+	}
+	filter := &netlink.Route{Dst: ipNet(p), Table: b.opts.Table}
+	rs, err := listRetry(func() ([]netlink.Route, error) {
+		return b.h.RouteListFiltered(fam, filter, netlink.RT_FILTER_DST|netlink.RT_FILTER_TABLE)
+	})
+	if err != nil {
+		return false, "", err
+	}
+	for _, r := range rs {
+		if r.Protocol == b.proto && r.Type == unix.RTN_BLACKHOLE {
+			return true, "", nil
+		}
+		if other == "" {
+			other = r.String()
+		}
+	}
+	return false, other, nil
+}
+
+// listRetry retries a dump interrupted by a concurrent change (DESIGN.md).
+func listRetry(f func() ([]netlink.Route, error)) ([]netlink.Route, error) {
+	var rs []netlink.Route
+	var err error
+	for range 5 {
+		rs, err = f()
+		if !errors.Is(err, netlink.ErrDumpInterrupted) {
+			return rs, err
+		}
+	}
+	return nil, fmt.Errorf("route dump kept being interrupted: %w", err)
+}
+
+// Revoke deletes the routes for prefixes; absent ones are not an error. Only a
+// blackhole route with our protocol is ever deleted.
+func (b *Backend) Revoke(prefixes []netip.Prefix) error { return b.del("revoke", prefixes) }
+
+// Expire deletes the routes of bans that ran out (routes do not expire by themselves).
+func (b *Backend) Expire(prefixes []netip.Prefix) error { return b.del("expire", prefixes) }
+
+func (b *Backend) del(what string, prefixes []netip.Prefix) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.h == nil {
+		return fmt.Errorf("route %s: backend closed", what)
+	}
+	el := errList{what: what}
+	for _, pp := range prefixes {
+		p, err := norm(pp)
+		if err != nil {
+			el.add(err)
+			continue
+		}
+		// The kernel deletes only a route matching every field given: destination,
+		// table, type and protocol, so a foreign route for p is not a match (ESRCH).
+		err = b.h.RouteDel(b.route(p))
+		if err != nil && !errors.Is(err, unix.ESRCH) && !errors.Is(err, unix.ENOENT) {
+			el.add(fmt.Errorf("%v: %w", p, err))
+		}
+	}
+	return el.err()
+}
+
+// List returns the prefixes of our blackhole routes (IPv4 and IPv6) in the table.
+func (b *Backend) List() ([]netip.Prefix, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.h == nil {
+		return nil, errors.New("route list: backend closed")
+	}
+	filter := &netlink.Route{Protocol: b.proto, Table: b.opts.Table, Type: unix.RTN_BLACKHOLE}
+	var out []netip.Prefix
+	for _, fam := range []int{netlink.FAMILY_V4, netlink.FAMILY_V6} {
+		rs, err := listRetry(func() ([]netlink.Route, error) {
+			return b.h.RouteListFiltered(fam, filter, netlink.RT_FILTER_PROTOCOL|netlink.RT_FILTER_TABLE|netlink.RT_FILTER_TYPE)
+		})
+		if err != nil {
+			if fam == netlink.FAMILY_V6 && errors.Is(err, unix.EAFNOSUPPORT) {
+				continue // no IPv6 in this kernel
+			}
+			return nil, fmt.Errorf("route list: %w", err)
+		}
+		for _, r := range rs {
+			if r.Dst == nil {
+				continue
+			}
+			a, ok := netip.AddrFromSlice(r.Dst.IP)
+			if !ok {
+				continue
+			}
+			if fam == netlink.FAMILY_V4 {
+				a = a.Unmap()
+			}
+			ones, _ := r.Dst.Mask.Size()
+			out = append(out, netip.PrefixFrom(a, ones))
+		}
+	}
+	return out, nil
+}

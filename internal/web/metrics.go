@@ -1,0 +1,332 @@
+package web
+
+import (
+	"net/http"
+	"strings"
+	"sync"
+	"sync/atomic"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/portsentry-go/portsentry/internal/packet"
+)
+
+// Metrics holds the daemon's Prometheus metrics in a private registry (nothing is
+// registered with the global default one). Every method is safe for concurrent use
+// and cheap enough to call per hit: the label children for the six modes and their
+// scan types are created up front, so Hit and Detection neither allocate nor lock
+// for them. docs/api.md lists the metrics.
+type Metrics struct {
+	reg *prometheus.Registry
+
+	hits       *prometheus.CounterVec
+	hitByMode  [len(modeNames)][len(scanLabels)]prometheus.Counter
+	detections *prometheus.CounterVec
+	detByMode  [len(modeNames)]prometheus.Counter
+
+	ignored, suppressed, reloads prometheus.Counter
+	commands, commandFailures    prometheus.Counter
+
+	bans, backendErrors *prometheus.CounterVec
+	mu                  sync.RWMutex
+	banBy, errBy        map[string]prometheus.Counter
+
+	active  *activeCollector
+	capture *captureCollector
+}
+
+// The six classic modes, in probe.Modes order.
+var modeNames = [...]string{"tcp", "udp", "stcp", "sudp", "atcp", "audp"}
+
+// The scan label's values. A classic scan string maps to one of these (scanIndex), so
+// the label has a small fixed set of values whatever the sensors report.
+var scanLabels = [...]string{"connect", "syn", "fin", "null", "xmas", "unknown", "udp", "other"}
+
+const (
+	scanConnect = iota
+	scanSYN
+	scanFIN
+	scanNULL
+	scanXMAS
+	scanUnknown
+	scanUDP
+	scanOther
+)
+
+// modeIndex returns the mode's position in modeNames, or -1.
+func modeIndex(mode string) int {
+	switch mode {
+	case "tcp":
+		return 0
+	case "udp":
+		return 1
+	case "stcp":
+		return 2
+	case "sudp":
+		return 3
+	case "atcp":
+		return 4
+	case "audp":
+		return 5
+	}
+	return -1
+}
+
+// scanIndex maps a scan type as the sensors report it (the classic strings, "" for a
+// connect-mode hit and for UDP stealth) or an already short label to a scanLabels index.
+func scanIndex(mode, scan string) int {
+	switch scan {
+	case "":
+		switch mode {
+		case "sudp", "audp":
+			return scanUDP
+		case "stcp", "atcp":
+			return scanUnknown
+		}
+		return scanConnect
+	case packet.ScanSYN, "syn":
+		return scanSYN
+	case packet.ScanFIN, "fin":
+		return scanFIN
+	case packet.ScanNULL, "null":
+		return scanNULL
+	case packet.ScanXMAS, "xmas":
+		return scanXMAS
+	case "connect":
+		return scanConnect
+	case "udp":
+		return scanUDP
+	case "unknown":
+		return scanUnknown
+	}
+	if strings.HasPrefix(scan, "Unknown Type") {
+		return scanUnknown
+	}
+	return scanOther
+}
+
+// ScanLabel is the value of the scan label that Hit records for a mode and scan type.
+func ScanLabel(mode, scan string) string { return scanLabels[scanIndex(mode, scan)] }
+
+// NewMetrics creates the metrics, with the Go runtime and process collectors
+// alongside.
+func NewMetrics() *Metrics {
+	m := &Metrics{
+		reg: prometheus.NewRegistry(),
+		hits: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "portsentry_hits_total",
+			Help: "Probes seen by the sensors (before the ignore set and the trigger count), by mode and scan type.",
+		}, []string{"mode", "scan"}),
+		detections: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "portsentry_detections_total",
+			Help: "Hosts that crossed the trigger and were acted on, by mode.",
+		}, []string{"mode"}),
+		ignored: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "portsentry_ignored_total",
+			Help: "Hits from ignored addresses (the ignore file and the host's own addresses).",
+		}),
+		suppressed: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "portsentry_suppressed_total",
+			Help: "Detections the spoofing defence refused to act on.",
+		}),
+		reloads: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "portsentry_reloads_total",
+			Help: "Configuration reloads (SIGHUP).",
+		}),
+		commands: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "portsentry_commands_total",
+			Help: "KILL_ROUTE, KILL_HOSTS_DENY and KILL_RUN_CMD commands run.",
+		}),
+		commandFailures: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "portsentry_command_failures_total",
+			Help: "Commands that failed (non-zero exit, signal, timeout or could not start).",
+		}),
+		bans: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "portsentry_bans_total",
+			Help: "Bans imposed, by blocking backend.",
+		}, []string{"backend"}),
+		backendErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "portsentry_backend_errors_total",
+			Help: "Failed operations of a blocking backend, by backend.",
+		}, []string{"backend"}),
+		banBy:   map[string]prometheus.Counter{},
+		errBy:   map[string]prometheus.Counter{},
+		active:  newActiveCollector(),
+		capture: newCaptureCollector(),
+	}
+	// The combinations the sensors produce exist from the start (at zero), so that
+	// rate() works from the first hit and lookups are array reads.
+	for mi, mode := range modeNames {
+		var scans []int
+		switch mode {
+		case "tcp", "udp":
+			scans = []int{scanConnect}
+		case "stcp", "atcp":
+			scans = []int{scanSYN, scanFIN, scanNULL, scanXMAS, scanUnknown}
+		default:
+			scans = []int{scanUDP}
+		}
+		for _, si := range scans {
+			m.hitByMode[mi][si] = m.hits.WithLabelValues(mode, scanLabels[si])
+		}
+		m.detByMode[mi] = m.detections.WithLabelValues(mode)
+	}
+	m.reg.MustRegister(m.hits, m.detections, m.ignored, m.suppressed, m.reloads,
+		m.commands, m.commandFailures, m.bans, m.backendErrors, m.active, m.capture,
+		collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return m
+}
+
+// Registry is the private registry, for collectors the daemon adds itself.
+func (m *Metrics) Registry() *prometheus.Registry { return m.reg }
+
+// Hit counts one probe. scan is the scan type as the sensor reports it ("" for a
+// connect-mode hit); see ScanLabel for the label it becomes.
+func (m *Metrics) Hit(mode, scan string) {
+	si := scanIndex(mode, scan)
+	if mi := modeIndex(mode); mi >= 0 {
+		if c := m.hitByMode[mi][si]; c != nil {
+			c.Inc()
+			return
+		}
+	}
+	m.hits.WithLabelValues(mode, scanLabels[si]).Inc()
+}
+
+// Detection counts a host acted on in a mode.
+func (m *Metrics) Detection(mode string) {
+	if mi := modeIndex(mode); mi >= 0 {
+		m.detByMode[mi].Inc()
+		return
+	}
+	m.detections.WithLabelValues(mode).Inc()
+}
+
+// Ignored counts a hit from an ignored address.
+func (m *Metrics) Ignored() { m.ignored.Inc() }
+
+// Suppressed counts a detection the spoofing defence refused.
+func (m *Metrics) Suppressed() { m.suppressed.Inc() }
+
+// Reload counts a configuration reload.
+func (m *Metrics) Reload() { m.reloads.Inc() }
+
+// Command counts one KILL_ command run, and its failure when !ok.
+func (m *Metrics) Command(ok bool) {
+	m.commands.Inc()
+	if !ok {
+		m.commandFailures.Inc()
+	}
+}
+
+// Ban counts a ban imposed through backend.
+func (m *Metrics) Ban(backend string) { m.child(m.bans, m.banBy, backend).Inc() }
+
+// BackendError counts a failed backend operation.
+func (m *Metrics) BackendError(backend string) { m.child(m.backendErrors, m.errBy, backend).Inc() }
+
+// child returns vec's child for backend, cached so that repeated calls neither
+// allocate nor hash.
+func (m *Metrics) child(vec *prometheus.CounterVec, cache map[string]prometheus.Counter, backend string) prometheus.Counter {
+	m.mu.RLock()
+	c, ok := cache[backend]
+	m.mu.RUnlock()
+	if ok {
+		return c
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if c, ok = cache[backend]; !ok {
+		c = vec.WithLabelValues(backend)
+		cache[backend] = c
+	}
+	return c
+}
+
+// SetActiveBans makes portsentry_bans_active{backend} read f at every scrape; a nil
+// f removes the backend's gauge. Calling it again for a backend replaces f.
+func (m *Metrics) SetActiveBans(backend string, f func() float64) { m.active.set(backend, f) }
+
+// SetCapture makes portsentry_capture_packets_total and
+// portsentry_capture_dropped_total read f at every scrape (packets the capture saw,
+// and packets the kernel dropped before the capture read them). Until it is called,
+// or after SetCapture(nil), the two are absent (no stealth mode running).
+func (m *Metrics) SetCapture(f func() (seen, drops uint64)) {
+	if f == nil {
+		m.capture.f.Store(nil)
+		return
+	}
+	m.capture.f.Store(&f)
+}
+
+// Handler serves the registry in the Prometheus exposition formats.
+func (m *Metrics) Handler() http.Handler {
+	return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{})
+}
+
+// activeCollector reports one gauge per backend from the daemon's own count.
+type activeCollector struct {
+	desc *prometheus.Desc
+	mu   sync.Mutex
+	fs   map[string]func() float64
+}
+
+func newActiveCollector() *activeCollector {
+	return &activeCollector{
+		desc: prometheus.NewDesc("portsentry_bans_active", "Bans in force now, by blocking backend.", []string{"backend"}, nil),
+		fs:   map[string]func() float64{},
+	}
+}
+
+func (c *activeCollector) set(backend string, f func() float64) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if f == nil {
+		delete(c.fs, backend)
+		return
+	}
+	c.fs[backend] = f
+}
+
+func (c *activeCollector) Describe(ch chan<- *prometheus.Desc) { ch <- c.desc }
+
+func (c *activeCollector) Collect(ch chan<- prometheus.Metric) {
+	c.mu.Lock()
+	fs := make(map[string]func() float64, len(c.fs))
+	for b, f := range c.fs {
+		fs[b] = f
+	}
+	c.mu.Unlock()
+	// f runs without the lock held: it may take the daemon's own locks.
+	for b, f := range fs {
+		ch <- prometheus.MustNewConstMetric(c.desc, prometheus.GaugeValue, f(), b)
+	}
+}
+
+// captureCollector reports the capture's own counters.
+type captureCollector struct {
+	seen, drops *prometheus.Desc
+	f           atomic.Pointer[func() (uint64, uint64)]
+}
+
+func newCaptureCollector() *captureCollector {
+	return &captureCollector{
+		seen:  prometheus.NewDesc("portsentry_capture_packets_total", "Packets the stealth-mode capture received.", nil, nil),
+		drops: prometheus.NewDesc("portsentry_capture_dropped_total", "Packets the kernel dropped before the capture could read them.", nil, nil),
+	}
+}
+
+func (c *captureCollector) Describe(ch chan<- *prometheus.Desc) { ch <- c.seen; ch <- c.drops }
+
+func (c *captureCollector) Collect(ch chan<- prometheus.Metric) {
+	f := c.f.Load()
+	if f == nil {
+		return
+	}
+	seen, drops := (*f)()
+	ch <- prometheus.MustNewConstMetric(c.seen, prometheus.CounterValue, float64(seen))
+	ch <- prometheus.MustNewConstMetric(c.drops, prometheus.CounterValue, float64(drops))
+}
