@@ -197,7 +197,7 @@ func parseUint(s string, lo, hi int) (int, bool) {
 }
 
 // Backends that BLOCK_BACKEND may name.
-var backends = []string{"classic", "nftables"}
+var backends = []string{"classic", "nftables", "route", "ipset", "hostsdeny"}
 
 func backendProblem(key, val string) string {
 	if slices.Contains(backends, val) {

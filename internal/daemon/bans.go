@@ -17,7 +17,10 @@ import (
 	"github.com/portsentry-go/portsentry/internal/journal"
 	"github.com/portsentry-go/portsentry/internal/probe"
 	"github.com/portsentry-go/portsentry/internal/respond"
+	"github.com/portsentry-go/portsentry/internal/respond/hostsdeny"
+	"github.com/portsentry-go/portsentry/internal/respond/ipset"
 	"github.com/portsentry-go/portsentry/internal/respond/nft"
+	"github.com/portsentry-go/portsentry/internal/respond/route"
 )
 
 // nftBackend adapts the nftables backend to respond.Backend; the kernel expires its
@@ -43,6 +46,12 @@ func newBackend(cfg *config.Config, log *slog.Logger) (respond.Backend, error) {
 			return nil, err
 		}
 		return nftBackend{k}, nil
+	case "route":
+		return route.New(route.Options{}, log)
+	case "ipset":
+		return ipset.New(ipset.Options{}, log)
+	case "hostsdeny":
+		return hostsdeny.New(hostsdeny.Options{Path: cfg.HostsDenyFile}, log)
 	}
 	return nil, nil
 }

@@ -288,3 +288,64 @@ func TestKillDuringBanStorm(t *testing.T) {
 		t.Errorf("journal holds %d bans, kernel %d", n, len(e))
 	}
 }
+
+// TestOtherBackends: routes, ipset and hosts.deny each take a detected scanner's ban,
+// lift it on unblock, and lose an operator's short ban when it expires.
+func TestOtherBackends(t *testing.T) {
+	needDaemon(t)
+	for _, c := range []struct {
+		backend string
+		tools   []string
+		holds   func(t *testing.T, p *testnet.Pair, f files, a netip.Addr) bool
+	}{
+		{"route", nil, func(t *testing.T, p *testnet.Pair, f files, a netip.Addr) bool {
+			out, _ := p.Try(p.Defended, 5*time.Second, "ip", "route", "show", "proto", "181")
+			return strings.Contains(out, "blackhole "+a.String()+" ") || strings.Contains(out, "blackhole "+a.String()+"\n")
+		}},
+		{"ipset", []string{"ipset", "iptables"}, func(t *testing.T, p *testnet.Pair, f files, a netip.Addr) bool {
+			out, _ := p.Try(p.Defended, 5*time.Second, "ipset", "list", "portsentry4")
+			return strings.Contains(out, "\n"+a.String()+" ")
+		}},
+		{"hostsdeny", nil, func(t *testing.T, p *testnet.Pair, f files, a netip.Addr) bool {
+			data, _ := os.ReadFile(f.HostsDeny)
+			return strings.Contains(string(data), "ALL: "+a.String()+"\n")
+		}},
+	} {
+		t.Run(c.backend, func(t *testing.T) {
+			testnet.Require(t, c.tools...)
+			t.Parallel()
+			p := testnet.NewPair(t)
+			f := newFiles(t)
+			f.write(t, nil,
+				testnet.Setting{Key: "BLOCK_TCP", Value: "1"},
+				testnet.Setting{Key: "BLOCK_BACKEND", Value: c.backend},
+				testnet.Setting{Key: "KILL_ROUTE", Value: ""},
+				testnet.Setting{Key: "KILL_HOSTS_DENY", Value: ""})
+			sock := filepath.Join(f.Dir, "control.sock")
+			ctl := func(args ...string) string {
+				out, err := exec.Command(daemonBin, append(args, "-socket", sock)...).CombinedOutput()
+				if err != nil {
+					t.Fatalf("%v: %v\n%s", args, err, out)
+				}
+				return string(out)
+			}
+			startOurs(t, p, f, "tcp")
+			hit(t, p, p.ScanV4, p.DefV4, 143)
+			testnet.Eventually(t, 5*time.Second, func() (bool, string) {
+				return c.holds(t, p, f, p.ScanV4), "ban not applied"
+			})
+			ctl("unblock", p.ScanV4.String())
+			if c.holds(t, p, f, p.ScanV4) {
+				t.Errorf("still banned after unblock")
+			}
+			other, _ := p.ExtraScanner(t, 42)
+			ctl("block", other.String(), "2s")
+			if !c.holds(t, p, f, other) {
+				t.Fatalf("operator ban not applied")
+			}
+			testnet.Eventually(t, 8*time.Second, func() (bool, string) {
+				return !c.holds(t, p, f, other), "ban did not expire"
+			})
+		})
+	}
+}

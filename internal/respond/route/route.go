@@ -11,11 +11,11 @@
 // exactly the routes this backend made, and so that the backend never touches any
 // other route: it lists only routes carrying the tag, deletes only blackhole routes
 // carrying the tag (the kernel matches the protocol on delete), and never replaces a
-// route somebody else made for the same prefix. 181 is unassigned in iproute2's
-// rt_protos (which names 0-18, 42, 99, 186-192) and in the kernel's RTPROT_ list
-// (which stops at 18 below 42: ... RTPROT_KEEPALIVED 18, RTPROT_BABEL 42,
-// RTPROT_OPENR 99, RTPROT_BGP 186 ...); an administrator may name it in
-// /etc/iproute2/rt_protos.d/portsentry.conf ("181 portsentry").
+// route somebody else made for the same prefix. 181 (0xb5) is free both in the
+// kernel's RTPROT_* list (include/uapi/linux/rtnetlink.h: 0-4, 8-18, 42 babel,
+// 99 openr, 186 bgp, 187 isis, 188 ospf, 189 rip, 192 eigrp) and in iproute2's
+// /etc/iproute2/rt_protos (which names most of these). An administrator may name
+// it for ip(8) with a line "181 portsentry" in /etc/iproute2/rt_protos.d/portsentry.conf.
 //
 // A blackhole route drops what the host would send to the banned address, so a TCP
 // handshake or a UDP reply never reaches it; with reverse-path filtering on
@@ -245,7 +245,7 @@ func (b *Backend) lookup(p netip.Prefix) (ours bool, other string, err error) {
 			return true, "", nil
 		}
 		if other == "" {
-			other = r.String()
+			other = fmt.Sprintf("%v type %d proto %d metric %d", r.Dst, r.Type, r.Protocol, r.Priority)
 		}
 	}
 	return false, other, nil

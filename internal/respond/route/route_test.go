@@ -148,7 +148,7 @@ func TestApplyListRevoke(t *testing.T) {
 		addSpace(shown(t, ns, "route", "show", "proto", "181"))); diff != "" {
 		t.Errorf("ip route show proto 181 (-want +got):\n%s", diff)
 	}
-	if diff := cmp.Diff([]string{"blackhole 2001:db8::7 metric 1024 pref medium", "blackhole 2001:db8:bad::/64 metric 1024 pref medium"},
+	if diff := cmp.Diff([]string{"blackhole 2001:db8::7 dev lo metric 1024 pref medium", "blackhole 2001:db8:bad::/64 dev lo metric 1024 pref medium"},
 		shown(t, ns, "-6", "route", "show", "proto", "181")); diff != "" {
 		t.Errorf("ip -6 route show proto 181 (-want +got):\n%s", diff)
 	}

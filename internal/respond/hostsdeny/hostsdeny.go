@@ -1,0 +1,521 @@
+// Package hostsdeny blocks hosts for TCP-wrapped services (libwrap, tcpd) through a
+// managed block in a hosts.deny file:
+//
+//	# BEGIN portsentry (managed: do not edit between these lines)
+//	ALL: 192.0.2.7
+//	# until 2026-11-24T18:00:00Z
+//	ALL: 10.0.0.0/255.0.0.0
+//	ALL: [2001:db8::7]/128
+//	# until 2026-11-24T18:00:00Z
+//	ALL: [2001:db8:bad::]/64
+//	# END portsentry
+//
+// One rule per ban, in the patterns hosts_access(5) documents: an IPv4 host as its
+// address, an IPv4 network as net/mask (n.n.n.n/m.m.m.m, which every libwrap reads;
+// Debian's also reads n.n.n.n/mm), an IPv6 host or network as [net]/prefixlen. A ban
+// with a timeout has its expiry (UTC, RFC 3339) on a comment line just above its
+// rule, so a restart knows which ones ran out: hosts_access(5) has no trailing
+// comments (only lines beginning with '#' are comments), and "# until 18:00:00Z" after
+// the client list would be read as more client patterns and, at its first ':', as a
+// third (shell command or option) field.
+//
+// Everything outside the block stays byte for byte as it was. The block is appended
+// to the end of the file when it does not exist (after a newline if the file's last
+// line has none) and removed when it becomes empty, so a ban and its revocation
+// leave the file as they found it. Each change re-reads the file (so edits made
+// outside the block meanwhile are kept) and replaces it atomically: a temporary file
+// in the same directory, written, given the original's mode and owner, fsynced and
+// renamed over the original (through a symlink to its target), then the directory
+// is fsynced. Readers see either the old file or the new one, never a partial one.
+//
+// Timeouts are enforced by the daemon calling Expire; Setup also drops the rules
+// whose expiry has passed (the daemon may have been down when they ran out).
+//
+// The classic KILL_HOSTS_DENY appends to the file without this package's lock: do
+// not point both at the same file.
+package hostsdeny
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"net"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/portsentry-go/portsentry/internal/respond"
+)
+
+const (
+	BeginMarker = "# BEGIN portsentry (managed: do not edit between these lines)"
+	EndMarker   = "# END portsentry"
+	untilPrefix = "# until "
+	rulePrefix  = "ALL: "
+)
+
+// Options configures a Backend.
+type Options struct {
+	Path string           // the hosts.deny file, e.g. /etc/hosts.deny (required)
+	Now  func() time.Time // clock; default time.Now
+}
+
+// Entry is one rule in the block.
+type Entry struct {
+	Prefix netip.Prefix
+	Until  time.Time // zero: permanent
+}
+
+// Backend keeps the managed block. Its methods are safe for concurrent use.
+type Backend struct {
+	log  *slog.Logger
+	opts Options
+	mu   sync.Mutex
+}
+
+var _ respond.Backend = (*Backend)(nil)
+
+// New returns a backend for the file at opts.Path. It touches nothing.
+func New(opts Options, log *slog.Logger) (*Backend, error) {
+	if opts.Path == "" {
+		return nil, errors.New("hostsdeny: no file given")
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &Backend{log: log, opts: opts}, nil
+}
+
+// Name is "hostsdeny".
+func (b *Backend) Name() string { return "hostsdeny" }
+
+// Path is the file the backend manages.
+func (b *Backend) Path() string { return b.opts.Path }
+
+// Close does nothing: the file is closed after every change and the rules stay.
+func (b *Backend) Close() error { return nil }
+
+// Setup checks that the file (or, if it does not exist yet, its directory) is there
+// and parses, and removes rules whose expiry has passed.
+func (b *Backend) Setup() error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	path, err := target(b.opts.Path)
+	if err != nil {
+		return err
+	}
+	if _, err := os.Stat(filepath.Dir(path)); err != nil {
+		return fmt.Errorf("hostsdeny: %w", err)
+	}
+	now := b.opts.Now()
+	var n int
+	err = b.change(func(d *doc) bool {
+		kept := d.entries[:0]
+		for _, e := range d.entries {
+			if !e.Until.IsZero() && !e.Until.After(now) {
+				n++
+				continue
+			}
+			kept = append(kept, e)
+		}
+		d.entries = kept
+		return n > 0
+	})
+	if err != nil {
+		return err
+	}
+	b.log.Info("blocking backend: hosts.deny", "file", b.opts.Path, "expired_at_start", n)
+	return nil
+}
+
+// Apply adds a rule for each ban or renews its expiry (a ban without a timeout is
+// permanent).
+func (b *Backend) Apply(bans []respond.Ban) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	now := b.opts.Now()
+	var bad []error
+	err := b.change(func(d *doc) bool {
+		changed := false
+		for _, ban := range bans {
+			p, err := norm(ban.Prefix)
+			if err != nil {
+				bad = append(bad, err)
+				continue
+			}
+			var until time.Time
+			if ban.Timeout > 0 {
+				until = now.Add(ban.Timeout).UTC()
+				if t := until.Truncate(time.Second); !t.Equal(until) {
+					until = t.Add(time.Second)
+				}
+			}
+			i := d.find(p)
+			if i < 0 {
+				d.entries = append(d.entries, Entry{Prefix: p, Until: until})
+				changed = true
+			} else if !d.entries[i].Until.Equal(until) {
+				d.entries[i].Until = until
+				changed = true
+			}
+		}
+		return changed
+	})
+	return errors.Join(err, joinBad("apply", bad))
+}
+
+func joinBad(what string, bad []error) error {
+	if len(bad) == 0 {
+		return nil
+	}
+	return fmt.Errorf("hostsdeny %s: %w", what, errors.Join(bad...))
+}
+
+// Revoke removes the rules for prefixes; absent ones are not an error.
+func (b *Backend) Revoke(prefixes []netip.Prefix) error { return b.remove("revoke", prefixes) }
+
+// Expire removes the rules of bans that ran out.
+func (b *Backend) Expire(prefixes []netip.Prefix) error { return b.remove("expire", prefixes) }
+
+func (b *Backend) remove(what string, prefixes []netip.Prefix) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	var bad []error
+	drop := map[netip.Prefix]bool{}
+	for _, pp := range prefixes {
+		p, err := norm(pp)
+		if err != nil {
+			bad = append(bad, err)
+			continue
+		}
+		drop[p] = true
+	}
+	err := b.change(func(d *doc) bool {
+		n := len(d.entries)
+		d.entries = slices.DeleteFunc(d.entries, func(e Entry) bool { return drop[e.Prefix] })
+		return len(d.entries) != n
+	})
+	return errors.Join(err, joinBad(what, bad))
+}
+
+// List returns the rules in the block, in file order.
+func (b *Backend) List() ([]Entry, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	path, err := target(b.opts.Path)
+	if err != nil {
+		return nil, err
+	}
+	d, err := load(path)
+	if err != nil {
+		return nil, err
+	}
+	return d.entries, nil
+}
+
+// target resolves symlinks so the rename replaces the file, not the link.
+func target(path string) (string, error) {
+	real, err := filepath.EvalSymlinks(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return path, nil
+	}
+	if err != nil {
+		return "", fmt.Errorf("hostsdeny: %w", err)
+	}
+	return real, nil
+}
+
+// change loads the file, lets f edit it, and writes it back if f reports a change.
+func (b *Backend) change(f func(*doc) bool) error {
+	path, err := target(b.opts.Path)
+	if err != nil {
+		return err
+	}
+	d, err := load(path)
+	if err != nil {
+		return err
+	}
+	if !f(d) {
+		return nil
+	}
+	if err := writeAtomic(path, d.render()); err != nil {
+		return fmt.Errorf("hostsdeny: %w", err)
+	}
+	return nil
+}
+
+// doc is a parsed hosts.deny: the bytes around the block, and the block.
+type doc struct {
+	pre, post []byte // outside the block, verbatim (post starts after the END line)
+	hasBlock  bool
+	entries   []Entry
+	unknown   []string // lines in the block we did not write, kept verbatim
+}
+
+func (d *doc) find(p netip.Prefix) int {
+	return slices.IndexFunc(d.entries, func(e Entry) bool { return e.Prefix == p })
+}
+
+// lines splits b into lines, each with its newline (the last may lack one).
+func lines(b []byte) [][]byte {
+	var out [][]byte
+	for len(b) > 0 {
+		i := bytes.IndexByte(b, '\n')
+		if i < 0 {
+			out = append(out, b)
+			break
+		}
+		out = append(out, b[:i+1])
+		b = b[i+1:]
+	}
+	return out
+}
+
+func trimLine(l []byte) string { return strings.TrimRight(string(l), " \t\r\n") }
+
+func load(path string) (*doc, error) {
+	data, err := os.ReadFile(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return &doc{}, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("hostsdeny: %w", err)
+	}
+	return parse(path, data)
+}
+
+func parse(path string, data []byte) (*doc, error) {
+	d := &doc{}
+	ls := lines(data)
+	begin := slices.IndexFunc(ls, func(l []byte) bool { return trimLine(l) == BeginMarker })
+	if begin < 0 {
+		d.pre = data
+		return d, nil
+	}
+	end := -1
+	for i := begin + 1; i < len(ls); i++ {
+		switch trimLine(ls[i]) {
+		case EndMarker:
+			end = i
+		case BeginMarker:
+			return nil, fmt.Errorf("hostsdeny: %s:%d: second %q before %q", path, i+1, BeginMarker, EndMarker)
+		}
+		if end >= 0 {
+			break
+		}
+	}
+	if end < 0 {
+		return nil, fmt.Errorf("hostsdeny: %s:%d: %q without %q; fix the file by hand", path, begin+1, BeginMarker, EndMarker)
+	}
+	d.hasBlock = true
+	d.pre = bytes.Join(ls[:begin], nil)
+	d.post = bytes.Join(ls[end+1:], nil)
+	var until time.Time
+	var untilLine string
+	flushUntil := func() {
+		if untilLine != "" {
+			d.unknown = append(d.unknown, untilLine)
+		}
+		until, untilLine = time.Time{}, ""
+	}
+	for _, raw := range ls[begin+1 : end] {
+		l := trimLine(raw)
+		switch {
+		case strings.TrimSpace(l) == "":
+			flushUntil()
+		case strings.HasPrefix(l, untilPrefix):
+			flushUntil()
+			t, err := time.Parse(time.RFC3339, strings.TrimSpace(l[len(untilPrefix):]))
+			if err != nil {
+				d.unknown = append(d.unknown, l)
+				continue
+			}
+			until, untilLine = t.UTC(), l
+		case strings.HasPrefix(l, rulePrefix):
+			p, err := parsePattern(strings.TrimSpace(l[len(rulePrefix):]))
+			if err != nil || d.find(p) >= 0 {
+				flushUntil()
+				d.unknown = append(d.unknown, l)
+				continue
+			}
+			d.entries = append(d.entries, Entry{Prefix: p, Until: until})
+			until, untilLine = time.Time{}, ""
+		default:
+			flushUntil()
+			d.unknown = append(d.unknown, l)
+		}
+	}
+	flushUntil()
+	return d, nil
+}
+
+func (d *doc) render() []byte {
+	var buf bytes.Buffer
+	buf.Write(d.pre)
+	if len(d.entries) == 0 && len(d.unknown) == 0 {
+		buf.Write(d.post)
+		return buf.Bytes()
+	}
+	if len(d.pre) > 0 && d.pre[len(d.pre)-1] != '\n' {
+		buf.WriteByte('\n')
+	}
+	buf.WriteString(BeginMarker + "\n")
+	for _, l := range d.unknown {
+		buf.WriteString(l + "\n")
+	}
+	for _, e := range d.entries {
+		if !e.Until.IsZero() {
+			buf.WriteString(untilPrefix + e.Until.UTC().Format(time.RFC3339) + "\n")
+		}
+		buf.WriteString(rulePrefix + Pattern(e.Prefix) + "\n")
+	}
+	buf.WriteString(EndMarker + "\n")
+	buf.Write(d.post)
+	return buf.Bytes()
+}
+
+// norm canonicalises a prefix: IPv4-mapped becomes IPv4, host bits are cleared.
+func norm(p netip.Prefix) (netip.Prefix, error) {
+	if !p.IsValid() {
+		return netip.Prefix{}, fmt.Errorf("invalid prefix %v", p)
+	}
+	a, bits := p.Addr().WithZone(""), p.Bits()
+	if a.Is4In6() {
+		if bits < 96 {
+			return netip.Prefix{}, fmt.Errorf("prefix %v: IPv4-mapped with fewer than 96 bits", p)
+		}
+		a, bits = a.Unmap(), bits-96
+	}
+	q := netip.PrefixFrom(a, bits).Masked()
+	if q.Bits() == 0 {
+		return netip.Prefix{}, fmt.Errorf("prefix %v: refusing to deny everything", p)
+	}
+	return q, nil
+}
+
+// Pattern is the hosts_access(5) client pattern for p: "192.0.2.7",
+// "10.0.0.0/255.0.0.0", "[2001:db8::7]/128", "[2001:db8:bad::]/64".
+func Pattern(p netip.Prefix) string {
+	a := p.Addr()
+	if a.Is4() {
+		if p.Bits() == 32 {
+			return a.String()
+		}
+		return a.String() + "/" + net.IP(net.CIDRMask(p.Bits(), 32)).String()
+	}
+	return "[" + a.String() + "]/" + strconv.Itoa(p.Bits())
+}
+
+// parsePattern reads what Pattern writes, plus n.n.n.n/mm and [v6] without a length.
+func parsePattern(s string) (netip.Prefix, error) {
+	if strings.HasPrefix(s, "[") {
+		i := strings.IndexByte(s, ']')
+		if i < 0 {
+			return netip.Prefix{}, fmt.Errorf("bad pattern %q", s)
+		}
+		a, err := netip.ParseAddr(s[1:i])
+		if err != nil || !a.Is6() || a.Zone() != "" {
+			return netip.Prefix{}, fmt.Errorf("bad pattern %q", s)
+		}
+		rest := s[i+1:]
+		if rest == "" {
+			return netip.PrefixFrom(a, 128), nil
+		}
+		if !strings.HasPrefix(rest, "/") {
+			return netip.Prefix{}, fmt.Errorf("bad pattern %q", s)
+		}
+		n, err := strconv.Atoi(rest[1:])
+		if err != nil || n < 1 || n > 128 {
+			return netip.Prefix{}, fmt.Errorf("bad pattern %q", s)
+		}
+		return netip.PrefixFrom(a, n).Masked(), nil
+	}
+	addr, mask, hasMask := strings.Cut(s, "/")
+	a, err := netip.ParseAddr(addr)
+	if err != nil || !a.Is4() {
+		return netip.Prefix{}, fmt.Errorf("bad pattern %q", s)
+	}
+	if !hasMask {
+		return netip.PrefixFrom(a, 32), nil
+	}
+	if m, err := netip.ParseAddr(mask); err == nil && m.Is4() {
+		ones, bits := net.IPMask(m.AsSlice()).Size()
+		if bits == 0 || ones == 0 {
+			return netip.Prefix{}, fmt.Errorf("bad mask in %q", s)
+		}
+		return netip.PrefixFrom(a, ones).Masked(), nil
+	}
+	n, err := strconv.Atoi(mask)
+	if err != nil || n < 1 || n > 32 {
+		return netip.Prefix{}, fmt.Errorf("bad pattern %q", s)
+	}
+	return netip.PrefixFrom(a, n).Masked(), nil
+}
+
+// writeAtomic replaces path with data: temp file in the same directory, original
+// mode and owner, fsync, rename, fsync of the directory.
+func writeAtomic(path string, data []byte) (err error) {
+	dir, base := filepath.Split(path)
+	if dir == "" {
+		dir = "."
+	}
+	mode := fs.FileMode(0o644)
+	uid, gid := -1, -1
+	if st, err := os.Stat(path); err == nil {
+		mode = st.Mode().Perm()
+		if sys, ok := st.Sys().(*syscall.Stat_t); ok {
+			uid, gid = int(sys.Uid), int(sys.Gid)
+		}
+	} else if !errors.Is(err, fs.ErrNotExist) {
+		return err
+	}
+	f, err := os.CreateTemp(dir, "."+base+".portsentry-*")
+	if err != nil {
+		return err
+	}
+	tmp := f.Name()
+	defer func() {
+		if err != nil {
+			f.Close()
+			os.Remove(tmp)
+		}
+	}()
+	if _, err = f.Write(data); err != nil {
+		return err
+	}
+	if err = f.Chmod(mode); err != nil {
+		return err
+	}
+	if uid >= 0 {
+		// Without root this succeeds only for our own user and groups: a file
+		// someone else owns is not silently given to us.
+		if err = f.Chown(uid, gid); err != nil {
+			return fmt.Errorf("keep owner %d:%d of %s: %w", uid, gid, path, err)
+		}
+	}
+	if err = f.Sync(); err != nil {
+		return err
+	}
+	if err = f.Close(); err != nil {
+		return err
+	}
+	if err = os.Rename(tmp, path); err != nil {
+		return err
+	}
+	if d, err := os.Open(dir); err == nil {
+		d.Sync()
+		d.Close()
+	}
+	return nil
+}

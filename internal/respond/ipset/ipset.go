@@ -1,0 +1,537 @@
+// Package ipset blocks hosts with two ipsets and one iptables rule per family:
+//
+//	ipset create portsentry4 hash:net family inet timeout 0
+//	ipset create portsentry6 hash:net family inet6 timeout 0
+//	iptables  -I INPUT -m set --match-set portsentry4 src -j DROP
+//	ip6tables -I INPUT -m set --match-set portsentry6 src -j DROP
+//
+// The sets are managed natively over netlink (github.com/vishvananda/netlink; the
+// ipset(8) tool is not needed), the two rules by running iptables(8) and ip6tables(8)
+// directly (exec, no shell), checking with -C before inserting so the rule is there
+// exactly once however often Setup runs. Whichever variant iptables is (nf_tables or
+// legacy) does not matter: the rule goes where the administrator's iptables puts it.
+//
+// The sets are created with "timeout 0": elements may then carry a timeout of their
+// own, which the kernel enforces (an element with timeout 0 is permanent). Apply adds
+// with the timeout in seconds, rounded up, replacing an existing element (which
+// renews its timeout). The kernel clamps element timeouts to IPSET_MAX_TIMEOUT
+// (2147483 s, about 24.8 days); a longer ban is added as permanent and removed when
+// the daemon calls Expire.
+//
+// Close leaves the sets and rules in place: bans outlive the daemon, and the next
+// start re-asserts them. Teardown removes both.
+package ipset
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"os/exec"
+	"runtime"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netlink/nl"
+	"github.com/vishvananda/netns"
+	"golang.org/x/sys/unix"
+
+	"github.com/portsentry-go/portsentry/internal/respond"
+)
+
+const (
+	DefaultSet4  = "portsentry4"
+	DefaultSet6  = "portsentry6"
+	DefaultChain = "INPUT"
+	// MaxTimeout is the longest element timeout the kernel keeps (IPSET_MAX_TIMEOUT).
+	MaxTimeout = 2147483 * time.Second
+
+	setType = "hash:net"
+)
+
+// Options configures a Backend.
+type Options struct {
+	// Netns is the network namespace the sets and rules live in; 0 or netns.None():
+	// the current one. iptables runs on a thread switched into it.
+	Netns      netns.NsHandle
+	Set4, Set6 string // set names; default portsentry4, portsentry6 (at most 31 bytes)
+	Chain      string // filter chain for the rules; default INPUT
+	// IPTables and IP6Tables are the commands; default "iptables" and "ip6tables"
+	// found on PATH.
+	IPTables, IP6Tables string
+	// CmdTimeout bounds each iptables run; default 30 s.
+	CmdTimeout time.Duration
+}
+
+// Entry is an element of one of the sets.
+type Entry struct {
+	Prefix  netip.Prefix
+	Timeout time.Duration // time left; 0 = permanent
+}
+
+// Backend blocks prefixes through two ipsets. Its methods are safe for concurrent use.
+type Backend struct {
+	log  *slog.Logger
+	opts Options
+	mu   sync.Mutex
+	h    *netlink.Handle
+}
+
+var _ respond.Backend = (*Backend)(nil)
+
+// New opens a netfilter netlink socket in the configured namespace. It changes
+// nothing; Setup checks the tools and creates the sets and rules.
+func New(opts Options, log *slog.Logger) (*Backend, error) {
+	if opts.Set4 == "" {
+		opts.Set4 = DefaultSet4
+	}
+	if opts.Set6 == "" {
+		opts.Set6 = DefaultSet6
+	}
+	for _, n := range []string{opts.Set4, opts.Set6} {
+		if len(n) > 31 || strings.ContainsAny(n, " \t\n") {
+			return nil, fmt.Errorf("ipset: bad set name %q (at most 31 bytes, no blanks)", n)
+		}
+	}
+	if opts.Set4 == opts.Set6 {
+		return nil, fmt.Errorf("ipset: the IPv4 and IPv6 sets must differ (both %q)", opts.Set4)
+	}
+	if opts.Chain == "" {
+		opts.Chain = DefaultChain
+	}
+	if opts.IPTables == "" {
+		opts.IPTables = "iptables"
+	}
+	if opts.IP6Tables == "" {
+		opts.IP6Tables = "ip6tables"
+	}
+	if opts.CmdTimeout <= 0 {
+		opts.CmdTimeout = 30 * time.Second
+	}
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	ns := netns.None()
+	if opts.Netns > 0 {
+		ns = opts.Netns
+	}
+	// The handle must hold a NETLINK_NETFILTER socket: without one the library
+	// silently opens a socket in the current namespace instead.
+	h, err := netlink.NewHandleAt(ns, unix.NETLINK_NETFILTER)
+	if err != nil {
+		return nil, fmt.Errorf("ipset unusable: cannot open a netfilter netlink socket: %w", err)
+	}
+	return &Backend{log: log, opts: opts, h: h}, nil
+}
+
+// Name is "ipset".
+func (b *Backend) Name() string { return "ipset" }
+
+// Sets returns the names of the IPv4 and IPv6 sets.
+func (b *Backend) Sets() (string, string) { return b.opts.Set4, b.opts.Set6 }
+
+// Close releases the netlink socket; sets and rules stay.
+func (b *Backend) Close() error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.h != nil {
+		b.h.Close()
+		b.h = nil
+	}
+	return nil
+}
+
+// nlcall runs a library call, turning a panic into an error: the library's ipset
+// code type-asserts every error to syscall.Errno, which not every error is.
+func nlcall(f func() error) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("netlink ipset: %v", r)
+		}
+	}()
+	return f()
+}
+
+// isErrno reports whether err is errno e, as the library reports it (a plain
+// syscall.Errno, or an nl.IPSetError for the ipset-private codes).
+func isErrno(err error, e uintptr) bool {
+	var ie nl.IPSetError
+	if errors.As(err, &ie) {
+		return uintptr(ie) == e
+	}
+	var se syscall.Errno
+	return errors.As(err, &se) && uintptr(se) == e
+}
+
+type family struct {
+	v6   bool
+	set  string
+	cmd  string // iptables or ip6tables
+	name string // "IPv4" or "IPv6"
+}
+
+func (b *Backend) families() []family {
+	return []family{
+		{false, b.opts.Set4, b.opts.IPTables, "IPv4"},
+		{true, b.opts.Set6, b.opts.IP6Tables, "IPv6"},
+	}
+}
+
+// Setup checks that ipset (kernel) and iptables/ip6tables are usable, creates the
+// two sets unless they exist (an existing set of another type or without timeout
+// support is an error) and inserts the two rules unless they are there.
+func (b *Backend) Setup() error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.h == nil {
+		return errors.New("ipset setup: backend closed")
+	}
+	var missing []string
+	for _, f := range b.families() {
+		if _, err := exec.LookPath(f.cmd); err != nil {
+			missing = append(missing, fmt.Sprintf("%s (not found on PATH; install the iptables package)", f.cmd))
+		}
+	}
+	if err := nlcall(func() error { _, _, err := b.h.IpsetProtocol(); return err }); err != nil {
+		missing = append(missing, fmt.Sprintf("kernel ipset support (module ip_set: %v)", err))
+	}
+	if len(missing) > 0 {
+		return fmt.Errorf("ipset backend unusable: missing %s", strings.Join(missing, "; "))
+	}
+	for _, f := range b.families() {
+		if err := b.createSet(f); err != nil {
+			return err
+		}
+	}
+	for _, f := range b.families() {
+		if err := b.ensureRule(f); err != nil {
+			return err
+		}
+	}
+	b.log.Info("blocking backend: ipset", "sets", b.opts.Set4+","+b.opts.Set6, "chain", b.opts.Chain)
+	return nil
+}
+
+func (b *Backend) createSet(f family) error {
+	fam := uint8(unix.AF_INET)
+	if f.v6 {
+		fam = unix.AF_INET6
+	}
+	zero := uint32(0)
+	// Replace (no NLM_F_EXCL) makes creating an identical existing set a no-op; a
+	// set of the same name with another type, family or timeout gives EEXIST.
+	err := nlcall(func() error {
+		return b.h.IpsetCreate(f.set, setType, netlink.IpsetCreateOptions{Replace: true, Family: fam, Timeout: &zero})
+	})
+	switch {
+	case err == nil:
+		return nil
+	case isErrno(err, uintptr(unix.EEXIST)):
+		return fmt.Errorf("ipset setup: a set %q exists that is not %s family %s with timeout support; remove it (ipset destroy %s) or configure another name",
+			f.set, setType, map[bool]string{false: "inet", true: "inet6"}[f.v6], f.set)
+	case isErrno(err, uintptr(unix.EPERM)):
+		return fmt.Errorf("ipset setup: create %s: permission denied (needs root or CAP_NET_ADMIN): %w", f.set, err)
+	}
+	return fmt.Errorf("ipset setup: create %s: %w", f.set, err)
+}
+
+func (b *Backend) ruleArgs(f family, op string) []string {
+	return []string{"-w", "5", op, b.opts.Chain, "-m", "set", "--match-set", f.set, "src", "-j", "DROP"}
+}
+
+// hasRule runs `iptables -C`: exit 0 is present, 1 absent, anything else an error.
+func (b *Backend) hasRule(f family) (bool, error) {
+	out, code, err := b.run(f.cmd, b.ruleArgs(f, "-C")...)
+	switch {
+	case err == nil:
+		return true, nil
+	case code == 1:
+		return false, nil
+	}
+	return false, fmt.Errorf("%s %s: %w: %s", f.cmd, strings.Join(b.ruleArgs(f, "-C"), " "), err, out)
+}
+
+func (b *Backend) ensureRule(f family) error {
+	ok, err := b.hasRule(f)
+	if err != nil {
+		return fmt.Errorf("ipset setup (%s): %w", f.name, err)
+	}
+	if ok {
+		return nil
+	}
+	if out, _, err := b.run(f.cmd, b.ruleArgs(f, "-I")...); err != nil {
+		return fmt.Errorf("ipset setup (%s): %s %s: %w: %s", f.name, f.cmd, strings.Join(b.ruleArgs(f, "-I"), " "), err, out)
+	}
+	return nil
+}
+
+// run runs a command in the backend's namespace and returns its combined output
+// and exit code.
+func (b *Backend) run(name string, args ...string) (string, int, error) {
+	var out []byte
+	var err error
+	nsErr := inNetns(b.opts.Netns, func() {
+		ctx, cancel := context.WithTimeout(context.Background(), b.opts.CmdTimeout)
+		defer cancel()
+		cmd := exec.CommandContext(ctx, name, args...)
+		cmd.WaitDelay = 2 * time.Second
+		var buf bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &buf, &buf
+		// The child is forked by this thread and so starts in its namespace.
+		err = cmd.Run()
+		out = buf.Bytes()
+	})
+	if nsErr != nil {
+		return "", -1, nsErr
+	}
+	code := -1
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
+		code = ee.ExitCode()
+	}
+	return strings.TrimSpace(string(out)), code, err
+}
+
+// inNetns runs fn on a fresh OS thread switched into ns (when ns is set), so that
+// processes it starts are born there. The calling goroutine's thread is untouched.
+func inNetns(ns netns.NsHandle, fn func()) error {
+	if ns <= 0 {
+		fn()
+		return nil
+	}
+	errc := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread()
+		orig, err := netns.Get()
+		if err != nil {
+			runtime.UnlockOSThread()
+			errc <- fmt.Errorf("ipset: current netns: %w", err)
+			return
+		}
+		defer orig.Close()
+		if err := netns.Set(ns); err != nil {
+			runtime.UnlockOSThread()
+			errc <- fmt.Errorf("ipset: enter netns: %w", err)
+			return
+		}
+		fn()
+		if err := netns.Set(orig); err != nil {
+			// Leave the thread locked: it dies with this goroutine rather than
+			// serving others from the wrong namespace.
+			errc <- nil
+			return
+		}
+		runtime.UnlockOSThread()
+		errc <- nil
+	}()
+	return <-errc
+}
+
+// entry canonicalises a prefix (IPv4-mapped becomes IPv4, host bits cleared) and
+// builds its element and picks its set. hash:net takes prefix lengths
+// 1-32 (IPv4) and 1-128 (IPv6).
+func (b *Backend) entry(p netip.Prefix) (string, *netlink.IPSetEntry, netip.Prefix, error) {
+	if !p.IsValid() {
+		return "", nil, p, fmt.Errorf("invalid prefix %v", p)
+	}
+	a, bits := p.Addr().WithZone(""), p.Bits()
+	if a.Is4In6() {
+		if bits < 96 {
+			return "", nil, p, fmt.Errorf("prefix %v: IPv4-mapped with fewer than 96 bits", p)
+		}
+		a, bits = a.Unmap(), bits-96
+	}
+	q := netip.PrefixFrom(a, bits).Masked()
+	if q.Bits() == 0 {
+		return "", nil, p, fmt.Errorf("prefix %v: hash:net cannot hold a /0", p)
+	}
+	set := b.opts.Set6
+	if a.Is4() {
+		set = b.opts.Set4
+	}
+	// Replace (no NLM_F_EXCL) sets IPSET_FLAG_EXIST: an add re-adds (renewing the
+	// timeout), a delete of an absent element succeeds.
+	return set, &netlink.IPSetEntry{IP: net.IP(q.Addr().AsSlice()), CIDR: uint8(q.Bits()), Replace: true}, q, nil
+}
+
+// seconds is an element timeout: d rounded up to seconds; 0 (permanent) for 0 and
+// for anything past MaxTimeout, which the kernel would clamp.
+func seconds(d time.Duration) uint32 {
+	if d <= 0 || d > MaxTimeout {
+		return 0
+	}
+	return uint32((d + time.Second - 1) / time.Second)
+}
+
+type errList struct {
+	what string
+	errs []error
+	n    int
+}
+
+func (e *errList) add(err error) {
+	e.n++
+	if len(e.errs) < 5 {
+		e.errs = append(e.errs, err)
+	}
+}
+
+func (e *errList) err() error {
+	if e.n == 0 {
+		return nil
+	}
+	err := errors.Join(e.errs...)
+	if e.n > len(e.errs) {
+		err = errors.Join(err, fmt.Errorf("and %d more", e.n-len(e.errs)))
+	}
+	return fmt.Errorf("ipset %s: %d failed: %w", e.what, e.n, err)
+}
+
+// Apply adds or renews each ban with its timeout (0: permanent).
+func (b *Backend) Apply(bans []respond.Ban) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.h == nil {
+		return errors.New("ipset apply: backend closed")
+	}
+	el := errList{what: "apply"}
+	for _, ban := range bans {
+		set, e, q, err := b.entry(ban.Prefix)
+		if err != nil {
+			el.add(err)
+			continue
+		}
+		if ban.Timeout > MaxTimeout {
+			b.log.Debug("ipset: ban longer than the kernel keeps; added as permanent until Expire", "prefix", q, "timeout", ban.Timeout)
+		}
+		t := seconds(ban.Timeout)
+		e.Timeout = &t
+		if err := nlcall(func() error { return b.h.IpsetAdd(set, e) }); err != nil {
+			el.add(fmt.Errorf("add %v to %s: %w", q, set, err))
+		}
+	}
+	return el.err()
+}
+
+// Revoke deletes bans early; absent ones (or an absent set) are not an error.
+func (b *Backend) Revoke(prefixes []netip.Prefix) error { return b.del("revoke", prefixes) }
+
+// Expire deletes bans that ran out. The kernel expires timed elements by itself;
+// this removes the permanent ones a too-long timeout became, and anything the
+// journal says is over.
+func (b *Backend) Expire(prefixes []netip.Prefix) error { return b.del("expire", prefixes) }
+
+func (b *Backend) del(what string, prefixes []netip.Prefix) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.h == nil {
+		return fmt.Errorf("ipset %s: backend closed", what)
+	}
+	el := errList{what: what}
+	for _, p := range prefixes {
+		set, e, q, err := b.entry(p)
+		if err != nil {
+			el.add(err)
+			continue
+		}
+		err = nlcall(func() error { return b.h.IpsetDel(set, e) })
+		if err != nil && !isErrno(err, nl.IPSET_ERR_EXIST) && !isErrno(err, uintptr(unix.ENOENT)) {
+			el.add(fmt.Errorf("delete %v from %s: %w", q, set, err))
+		}
+	}
+	return el.err()
+}
+
+// List returns the elements of both sets with the time they have left.
+func (b *Backend) List() ([]Entry, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.h == nil {
+		return nil, errors.New("ipset list: backend closed")
+	}
+	var out []Entry
+	for _, f := range b.families() {
+		var res *netlink.IPSetResult
+		err := nlcall(func() (err error) { res, err = b.h.IpsetList(f.set); return err })
+		if err != nil {
+			return nil, fmt.Errorf("ipset list %s: %w", f.set, err)
+		}
+		for _, e := range res.Entries {
+			a, ok := netip.AddrFromSlice(e.IP)
+			if !ok {
+				continue
+			}
+			if !f.v6 {
+				a = a.Unmap()
+			}
+			bits := int(e.CIDR)
+			if bits == 0 {
+				bits = a.BitLen()
+			}
+			en := Entry{Prefix: netip.PrefixFrom(a, bits)}
+			if e.Timeout != nil {
+				en.Timeout = time.Duration(*e.Timeout) * time.Second
+			}
+			out = append(out, en)
+		}
+	}
+	return out, nil
+}
+
+// Teardown removes the rules (every copy) and destroys the sets.
+func (b *Backend) Teardown() error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.h == nil {
+		return errors.New("ipset teardown: backend closed")
+	}
+	var errs []error
+	for _, f := range b.families() {
+		if _, err := exec.LookPath(f.cmd); err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		for range 100 {
+			ok, err := b.hasRule(f)
+			if err != nil {
+				errs = append(errs, err)
+			}
+			if !ok || err != nil {
+				break
+			}
+			if out, _, err := b.run(f.cmd, b.ruleArgs(f, "-D")...); err != nil {
+				errs = append(errs, fmt.Errorf("%s -D: %w: %s", f.cmd, err, out))
+				break
+			}
+		}
+	}
+	for _, f := range b.families() {
+		var err error
+		// A set is busy while a rule references it; releasing the reference may
+		// lag the rule's deletion a little.
+		for i := range 50 {
+			err = nlcall(func() error { return b.h.IpsetDestroy(f.set) })
+			if err == nil || isErrno(err, uintptr(unix.ENOENT)) {
+				err = nil
+				break
+			}
+			if !isErrno(err, nl.IPSET_ERR_BUSY) || i == 49 {
+				break
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		if err != nil {
+			errs = append(errs, fmt.Errorf("destroy %s: %w", f.set, err))
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("ipset teardown: %w", err)
+	}
+	return nil
+}
