@@ -77,7 +77,9 @@ func (e *Events) Add(ev Event) uint64 {
 	e.next++
 	e.ring[ev.ID%uint64(len(e.ring))] = ev
 	if ev.Kind == KindDetection {
-		m := ev.Time.Unix() / 60
+		// An event stamped in the future (clock skew) counts in the current minute
+		// rather than taking the place of an older minute's count.
+		m := min(ev.Time.Unix(), e.now().Unix()) / 60
 		b := &e.min[uint64(m)%timelineMinutes]
 		switch {
 		case b.minute == m:

@@ -136,7 +136,7 @@ func Start(opts Options, src Source, ev *Events, m *Metrics) (*Server, error) {
 		}
 		s.token = []byte(tok)
 	}
-	if s.page, err = renderPage(pageData{Unblock: s.token != nil, Report: opts.HistoryFile != ""}); err != nil {
+	if s.page, err = renderPage(pageData{Unblock: s.token != nil, Report: opts.HistoryFile != "", TokenFile: opts.TokenFile}); err != nil {
 		s.removeToken()
 		return nil, err
 	}
