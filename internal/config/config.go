@@ -120,6 +120,12 @@ type Config struct {
 	ControlSocket   string // CONTROL_SOCKET: the operators' control socket
 	UnspoofableOnly bool   // UNSPOOFABLE_ONLY: act only on completed TCP handshakes
 
+	// Visibility (ours, see docs/dashboard.md and docs/api.md).
+	Dashboard            string // DASHBOARD: host:port of the dashboard, API and metrics; empty = off
+	DashboardAllowRemote bool   // DASHBOARD_ALLOW_REMOTE: permit a non-loopback DASHBOARD
+	DashboardTokenFile   string // DASHBOARD_TOKEN_FILE: where the unblock token is written
+	JSONLog              string // JSON_LOG: file receiving one JSON object per event; empty = off
+
 	// lines maps each key set in the file to the line that set it, so that Validate can
 	// point at the line to fix. Keys never set are absent.
 	lines map[string]int
@@ -170,6 +176,8 @@ const (
 	DefaultBanIPv6Prefix = 64
 	DefaultBanJournal    = "" // beside HISTORY_FILE: see BanJournalPath
 	DefaultControlSocket = "/run/portsentry/portsentry.sock"
+
+	DefaultDashboardTokenFile = "/run/portsentry/dashboard.token"
 )
 
 // BanJournalPath is BAN_JOURNAL, or when unset "portsentry.bans" in HISTORY_FILE's
@@ -187,6 +195,7 @@ func (c *Config) withBanDefaults() *Config {
 	c.BanRate, c.BanCap = DefaultBanRate, DefaultBanCap
 	c.BanIPv6Prefix = DefaultBanIPv6Prefix
 	c.BanJournal, c.ControlSocket = DefaultBanJournal, DefaultControlSocket
+	c.DashboardTokenFile = DefaultDashboardTokenFile
 	return c
 }
 

@@ -56,6 +56,10 @@ var keys = []keySpec{
 	stringKey("BAN_JOURNAL", nil, func(c *Config) *string { return &c.BanJournal }),
 	stringKey("CONTROL_SOCKET", nil, func(c *Config) *string { return &c.ControlSocket }),
 	boolKey("UNSPOOFABLE_ONLY", func(c *Config) *bool { return &c.UnspoofableOnly }),
+	stringKey("DASHBOARD", nil, func(c *Config) *string { return &c.Dashboard }),
+	boolKey("DASHBOARD_ALLOW_REMOTE", func(c *Config) *bool { return &c.DashboardAllowRemote }),
+	stringKey("DASHBOARD_TOKEN_FILE", nil, func(c *Config) *string { return &c.DashboardTokenFile }),
+	stringKey("JSON_LOG", nil, func(c *Config) *string { return &c.JSONLog }),
 }
 
 var keyIndex = func() map[string]keySpec {

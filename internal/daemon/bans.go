@@ -21,6 +21,7 @@ import (
 	"github.com/portsentry-go/portsentry/internal/respond/ipset"
 	"github.com/portsentry-go/portsentry/internal/respond/nft"
 	"github.com/portsentry-go/portsentry/internal/respond/route"
+	"github.com/portsentry-go/portsentry/internal/web"
 )
 
 // nftBackend adapts the nftables backend to respond.Backend; the kernel expires its
@@ -74,6 +75,8 @@ type banManager struct {
 	// suppressed counts bans refused because BAN_CAP was reached (the daemon's counter).
 	suppressed *atomic.Uint64
 	pending    atomic.Int64 // queued, not yet committed
+	metrics    *web.Metrics
+	event      func(web.Event)
 	wg         sync.WaitGroup
 }
 
@@ -285,6 +288,9 @@ func (m *banManager) commit(batch []bans.Ban) {
 	applyErr := m.assert(stored)
 	if applyErr != nil {
 		m.log.Error("adminalert: ERROR: " + m.backend + ": " + applyErr.Error())
+		if m.metrics != nil {
+			m.metrics.BackendError(m.backend)
+		}
 	}
 	if err := m.journal.Sync(); err != nil {
 		m.log.Error("adminalert: ERROR: ban journal: " + err.Error())
@@ -292,11 +298,23 @@ func (m *banManager) commit(batch []bans.Ban) {
 	if applyErr != nil {
 		return
 	}
-	if m.kernel == nil {
-		return // classic: the KILL_ lines already said what was done
-	}
 	for _, b := range stored {
-		m.log.Info(fmt.Sprintf("attackalert: Host %s has been banned via %s %s", b.Prefix, m.backend, describe(b)))
+		text := fmt.Sprintf("attackalert: Host %s has been banned via %s %s", b.Prefix, m.backend, describe(b))
+		if m.kernel != nil { // with the classic backend the KILL_ lines already said it
+			m.log.Info(text)
+		}
+		m.record(web.KindBan, b, text)
+	}
+}
+
+// record counts and publishes a ban's event.
+func (m *banManager) record(kind string, b bans.Ban, text string) {
+	if m.metrics != nil && kind == web.KindBan {
+		m.metrics.Ban(m.backend)
+	}
+	if m.event != nil {
+		m.event(web.Event{Kind: kind, Addr: b.Prefix.String(), Port: b.Reason.Port,
+			Mode: string(b.Reason.Mode), Scan: b.Reason.Scan, Text: text})
 	}
 }
 
@@ -327,7 +345,9 @@ func (m *banManager) expire(now time.Time) {
 		}
 	}
 	for _, b := range ended {
-		m.log.Info(fmt.Sprintf("attackalert: Ban on %s expired", b.Prefix))
+		text := fmt.Sprintf("attackalert: Ban on %s expired", b.Prefix)
+		m.log.Info(text)
+		m.record(web.KindExpire, b, text)
 	}
 	if m.onLift != nil {
 		m.onLift(ended)
@@ -352,7 +372,9 @@ func (m *banManager) unblock(p netip.Prefix) ([]bans.Ban, error) {
 		}
 	}
 	for _, b := range ended {
-		m.log.Info(fmt.Sprintf("attackalert: Ban on %s lifted by an operator", b.Prefix))
+		text := fmt.Sprintf("attackalert: Ban on %s lifted by an operator", b.Prefix)
+		m.log.Info(text)
+		m.record(web.KindUnban, b, text)
 	}
 	if len(ended) > 0 && m.onLift != nil {
 		m.onLift(ended)

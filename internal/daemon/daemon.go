@@ -23,6 +23,7 @@ import (
 	"github.com/portsentry-go/portsentry/internal/probe"
 	"github.com/portsentry-go/portsentry/internal/respond"
 	"github.com/portsentry-go/portsentry/internal/sensor"
+	"github.com/portsentry-go/portsentry/internal/web"
 )
 
 // DefaultConfigPath is where Debian keeps the config.
@@ -70,6 +71,9 @@ type Daemon struct {
 
 	bans      *banManager
 	started   time.Time
+	metrics   *web.Metrics
+	events    *web.Events
+	jsonLog   *jsonLog                // nil without JSON_LOG
 	limit     atomic.Pointer[limiter] // BAN_RATE; nil: no limit
 	allow     func(probe.Probe) bool  // mayRespond, bound once (a method value per packet would allocate)
 	connect   map[probe.Mode]*sensor.Connect
@@ -110,7 +114,8 @@ func New(opts Options) (*Daemon, error) {
 	if len(opts.Modes) == 0 {
 		return nil, errors.New("no mode given: use one or more of -tcp -udp -stcp -sudp -atcp -audp")
 	}
-	d := &Daemon{opts: opts, log: opts.Log, own: opts.OwnAddrs, connect: map[probe.Mode]*sensor.Connect{}}
+	d := &Daemon{opts: opts, log: opts.Log, own: opts.OwnAddrs, connect: map[probe.Mode]*sensor.Connect{},
+		metrics: web.NewMetrics(), events: web.NewEvents(web.DefaultEvents)}
 	st, err := d.load()
 	if err != nil {
 		return nil, err
@@ -155,7 +160,7 @@ func (d *Daemon) load() (*state, error) {
 	return &state{
 		cfg:       cfg,
 		ignore:    netaddr.NewSet(d.loadIgnore(cfg.IgnoreFile)),
-		responder: respond.NewClassic(classicConfig(cfg), d.log),
+		responder: respond.NewClassic(d.classicConfig(cfg), d.log),
 		resolver:  newResolver(cfg.ResolveHost),
 	}, nil
 }
@@ -200,7 +205,7 @@ func (d *Daemon) logWarnings(l diag.List) {
 	}
 }
 
-func classicConfig(c *config.Config) respond.ClassicConfig {
+func (d *Daemon) classicConfig(c *config.Config) respond.ClassicConfig {
 	return respond.ClassicConfig{
 		BlockTCP:        respond.Level(c.BlockTCP),
 		BlockUDP:        respond.Level(c.BlockUDP),
@@ -210,6 +215,7 @@ func classicConfig(c *config.Config) respond.ClassicConfig {
 		KillRunCmdFirst: c.KillRunCmdFirst,
 		HostsDenyFile:   c.HostsDenyFile,
 		Timeout:         c.CommandTimeout,
+		OnCommand:       d.metrics.Command,
 	}
 }
 
@@ -233,6 +239,11 @@ func (d *Daemon) Handle(p probe.Probe) {
 	d.stats.Hits.Add(1)
 	p.Src = netip.AddrPortFrom(probe.Canonical(p.Src.Addr()), p.Src.Port())
 	ign := d.ignored(p.Src.Addr())
+	if ign {
+		d.metrics.Ignored()
+	} else {
+		d.metrics.Hit(string(p.Mode), p.ScanType)
+	}
 	d.mu.Lock()
 	v := d.det.ObserveWith(p, ign, d.allow)
 	d.mu.Unlock()
@@ -269,6 +280,7 @@ func shard(a netip.Addr) int {
 func (d *Daemon) mayRespond(p probe.Probe) bool {
 	if (d.bans != nil && d.bans.full()) || !d.limit.Load().allow(p.Time) {
 		d.stats.Suppressed.Add(1)
+		d.metrics.Suppressed()
 		return false
 	}
 	return true
@@ -306,6 +318,13 @@ func (d *Daemon) Run(ctx context.Context, reload <-chan os.Signal) error {
 	}
 	d.restoreBans()
 	d.bans.onLift = d.forgetBans
+	d.bans.metrics, d.bans.event = d.metrics, d.event
+	d.metrics.SetActiveBans(d.bans.backend, func() float64 { return float64(d.bans.journal.Len()) })
+	if st.cfg.JSONLog != "" {
+		if d.jsonLog, err = openJSONLog(st.cfg.JSONLog, d.log); err != nil {
+			d.log.Error("adminalert: ERROR: JSON_LOG: " + err.Error())
+		}
+	}
 	d.bans.suppressed = &d.stats.Suppressed
 	banCtx, stopBans := context.WithCancel(context.WithoutCancel(ctx))
 	d.bans.start(banCtx)
@@ -321,7 +340,12 @@ func (d *Daemon) Run(ctx context.Context, reload <-chan os.Signal) error {
 		})
 	}
 	srv := d.listenControl(st.cfg)
+	webSrv := d.startWeb(st.cfg)
 	err = d.startSensors(ctx, st.cfg)
+	if d.stealth != nil {
+		sst := d.stealth.Stats()
+		d.metrics.SetCapture(func() (uint64, uint64) { return sst.Frames.Load(), sst.KernelDrop.Load() })
+	}
 	if err == nil {
 		d.log.Info("adminalert: PortSentry is now active and listening.")
 		d.serve(ctx, reload)
@@ -331,6 +355,9 @@ func (d *Daemon) Run(ctx context.Context, reload <-chan os.Signal) error {
 	d.stopSensors()
 	if srv != nil {
 		srv.Close()
+	}
+	if webSrv != nil {
+		webSrv.Close()
 	}
 	for _, q := range d.jobs {
 		close(q)
@@ -344,6 +371,9 @@ func (d *Daemon) Run(ctx context.Context, reload <-chan os.Signal) error {
 	d.log.Info("adminalert: totals: " + d.stats.String())
 	berr := d.bans.close()
 	d.rec.close()
+	if d.jsonLog != nil {
+		d.jsonLog.close()
+	}
 	return errors.Join(err, berr, d.files.close())
 }
 
@@ -438,6 +468,7 @@ func (d *Daemon) reload() {
 		}
 	}
 	d.stats.Reloads.Add(1)
+	d.metrics.Reload()
 	d.log.Info("adminalert: Configuration reloaded.")
 }
 

@@ -9,6 +9,7 @@ import (
 	"github.com/portsentry-go/portsentry/internal/journal"
 	"github.com/portsentry-go/portsentry/internal/probe"
 	"github.com/portsentry-go/portsentry/internal/respond"
+	"github.com/portsentry-go/portsentry/internal/web"
 )
 
 // process handles one verdict on a worker: resolve, log the detection, then either note
@@ -20,7 +21,11 @@ func (d *Daemon) process(v detect.Verdict) {
 	port := p.Dst.Port()
 	name := st.resolver.name(d.ctx, addr)
 	d.stats.Detections.Add(1)
-	d.log.Info(detectionLine(p, name))
+	d.metrics.Detection(string(p.Mode))
+	line := detectionLine(p, name)
+	d.log.Info(line)
+	d.event(web.Event{Time: p.Time, Kind: web.KindDetection, Addr: addr.String(), Name: name, Port: port,
+		Proto: p.Proto.String(), Mode: string(p.Mode), Scan: p.ScanType, Text: line})
 	if p.IPOptions {
 		d.log.Info(fmt.Sprintf("attackalert: Packet from host: %s/%s to %s port: %d has IP options set (detection avoidance technique).", name, addr, p.Proto, port))
 	}
@@ -49,8 +54,7 @@ func (d *Daemon) process(v detect.Verdict) {
 		reason := bans.Reason{Mode: p.Mode, Port: port, Scan: p.ScanType, By: "detect"}
 		d.bans.ban(d.bans.newBan(d.bans.prefixFor(addr), reason, -1, p.Time))
 	}
-	line := journal.Line(p.Time.Local(), name, addr, port, p.Proto)
-	d.rec.record(p.Mode, line)
+	d.rec.record(p.Mode, journal.Line(p.Time.Local(), name, addr, port, p.Proto))
 }
 
 func blockLevel(cfg *config.Config, proto probe.Proto) config.BlockLevel {

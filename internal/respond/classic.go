@@ -38,6 +38,8 @@ type ClassicConfig struct {
 	KillRunCmdFirst    bool
 	HostsDenyFile      string
 	Timeout            time.Duration // per command
+	// OnCommand, if set, is told the outcome of every command run (metrics).
+	OnCommand func(ok bool)
 }
 
 // Target is what a response acts on.
@@ -148,6 +150,9 @@ func (c *Classic) shell(ctx context.Context, cmd string) error {
 	sh.Stdout, sh.Stderr = &out, &out
 	sh.WaitDelay = time.Second // a child keeping the pipe open must not hang us
 	err := sh.Run()
+	if c.cfg.OnCommand != nil {
+		c.cfg.OnCommand(err == nil && ctx.Err() == nil)
+	}
 	if s := strings.TrimSpace(out.String()); s != "" {
 		if len(s) > maxOutput {
 			s = s[:maxOutput] + "..."

@@ -1,0 +1,118 @@
+package daemon
+
+import (
+	"encoding/json"
+	"log/slog"
+	"net/netip"
+	"sync/atomic"
+	"time"
+
+	"github.com/portsentry-go/portsentry/internal/config"
+	"github.com/portsentry-go/portsentry/internal/control"
+	"github.com/portsentry-go/portsentry/internal/journal"
+	"github.com/portsentry-go/portsentry/internal/web"
+)
+
+// event records what happened for the dashboard's live view and, when JSON_LOG is
+// set, for log shippers.
+func (d *Daemon) event(ev web.Event) {
+	if ev.Time.IsZero() {
+		ev.Time = time.Now()
+	}
+	ev.ID = d.events.Add(ev)
+	if d.jsonLog != nil {
+		d.jsonLog.write(ev)
+	}
+}
+
+// jsonLog writes events as JSON lines from its own goroutine, in batches, so that a
+// slow disk never slows detection: when its queue is full, events are dropped and
+// counted.
+type jsonLog struct {
+	file    *journal.File
+	lines   chan []byte
+	dropped atomic.Uint64
+	done    chan struct{}
+	log     *slog.Logger
+}
+
+func openJSONLog(path string, log *slog.Logger) (*jsonLog, error) {
+	f, err := journal.Open(path, false)
+	if err != nil {
+		return nil, err
+	}
+	j := &jsonLog{file: f, lines: make(chan []byte, maxBatch), done: make(chan struct{}), log: log}
+	go j.run()
+	return j, nil
+}
+
+func (j *jsonLog) write(ev web.Event) {
+	b, err := json.Marshal(ev)
+	if err != nil {
+		return
+	}
+	select {
+	case j.lines <- b:
+	default:
+		j.dropped.Add(1)
+	}
+}
+
+func (j *jsonLog) run() {
+	defer close(j.done)
+	for first := range j.lines {
+		batch := []string{string(first)}
+	drain:
+		for len(batch) < maxBatch {
+			select {
+			case b, ok := <-j.lines:
+				if !ok {
+					break drain
+				}
+				batch = append(batch, string(b))
+			default:
+				break drain
+			}
+		}
+		if err := j.file.Append(batch...); err != nil {
+			j.log.Error("adminalert: ERROR: JSON_LOG: " + err.Error())
+		}
+	}
+}
+
+func (j *jsonLog) close() {
+	close(j.lines)
+	<-j.done
+	if n := j.dropped.Load(); n > 0 {
+		j.log.Warn("adminalert: JSON_LOG: events dropped while the writer was behind", "count", n)
+	}
+	j.file.Close()
+}
+
+// webSource lets the dashboard read and unblock through the same service as the
+// control socket.
+type webSource struct{ d *Daemon }
+
+func (s webSource) Status() control.Status { return service{s.d}.Status() }
+func (s webSource) Bans() []control.Ban    { return service{s.d}.List() }
+func (s webSource) Unblock(p netip.Prefix) ([]control.Ban, error) {
+	return service{s.d}.Unblock(p)
+}
+
+// startWeb starts the dashboard listener when DASHBOARD is set; without it the daemon
+// runs on, so a taken port never stops detection.
+func (d *Daemon) startWeb(cfg *config.Config) *web.Server {
+	if cfg.Dashboard == "" {
+		return nil
+	}
+	srv, err := web.Start(web.Options{
+		Addr: cfg.Dashboard, AllowRemote: cfg.DashboardAllowRemote,
+		TokenFile: cfg.DashboardTokenFile, HistoryFile: cfg.HistoryFile, Log: d.log,
+	}, webSource{d}, d.events, d.metrics)
+	if err != nil {
+		d.log.Error("adminalert: ERROR: no dashboard: " + err.Error())
+		return nil
+	}
+	d.log.Info("adminalert: Dashboard, API and metrics on http://" + srv.Addr() + "/")
+	return srv
+}
