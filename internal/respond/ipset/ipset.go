@@ -369,30 +369,6 @@ func seconds(d time.Duration) uint32 {
 	return uint32((d + time.Second - 1) / time.Second)
 }
 
-type errList struct {
-	what string
-	errs []error
-	n    int
-}
-
-func (e *errList) add(err error) {
-	e.n++
-	if len(e.errs) < 5 {
-		e.errs = append(e.errs, err)
-	}
-}
-
-func (e *errList) err() error {
-	if e.n == 0 {
-		return nil
-	}
-	err := errors.Join(e.errs...)
-	if e.n > len(e.errs) {
-		err = errors.Join(err, fmt.Errorf("and %d more", e.n-len(e.errs)))
-	}
-	return fmt.Errorf("ipset %s: %d failed: %w", e.what, e.n, err)
-}
-
 // Apply adds or renews each ban with its timeout (0: permanent).
 func (b *Backend) Apply(bans []respond.Ban) error {
 	b.mu.Lock()
@@ -400,11 +376,11 @@ func (b *Backend) Apply(bans []respond.Ban) error {
 	if b.h == nil {
 		return errors.New("ipset apply: backend closed")
 	}
-	el := errList{what: "apply"}
+	el := respond.ErrorList{Backend: "ipset", Op: "apply"}
 	for _, ban := range bans {
 		set, e, q, err := b.entry(ban.Prefix)
 		if err != nil {
-			el.add(err)
+			el.Add(err)
 			continue
 		}
 		if ban.Timeout > MaxTimeout {
@@ -413,10 +389,10 @@ func (b *Backend) Apply(bans []respond.Ban) error {
 		t := seconds(ban.Timeout)
 		e.Timeout = &t
 		if err := nlcall(func() error { return b.h.IpsetAdd(set, e) }); err != nil {
-			el.add(fmt.Errorf("add %v to %s: %w", q, set, err))
+			el.Add(fmt.Errorf("add %v to %s: %w", q, set, err))
 		}
 	}
-	return el.err()
+	return el.Err()
 }
 
 // Revoke deletes bans early; absent ones (or an absent set) are not an error.
@@ -433,19 +409,19 @@ func (b *Backend) del(what string, prefixes []netip.Prefix) error {
 	if b.h == nil {
 		return fmt.Errorf("ipset %s: backend closed", what)
 	}
-	el := errList{what: what}
+	el := respond.ErrorList{Backend: "ipset", Op: what}
 	for _, p := range prefixes {
 		set, e, q, err := b.entry(p)
 		if err != nil {
-			el.add(err)
+			el.Add(err)
 			continue
 		}
 		err = nlcall(func() error { return b.h.IpsetDel(set, e) })
 		if err != nil && !isErrno(err, nl.IPSET_ERR_EXIST) && !isErrno(err, uintptr(unix.ENOENT)) {
-			el.add(fmt.Errorf("delete %v from %s: %w", q, set, err))
+			el.Add(fmt.Errorf("delete %v from %s: %w", q, set, err))
 		}
 	}
-	return el.err()
+	return el.Err()
 }
 
 // List returns the elements of both sets with the time they have left.

@@ -163,31 +163,6 @@ func (b *Backend) route(p netip.Prefix) *netlink.Route {
 	}
 }
 
-// errList collects per-prefix errors, keeping the first few.
-type errList struct {
-	what string
-	errs []error
-	n    int
-}
-
-func (e *errList) add(err error) {
-	e.n++
-	if len(e.errs) < 5 {
-		e.errs = append(e.errs, err)
-	}
-}
-
-func (e *errList) err() error {
-	if e.n == 0 {
-		return nil
-	}
-	err := errors.Join(e.errs...)
-	if e.n > len(e.errs) {
-		err = errors.Join(err, fmt.Errorf("and %d more", e.n-len(e.errs)))
-	}
-	return fmt.Errorf("route %s: %d failed: %w", e.what, e.n, err)
-}
-
 // Apply adds a blackhole route for each ban (the timeout is ignored: the daemon
 // calls Expire). A route we made already is left as it is (idempotent). A route for
 // the same prefix that is not ours (another protocol, or ours with another type) is
@@ -199,11 +174,11 @@ func (b *Backend) Apply(bans []respond.Ban) error {
 	if b.h == nil {
 		return errors.New("route apply: backend closed")
 	}
-	el := errList{what: "apply"}
+	el := respond.ErrorList{Backend: "route", Op: "apply"}
 	for _, ban := range bans {
 		p, err := norm(ban.Prefix)
 		if err != nil {
-			el.add(err)
+			el.Add(err)
 			continue
 		}
 		err = b.h.RouteAdd(b.route(p))
@@ -211,19 +186,19 @@ func (b *Backend) Apply(bans []respond.Ban) error {
 			continue
 		}
 		if !errors.Is(err, unix.EEXIST) {
-			el.add(fmt.Errorf("%v: %w", p, err))
+			el.Add(fmt.Errorf("%v: %w", p, err))
 			continue
 		}
 		ours, other, err := b.lookup(p)
 		switch {
 		case err != nil:
-			el.add(fmt.Errorf("%v: %w", p, err))
+			el.Add(fmt.Errorf("%v: %w", p, err))
 		case ours:
 		default:
 			b.log.Warn("route: not replacing a foreign route for a banned prefix", "prefix", p, "route", other)
 		}
 	}
-	return el.err()
+	return el.Err()
 }
 
 // lookup finds the routes for exactly p in our table at metric 0: whether one of
@@ -277,21 +252,21 @@ func (b *Backend) del(what string, prefixes []netip.Prefix) error {
 	if b.h == nil {
 		return fmt.Errorf("route %s: backend closed", what)
 	}
-	el := errList{what: what}
+	el := respond.ErrorList{Backend: "route", Op: what}
 	for _, pp := range prefixes {
 		p, err := norm(pp)
 		if err != nil {
-			el.add(err)
+			el.Add(err)
 			continue
 		}
 		// The kernel deletes only a route matching every field given: destination,
 		// table, type and protocol, so a foreign route for p is not a match (ESRCH).
 		err = b.h.RouteDel(b.route(p))
 		if err != nil && !errors.Is(err, unix.ESRCH) && !errors.Is(err, unix.ENOENT) {
-			el.add(fmt.Errorf("%v: %w", p, err))
+			el.Add(fmt.Errorf("%v: %w", p, err))
 		}
 	}
-	return el.err()
+	return el.Err()
 }
 
 // List returns the prefixes of our blackhole routes (IPv4 and IPv6) in the table.
