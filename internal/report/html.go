@@ -1,11 +1,10 @@
 package report
 
 import (
-	"crypto/sha256"
 	"embed"
-	"encoding/base64"
 	"encoding/json"
 	"fmt"
+	"github.com/portsentry-go/portsentry/internal/style"
 	"html/template"
 	"io"
 	"math"
@@ -35,9 +34,9 @@ func init() {
 	if err1 != nil || err2 != nil || err3 != nil {
 		panic("report: embedded assets missing")
 	}
-	pageCSS, pageJS = string(css), string(js)
+	pageCSS, pageJS = style.Base+string(css), string(js)
 	pageCSP = fmt.Sprintf("default-src 'none'; style-src '%s'; script-src '%s'; img-src 'none'; base-uri 'none'; form-action 'none'",
-		cspHash(pageCSS), cspHash(pageJS))
+		style.Hash(pageCSS), style.Hash(pageJS))
 	pageTmpl = template.Must(template.New("report").Funcs(template.FuncMap{
 		"group":   func(n any) string { return group(n) },
 		"pct":     pct,
@@ -48,11 +47,6 @@ func init() {
 		"lower":   strings.ToLower,
 		"addrKey": sortableAddr,
 	}).Parse(string(tmpl)))
-}
-
-func cspHash(s string) string {
-	sum := sha256.Sum256([]byte(s))
-	return "sha256-" + base64.StdEncoding.EncodeToString(sum[:])
 }
 
 // WriteJSON writes s as indented JSON (see docs/report.md for the fields).

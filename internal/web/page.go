@@ -2,10 +2,9 @@ package web
 
 import (
 	"bytes"
-	"crypto/sha256"
 	"embed"
-	"encoding/base64"
 	"fmt"
+	"github.com/portsentry-go/portsentry/internal/style"
 	"html/template"
 )
 
@@ -28,15 +27,10 @@ func init() {
 	if err1 != nil || err2 != nil || err3 != nil {
 		panic("web: embedded assets missing")
 	}
-	pageCSS, pageJS = string(css), string(js)
+	pageCSS, pageJS = style.Base+string(css), string(js)
 	pageCSP = fmt.Sprintf("default-src 'none'; style-src '%s'; script-src '%s'; connect-src 'self'; img-src 'none'; "+
-		"base-uri 'none'; form-action 'none'; frame-ancestors 'none'", cspHash(pageCSS), cspHash(pageJS))
+		"base-uri 'none'; form-action 'none'; frame-ancestors 'none'", style.Hash(pageCSS), style.Hash(pageJS))
 	pageTmpl = template.Must(template.New("dashboard").Parse(string(tmpl)))
-}
-
-func cspHash(s string) string {
-	sum := sha256.Sum256([]byte(s))
-	return "sha256-" + base64.StdEncoding.EncodeToString(sum[:])
 }
 
 type pageData struct {
