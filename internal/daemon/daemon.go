@@ -278,7 +278,8 @@ func shard(a netip.Addr) int {
 // new responses (BAN_RATE) and the cap on active bans (BAN_CAP). A flood of spoofed
 // sources is then counted, and summarised every ten seconds, instead of acted on.
 func (d *Daemon) mayRespond(p probe.Probe) bool {
-	if (d.bans != nil && d.bans.full()) || !d.limit.Load().allow(p.Time) {
+	// The rate limit first: under a flood it refuses almost everything, cheaply.
+	if !d.limit.Load().allow(p.Time) || (d.bans != nil && d.bans.full()) {
 		d.stats.Suppressed.Add(1)
 		d.metrics.Suppressed()
 		return false

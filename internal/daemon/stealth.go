@@ -69,8 +69,8 @@ func (d *Daemon) startStealth(ctx context.Context, cfg *config.Config, modes []p
 	deps := sensor.StealthDeps{
 		Own:   d.own.Contains,
 		InUse: d.listening.InUse,
-		Recheck: func(p probe.Proto, dst netip.AddrPort) bool {
-			return d.listening.InUseNow(p, dst, recheckAge)
+		Recheck: func(p probe.Proto, dst netip.AddrPort, at time.Time) bool {
+			return d.listening.InUseNow(p, dst, at, recheckAge)
 		},
 	}
 	s, err := sensor.NewStealth(w, deps, d.log, d.Handle, ifindexes)

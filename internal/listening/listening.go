@@ -117,8 +117,11 @@ func (t *Tracker) OnChange(f func()) {
 // is for the rare packet that is about to be reported: a client socket opened a moment
 // ago (a DNS query from a watched port) must not have its replies taken for a scan.
 // Refreshes are bounded to one per maxAge however many packets ask.
-func (t *Tracker) InUseNow(proto probe.Proto, dst netip.AddrPort, maxAge time.Duration) bool {
-	if time.Now().UnixNano()-t.refreshed.Load() > int64(maxAge) {
+//
+// now is the caller's idea of the current time (the stealth sensor passes the packet's
+// kernel timestamp, sparing a clock read per packet).
+func (t *Tracker) InUseNow(proto probe.Proto, dst netip.AddrPort, now time.Time, maxAge time.Duration) bool {
+	if now.UnixNano()-t.refreshed.Load() > int64(maxAge) {
 		t.Refresh() // on failure the last good snapshot answers, as everywhere else
 	}
 	return t.InUse(proto, dst)

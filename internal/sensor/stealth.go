@@ -78,9 +78,9 @@ type StealthDeps struct {
 	Own func(netip.Addr) bool
 	// InUse reports whether a local service listens on the destination (smart verify).
 	InUse func(probe.Proto, netip.AddrPort) bool
-	// Recheck, if set, asks InUse again against a fresh view before a packet is
-	// reported, for sockets opened since the last periodic refresh.
-	Recheck func(probe.Proto, netip.AddrPort) bool
+	// Recheck, if set, asks InUse again against a view fresh as of the packet's time
+	// before it is reported, for sockets opened since the last periodic refresh.
+	Recheck func(probe.Proto, netip.AddrPort, time.Time) bool
 }
 
 // StealthStats are the stealth sensor's counters.
@@ -208,13 +208,14 @@ func (s *Stealth) frame(b []byte, info capture.Info, h *packet.Header) {
 		return
 	}
 	dst := h.Destination()
-	if s.deps.InUse(h.Proto, dst) || (s.deps.Recheck != nil && s.deps.Recheck(h.Proto, dst)) {
+	at := info.Time()
+	if s.deps.InUse(h.Proto, dst) || (s.deps.Recheck != nil && s.deps.Recheck(h.Proto, dst, at)) {
 		s.stats.InUse.Add(1)
 		return
 	}
 	p := probe.Probe{
 		Src: h.Source(), Dst: dst, Proto: h.Proto, Mode: mode,
-		IPOptions: h.IPOptions, Time: info.Time(), Spoofable: true,
+		IPOptions: h.IPOptions, Time: at, Spoofable: true,
 	}
 	if h.Proto == probe.TCP {
 		p.ScanType = packet.Classify(h.TCPFlags)
