@@ -149,23 +149,45 @@ func TestSpoofedFloodIsCapped(t *testing.T) {
 	at := newAttackers(p)
 	f := newFiles(t)
 	gw := at.addr(t, 70, false)
+	ignored := netip.MustParseAddr("198.51.100.77")
 	p.Run(t, p.Defended, "ip", "route", "add", "default", "via", gw.String())
-	f.write(t, nil, nftSettings(
+	// `ip netns exec` shows /etc/netns/NAME/resolv.conf as /etc/resolv.conf: the
+	// daemon's resolver is a test address.
+	resolver := netip.MustParseAddr(fmt.Sprintf("198.18.%d.53", p.Index))
+	nsEtc := filepath.Join("/etc/netns", p.Defended)
+	if err := os.MkdirAll(nsEtc, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(nsEtc) })
+	writeFile(t, filepath.Join(nsEtc, "resolv.conf"), "nameserver "+resolver.String()+"\n")
+	f.write(t, []string{ignored.String()}, nftSettings(
 		testnet.Setting{Key: "BAN_CAP", Value: "50"},
 		testnet.Setting{Key: "BAN_RATE", Value: "600"},
 		testnet.Setting{Key: "TCP_PORTS", Value: "31337"})...)
 	d := startOurs(t, p, f, "stcp")
+	// Spoofed probes naming the gateway, the resolver and an ignored host, while there
+	// is still room for bans: an ordinary source sent last is banned, so theirs were
+	// refused for what they are, not for want of room.
+	named := []netip.Addr{gw, ignored, resolver}
+	for _, a := range named {
+		injectTCP(t, p, a, p.DefV4, 31337, testnet.TCPSyn)
+	}
+	control := at.addr(t, 71, false)
+	injectTCP(t, p, control, p.DefV4, 31337, testnet.TCPSyn)
+	d.WaitFor(t, "Host "+control.String()+"/32 has been banned", 5*time.Second)
 	// 3000 packets at 100 µs intervals: about 0.3 s, bounded in count and time.
 	p.Try(p.Scanner, 20*time.Second, "hping3", "-q", "-c", "3000", "-i", "u100", "--rand-source", "-S", "-p", "31337", p.DefV4.String())
-	injectTCP(t, p, gw, p.DefV4, 31337, testnet.TCPSyn)
 	d.WaitFor(t, "Possible spoofed flood", 15*time.Second)
 	e := nftElements(t, p)
 	if len(e) > 50 {
 		t.Errorf("%d bans in the kernel, cap is 50", len(e))
 	}
-	if containsElem(e, gw) {
-		t.Errorf("the gateway %s was banned", gw)
+	for _, a := range named {
+		if containsElem(e, a) {
+			t.Errorf("%s was banned", a)
+		}
 	}
+	noMentions(t, d.Log, 0, "a spoofed probe naming a protected host", named...)
 	if err := d.Signal(syscall.SIGHUP); err != nil {
 		t.Fatalf("daemon not responsive: %v", err)
 	}
