@@ -296,53 +296,17 @@ func (d *Daemon) forget(m probe.Mode, a netip.Addr) {
 // Run starts everything, serves until ctx is done, and shuts down cleanly. Each value
 // received on reload triggers a configuration reload.
 func (d *Daemon) Run(ctx context.Context, reload <-chan os.Signal) error {
-	if err := d.own.Start(ctx); err != nil {
-		d.log.Warn("adminalert: ERROR: cannot follow this host's addresses: " + err.Error())
-	}
-	defer d.own.Stop()
-	if err := d.infra.Start(ctx, infraRefresh); err != nil {
-		d.log.Warn("adminalert: ERROR: cannot read gateways or resolvers: " + err.Error())
-	}
-	defer d.infra.Stop()
-	st := d.state.Load()
-	f, err := openFiles(st.cfg, d.opts.Modes)
-	if err != nil {
+	stopWatchers := d.startWatchers(ctx)
+	defer stopWatchers()
+	cfg := d.Config()
+	if err := d.openStores(cfg); err != nil {
 		return err
 	}
-	d.files = f
-	d.rec = newRecorder(f, d.log)
-	d.started = time.Now()
-	if d.bans, err = openBans(d.Config, d.opts.Modes, d.log, d.started); err != nil {
-		d.rec.close()
-		d.files.close()
-		return err
-	}
-	d.restoreBans()
-	d.bans.onLift = d.forgetBans
-	d.bans.metrics, d.bans.event = d.metrics, d.event
-	d.metrics.SetActiveBans(d.bans.backend, func() float64 { return float64(d.bans.journal.Len()) })
-	if st.cfg.JSONLog != "" {
-		if d.jsonLog, err = openJSONLog(st.cfg.JSONLog, d.log); err != nil {
-			d.log.Error("adminalert: ERROR: JSON_LOG: " + err.Error())
-		}
-	}
-	d.bans.suppressed = &d.stats.Suppressed
 	banCtx, stopBans := context.WithCancel(context.WithoutCancel(ctx))
 	d.bans.start(banCtx)
-	respCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
-	d.ctx = respCtx
-	var wg sync.WaitGroup
-	for i := range d.jobs {
-		d.jobs[i] = make(chan detect.Verdict, queueSize)
-		wg.Go(func() {
-			for v := range d.jobs[i] {
-				d.process(v)
-			}
-		})
-	}
-	srv := d.listenControl(st.cfg)
-	webSrv := d.startWeb(st.cfg)
-	err = d.startSensors(ctx, st.cfg)
+	stopWorkers := d.startWorkers(ctx)
+	srv, webSrv := d.listenControl(cfg), d.startWeb(cfg)
+	err := d.startSensors(ctx, cfg)
 	if d.stealth != nil {
 		sst := d.stealth.Stats()
 		d.metrics.SetCapture(func() (uint64, uint64) { return sst.Frames.Load(), sst.KernelDrop.Load() })
@@ -360,22 +324,84 @@ func (d *Daemon) Run(ctx context.Context, reload <-chan os.Signal) error {
 	if webSrv != nil {
 		webSrv.Close()
 	}
-	for _, q := range d.jobs {
-		close(q)
-	}
-	// Give queued responses a bounded time to finish, then cut running commands short.
-	stop := time.AfterFunc(10*time.Second, cancel)
-	wg.Wait()
-	stop.Stop()
-	cancel()
+	stopWorkers()
 	stopBans() // after the workers: their last bans are committed first
 	d.log.Info("adminalert: totals: " + d.stats.String())
+	return errors.Join(err, d.closeStores())
+}
+
+// startWatchers follows the host's addresses, gateways and resolvers.
+func (d *Daemon) startWatchers(ctx context.Context) (stop func()) {
+	if err := d.own.Start(ctx); err != nil {
+		d.log.Warn("adminalert: ERROR: cannot follow this host's addresses: " + err.Error())
+	}
+	if err := d.infra.Start(ctx, infraRefresh); err != nil {
+		d.log.Warn("adminalert: ERROR: cannot read gateways or resolvers: " + err.Error())
+	}
+	return func() { d.infra.Stop(); d.own.Stop() }
+}
+
+// openStores opens what the daemon writes: history and blocked files, the ban journal
+// (carrying its bans into the kernel, the detector and the blocked files) and JSON_LOG.
+func (d *Daemon) openStores(cfg *config.Config) error {
+	f, err := openFiles(cfg, d.opts.Modes)
+	if err != nil {
+		return err
+	}
+	d.files = f
+	d.rec = newRecorder(f, d.log)
+	d.started = time.Now()
+	if d.bans, err = openBans(d.Config, d.opts.Modes, d.log, d.started); err != nil {
+		d.rec.close()
+		d.files.close()
+		return err
+	}
+	d.bans.onLift = d.forgetBans
+	d.bans.suppressed = &d.stats.Suppressed
+	d.bans.metrics, d.bans.event = d.metrics, d.event
+	d.metrics.SetActiveBans(d.bans.backend, func() float64 { return float64(d.bans.journal.Len()) })
+	d.restoreBans()
+	if cfg.JSONLog != "" {
+		if d.jsonLog, err = openJSONLog(cfg.JSONLog, d.log); err != nil {
+			d.log.Error("adminalert: ERROR: JSON_LOG: " + err.Error())
+		}
+	}
+	return nil
+}
+
+func (d *Daemon) closeStores() error {
 	berr := d.bans.close()
 	d.rec.close()
 	if d.jsonLog != nil {
 		d.jsonLog.close()
 	}
-	return errors.Join(err, berr, d.files.close())
+	return errors.Join(berr, d.files.close())
+}
+
+// startWorkers starts the response workers. The returned function closes their
+// queues and waits: queued responses get a bounded time to finish, then running
+// commands are cut short.
+func (d *Daemon) startWorkers(ctx context.Context) (stop func()) {
+	respCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	d.ctx = respCtx
+	var wg sync.WaitGroup
+	for i := range d.jobs {
+		d.jobs[i] = make(chan detect.Verdict, queueSize)
+		wg.Go(func() {
+			for v := range d.jobs[i] {
+				d.process(v)
+			}
+		})
+	}
+	return func() {
+		for _, q := range d.jobs {
+			close(q)
+		}
+		timer := time.AfterFunc(10*time.Second, cancel)
+		wg.Wait()
+		timer.Stop()
+		cancel()
+	}
 }
 
 func (d *Daemon) serve(ctx context.Context, reload <-chan os.Signal) {
