@@ -469,3 +469,32 @@ func alive(pid int) bool {
 	s := procState(pid)
 	return s != 0 && s != 'Z'
 }
+
+var nsSeq atomic.Uint32
+
+// NewNS creates a lone network namespace named prefix<pid>n<k>, for tests that need a
+// private kernel state rather than a Pair, and deletes it in cleanup. It skips the
+// test when not root or when namespaces are unavailable.
+func NewNS(t testing.TB, prefix string) (string, netns.NsHandle) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("needs root for a network namespace")
+	}
+	Require(t, "ip")
+	name := fmt.Sprintf("%s%dn%d", prefix, os.Getpid(), nsSeq.Add(1))
+	if out, err := exec.Command("ip", "netns", "add", name).CombinedOutput(); err != nil {
+		t.Skipf("ip netns add: %v: %s", err, out)
+	}
+	h, err := netns.GetFromName(name)
+	if err != nil {
+		exec.Command("ip", "netns", "del", name).Run()
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		h.Close()
+		if out, err := exec.Command("ip", "netns", "del", name).CombinedOutput(); err != nil {
+			t.Errorf("ip netns del %s: %v: %s", name, err, out)
+		}
+	})
+	return name, h
+}

@@ -10,7 +10,6 @@ import (
 	"os/exec"
 	"slices"
 	"strings"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -23,32 +22,12 @@ import (
 // check what the kernel holds with nft(8) (`nft -j list ...` through `ip netns exec`),
 // independently of the library the backend uses.
 
-var nsCounter atomic.Uint32
-
 // newNS creates a network namespace psnft<pid>n<k>, deleted in cleanup, and returns its
 // name and a handle.
 func newNS(t *testing.T) (string, netns.NsHandle) {
 	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("needs root (network namespaces, nftables)")
-	}
-	testnet.Require(t, "ip", "nft")
-	name := fmt.Sprintf("psnft%dn%d", os.Getpid(), nsCounter.Add(1))
-	if out, err := exec.Command("ip", "netns", "add", name).CombinedOutput(); err != nil {
-		t.Skipf("ip netns add: %v: %s", err, out)
-	}
-	h, err := netns.GetFromName(name)
-	if err != nil {
-		exec.Command("ip", "netns", "del", name).Run()
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		h.Close()
-		if out, err := exec.Command("ip", "netns", "del", name).CombinedOutput(); err != nil {
-			t.Errorf("ip netns del %s: %v: %s", name, err, out)
-		}
-	})
-	return name, h
+	testnet.Require(t, "nft")
+	return testnet.NewNS(t, "psnft")
 }
 
 func testLog(t *testing.T) *slog.Logger {

@@ -1,14 +1,11 @@
 package route
 
 import (
-	"fmt"
 	"log/slog"
 	"net/netip"
-	"os"
 	"os/exec"
 	"slices"
 	"strings"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -22,30 +19,10 @@ import (
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
-var nsCounter atomic.Uint32
-
 // newNS creates a network namespace psbk<pid>r<k>, deleted in cleanup.
 func newNS(t *testing.T) (string, netns.NsHandle) {
 	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("needs root (network namespaces, routes)")
-	}
-	testnet.Require(t, "ip")
-	name := fmt.Sprintf("psbk%dr%d", os.Getpid(), nsCounter.Add(1))
-	if out, err := exec.Command("ip", "netns", "add", name).CombinedOutput(); err != nil {
-		t.Skipf("ip netns add: %v: %s", err, out)
-	}
-	h, err := netns.GetFromName(name)
-	if err != nil {
-		exec.Command("ip", "netns", "del", name).Run()
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		h.Close()
-		if out, err := exec.Command("ip", "netns", "del", name).CombinedOutput(); err != nil {
-			t.Errorf("ip netns del %s: %v: %s", name, err, out)
-		}
-	})
+	name, h := testnet.NewNS(t, "psbkr")
 	// lo up, so that IPv6 routes have a device to hang on.
 	ip(t, name, "link", "set", "lo", "up")
 	return name, h
