@@ -1,6 +1,9 @@
 package config
 
 import (
+	"os"
+	"reflect"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -105,5 +108,28 @@ func TestValidate(t *testing.T) {
 				t.Errorf("Validate (-want +got):\n%s", d)
 			}
 		})
+	}
+}
+
+// TestPackagedConfig: the annotated config we ship loads without a diagnostic, equals
+// the built-in defaults, and mentions every key the parser knows, so that it cannot
+// fall behind the code.
+func TestPackagedConfig(t *testing.T) {
+	const path = "../../packaging/portsentry.conf"
+	cfg, diags, err := Load(path)
+	if err != nil || len(diags) > 0 {
+		t.Fatalf("%v %v", err, diags)
+	}
+	want := Default()
+	cfg.Source, want.Source = "", ""
+	cfg.lines, want.lines = nil, nil
+	if !reflect.DeepEqual(cfg, want) {
+		t.Errorf("packaged config differs from the built-in defaults:\n%+v\n%+v", cfg, want)
+	}
+	data, _ := os.ReadFile(path)
+	for _, k := range keys {
+		if !regexp.MustCompile(`(?m)^#?` + k.name + `\s*=`).Match(data) {
+			t.Errorf("packaged config does not mention %s", k.name)
+		}
 	}
 }
