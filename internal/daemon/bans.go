@@ -416,12 +416,18 @@ func (d *Daemon) restoreBans() {
 	}
 }
 
-// forgetBans makes the detector forget lifted bans' hosts.
+// forgetBans makes the detector forget lifted bans' hosts (so their next probe is
+// acted on again) and takes them off the blocked files.
 func (d *Daemon) forgetBans(ended []bans.Ban) {
+	prefixes := make([]netip.Prefix, len(ended))
 	d.mu.Lock()
-	defer d.mu.Unlock()
-	for _, b := range ended {
+	for i, b := range ended {
 		d.det.ForgetPrefix(b.Prefix)
+		prefixes[i] = b.Prefix
+	}
+	d.mu.Unlock()
+	if err := d.files.drop(prefixes); err != nil {
+		d.log.Error("adminalert: ERROR: " + err.Error())
 	}
 }
 

@@ -64,3 +64,17 @@ func TestShardSpreadsAndIsStable(t *testing.T) {
 		t.Errorf("64 hosts used only %d of %d workers", len(seen), workers)
 	}
 }
+
+func TestLineAddr(t *testing.T) {
+	for line, want := range map[string]string{
+		"1795535595 - 11/24/2026 15:53:15 Host: 10.99.0.2/10.99.0.2 Port: 143 TCP Blocked":     "10.99.0.2",
+		"1795535595 - 11/24/2026 15:53:15 Host: a.example/2001:db8::2 Port: 7 UDP Blocked":     "2001:db8::2",
+		"1795535595 - 11/24/2026 15:53:15 Host: we/ird.example/198.18.0.9 Port: 1 TCP Blocked": "198.18.0.9",
+		"garbage": "",
+	} {
+		a, ok := lineAddr(line)
+		if (want == "") == ok || (ok && a.String() != want) {
+			t.Errorf("%q: %v %v, want %q", line, a, ok, want)
+		}
+	}
+}

@@ -2,6 +2,9 @@ package daemon
 
 import (
 	"errors"
+	"net/netip"
+	"slices"
+	"strings"
 	"sync"
 
 	"github.com/portsentry-go/portsentry/internal/config"
@@ -107,4 +110,35 @@ func (f *files) close() error {
 		errs = append(errs, b.Close())
 	}
 	return errors.Join(errs...)
+}
+
+// drop removes from every blocked file the hosts inside the given prefixes: their bans
+// were lifted, and the blocked files list what is blocked now.
+func (f *files) drop(prefixes []netip.Prefix) error {
+	keep := func(line string) bool {
+		a, ok := lineAddr(line)
+		return !ok || !slices.ContainsFunc(prefixes, func(p netip.Prefix) bool { return p.Contains(a) })
+	}
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	var errs []error
+	for _, b := range f.blocked {
+		errs = append(errs, b.Rewrite(keep))
+	}
+	return errors.Join(errs...)
+}
+
+// lineAddr reads the address of a classic history/blocked line
+// ("... Host: NAME/ADDR Port: N PROTO Blocked").
+func lineAddr(line string) (netip.Addr, bool) {
+	end := strings.LastIndex(line, " Port: ")
+	if end < 0 {
+		return netip.Addr{}, false
+	}
+	start := strings.LastIndex(line[:end], "/")
+	if start < 0 {
+		return netip.Addr{}, false
+	}
+	a, err := netip.ParseAddr(line[start+1 : end])
+	return a, err == nil
 }

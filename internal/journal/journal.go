@@ -7,10 +7,12 @@
 package journal
 
 import (
+	"errors"
 	"fmt"
 	"net/netip"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"time"
 
@@ -101,4 +103,53 @@ func (f *File) Close() error {
 	err := f.f.Close()
 	f.f = nil
 	return err
+}
+
+// Rewrite keeps only the lines for which keep returns true, replacing the file
+// atomically (a temporary file beside it, synced, renamed over it), and goes on
+// appending to the new file. Used for the blocked files, which list hosts blocked now.
+func (f *File) Rewrite(keep func(line string) bool) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.f == nil {
+		return fmt.Errorf("rewrite %s: file is closed", f.path)
+	}
+	data, err := os.ReadFile(f.path)
+	if err != nil {
+		return fmt.Errorf("rewrite %s: %w", f.path, err)
+	}
+	var out []byte
+	for _, l := range strings.SplitAfter(string(data), "\n") {
+		if l != "" && keep(strings.TrimSuffix(l, "\n")) {
+			out = append(out, l...)
+		}
+	}
+	if len(out) == len(data) {
+		return nil
+	}
+	tmp := f.path + ".tmp"
+	if err := writeSynced(tmp, out); err != nil {
+		return fmt.Errorf("rewrite %s: %w", f.path, err)
+	}
+	if err := os.Rename(tmp, f.path); err != nil {
+		os.Remove(tmp)
+		return fmt.Errorf("rewrite %s: %w", f.path, err)
+	}
+	nf, err := os.OpenFile(f.path, os.O_WRONLY|os.O_APPEND, fileMode)
+	if err != nil {
+		return fmt.Errorf("rewrite %s: %w", f.path, err)
+	}
+	f.f.Close()
+	f.f = nf
+	return nil
+}
+
+func writeSynced(path string, data []byte) error {
+	w, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, fileMode)
+	if err != nil {
+		return err
+	}
+	_, werr := w.Write(data)
+	serr := w.Sync()
+	return errors.Join(werr, serr, w.Close())
 }

@@ -100,3 +100,23 @@ func TestOpenTruncate(t *testing.T) {
 		t.Fatalf("got %q", b)
 	}
 }
+
+func TestRewriteKeepsAppending(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "blocked.tcp")
+	f, err := Open(path, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	f.Append("a 1", "b 2", "a 3")
+	if err := f.Rewrite(func(l string) bool { return !strings.HasPrefix(l, "a ") }); err != nil {
+		t.Fatal(err)
+	}
+	f.Append("c 4")
+	if got, _ := os.ReadFile(path); string(got) != "b 2\nc 4\n" {
+		t.Fatalf("got %q", got)
+	}
+	if _, err := os.Stat(path + ".tmp"); err == nil {
+		t.Error("temporary file left behind")
+	}
+}

@@ -247,6 +247,13 @@ func TestOperatorControl(t *testing.T) {
 	if e := nftElements(t, p); containsElem(e, p.ScanV4) {
 		t.Errorf("still in the kernel after unblock: %v", e)
 	}
+	// The blocked file is a view of what is blocked now; the history keeps the record.
+	if blocked, _ := os.ReadFile(f.Blocked + ".tcp"); strings.Contains(string(blocked), "/"+p.ScanV4.String()+" ") {
+		t.Errorf("blocked.tcp still lists %s after unblock:\n%s", p.ScanV4, blocked)
+	}
+	if history, _ := os.ReadFile(f.History); !strings.Contains(string(history), "/"+p.ScanV4.String()+" ") {
+		t.Errorf("the history lost %s", p.ScanV4)
+	}
 	// A hand-made ban lands in the kernel; one covering this host is refused.
 	other, _ := p.ExtraScanner(t, 41)
 	if out, err := ctl("block", other.String(), "2h"); err != nil || !strings.Contains(out, "blocked "+other.String()) {
