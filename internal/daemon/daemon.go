@@ -238,19 +238,17 @@ func (d *Daemon) ignored(a netip.Addr) bool {
 func (d *Daemon) Handle(p probe.Probe) {
 	d.stats.Hits.Add(1)
 	p.Src = netip.AddrPortFrom(probe.Canonical(p.Src.Addr()), p.Src.Port())
-	ign := d.ignored(p.Src.Addr())
-	if ign {
+	if d.ignored(p.Src.Addr()) {
+		// Silent and uncounted by the detector (SPEC §4), so no need to take its lock.
+		d.stats.Ignored.Add(1)
 		d.metrics.Ignored()
-	} else {
-		d.metrics.Hit(string(p.Mode), p.ScanType)
+		return
 	}
+	d.metrics.Hit(string(p.Mode), p.ScanType)
 	d.mu.Lock()
-	v := d.det.ObserveWith(p, ign, d.allow)
+	v := d.det.ObserveWith(p, false, d.allow)
 	d.mu.Unlock()
 	switch v.Action {
-	case detect.Ignored:
-		d.stats.Ignored.Add(1)
-		return
 	case detect.Counted, detect.Suppressed:
 		return
 	}
