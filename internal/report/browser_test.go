@@ -1,51 +1,14 @@
 package report
 
 import (
-	"bytes"
-	"context"
-	"image/png"
+	"github.com/portsentry-go/portsentry/internal/testnet"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
 	"time"
 )
-
-// chromium finds a Chromium binary. Without one the browser tests skip, except in CI
-// (CI=true), where a missing browser is a failure rather than a silent pass.
-func chromium(t *testing.T) string {
-	t.Helper()
-	for _, name := range []string{"chromium", "chromium-browser", "google-chrome"} {
-		if p, err := exec.LookPath(name); err == nil {
-			return p
-		}
-	}
-	if os.Getenv("CI") == "true" {
-		t.Fatal("chromium not found (scripts/install-deps.sh installs it for the tests)")
-	}
-	t.Skip("chromium not installed: skipping the real-browser test")
-	return ""
-}
-
-// runChromium runs headless Chromium on a URL with the extra flags, in time zone tz.
-func runChromium(t *testing.T, bin, tz, url string, extra ...string) []byte {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
-	defer cancel()
-	args := append([]string{"--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
-		"--disable-background-networking", "--disable-component-update", "--disable-sync",
-		"--user-data-dir=" + t.TempDir()}, extra...)
-	cmd := exec.CommandContext(ctx, bin, append(args, url)...)
-	cmd.Env = append(os.Environ(), "TZ="+tz)
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	if err := cmd.Run(); err != nil {
-		t.Fatalf("%s: %v\n%s", bin, err, stderr.String())
-	}
-	return stdout.Bytes()
-}
 
 // writeSampleReport renders the sample report into dir and returns its path.
 func writeSampleReport(t *testing.T, dir string) (string, *Summary) {
@@ -63,7 +26,7 @@ func writeSampleReport(t *testing.T, dir string) (string, *Summary) {
 // DOM after the page's script ran: times rendered from the epoch in the reader's zone
 // (or UTC), the controls shown, the filter applied, the chart drawn.
 func TestBrowserRendersReport(t *testing.T) {
-	bin := chromium(t)
+	bin := testnet.Chromium(t)
 	path, s := writeSampleReport(t, t.TempDir())
 	const tz = "Asia/Kolkata" // UTC+05:30: neither the file's EET nor UTC
 	kolkata, err := time.LoadLocation(tz)
@@ -80,7 +43,7 @@ func TestBrowserRendersReport(t *testing.T) {
 		{"", kolkata, "your local time (", 36}, // ICU may name it Asia/Calcutta
 		{"#utc&q=10.99.0.6", time.UTC, "Dates and times in UTC", 2},
 	} {
-		doc := parseHTML(t, runChromium(t, bin, tz, "file://"+path+c.hash, "--dump-dom"))
+		doc := parseHTML(t, testnet.RunChromium(t, bin, tz, "file://"+path+c.hash, "--dump-dom"))
 		root := all(doc, byTag("html"))[0]
 		if !hasClass(root, "js") {
 			t.Fatalf("%q: the script did not run (no js class)", c.hash)
@@ -143,7 +106,7 @@ func TestBrowserRendersReport(t *testing.T) {
 // TestBrowserScreenshot takes the screenshot a user would see. It is kept in
 // $PORTSENTRY_ARTEFACTS when set (the temp dir is deleted after the test).
 func TestBrowserScreenshot(t *testing.T) {
-	bin := chromium(t)
+	bin := testnet.Chromium(t)
 	dir := os.Getenv("PORTSENTRY_ARTEFACTS")
 	if dir == "" {
 		dir = t.TempDir()
@@ -152,30 +115,8 @@ func TestBrowserScreenshot(t *testing.T) {
 	}
 	path, _ := writeSampleReport(t, t.TempDir())
 	shot := filepath.Join(dir, "report-sample.png")
-	runChromium(t, bin, "Europe/Athens", "file://"+path, "--screenshot="+shot, "--window-size=1280,2000", "--hide-scrollbars")
-	f, err := os.Open(shot)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	img, err := png.Decode(f)
-	if err != nil {
-		t.Fatalf("screenshot: %v", err)
-	}
-	if b := img.Bounds(); b.Dx() != 1280 || b.Dy() != 2000 {
-		t.Errorf("screenshot is %v", b)
-	}
-	// Not blank: the page paints many distinct colours.
-	colours := map[uint32]bool{}
-	for y := 0; y < 2000; y += 7 {
-		for x := 0; x < 1280; x += 7 {
-			r, g, b, _ := img.At(x, y).RGBA()
-			colours[r>>12<<8|g>>12<<4|b>>12] = true
-		}
-	}
-	if len(colours) < 20 {
-		t.Errorf("screenshot looks blank: %d colours", len(colours))
-	}
+	testnet.RunChromium(t, bin, "Europe/Athens", "file://"+path, "--screenshot="+shot, "--window-size=1280,2000", "--hide-scrollbars")
+	testnet.CheckScreenshot(t, shot, 1280, 2000)
 	if os.Getenv("PORTSENTRY_ARTEFACTS") != "" {
 		t.Logf("screenshot kept at %s", shot)
 	}

@@ -2,15 +2,13 @@ package web
 
 import (
 	"bytes"
-	"context"
 	"fmt"
-	"image/png"
+	"github.com/portsentry-go/portsentry/internal/testnet"
 	"io"
 	"log/slog"
 	"net/http"
 	"net/netip"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync/atomic"
@@ -22,39 +20,11 @@ import (
 	"github.com/portsentry-go/portsentry/internal/control"
 )
 
-// chromium finds a Chromium binary. Without one the browser tests skip, except in CI
-// (CI=true), where a missing browser is a failure rather than a silent pass.
-func chromium(t *testing.T) string {
+// runPage loads url in headless Chromium, letting the page run for five seconds of
+// virtual time (two polls after the first load), with the extra flags.
+func runPage(t *testing.T, bin, url string, extra ...string) []byte {
 	t.Helper()
-	for _, name := range []string{"chromium", "chromium-browser", "google-chrome"} {
-		if p, err := exec.LookPath(name); err == nil {
-			return p
-		}
-	}
-	if os.Getenv("CI") == "true" {
-		t.Fatal("chromium not found (scripts/install-deps.sh installs it for the tests)")
-	}
-	t.Skip("chromium not installed: skipping the real-browser test")
-	return ""
-}
-
-// runChromium loads url in headless Chromium, letting the page run for five seconds
-// of virtual time (two polls after the first load), with the extra flags.
-func runChromium(t *testing.T, bin, url string, extra ...string) []byte {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
-	defer cancel()
-	args := append([]string{"--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
-		"--disable-background-networking", "--disable-component-update", "--disable-sync",
-		"--user-data-dir=" + t.TempDir(), "--virtual-time-budget=5000"}, extra...)
-	cmd := exec.CommandContext(ctx, bin, append(args, url)...)
-	cmd.Env = append(os.Environ(), "TZ=Europe/Athens")
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	if err := cmd.Run(); err != nil {
-		t.Fatalf("%s: %v\n%s", bin, err, stderr.String())
-	}
-	return stdout.Bytes()
+	return testnet.RunChromium(t, bin, "Europe/Athens", url, append([]string{"--virtual-time-budget=5000"}, extra...)...)
 }
 
 // browserServer starts a dashboard over a fake daemon with bans and an hour of
@@ -114,10 +84,10 @@ func browserServer(t *testing.T) (ts *testServer, late *atomic.Bool, lateID *ato
 // after the script ran: status, every ban with its countdown and button, the events,
 // the chart, and an event added after the page loaded, shown by the live update.
 func TestBrowserDashboard(t *testing.T) {
-	bin := chromium(t)
+	bin := testnet.Chromium(t)
 	ts, late, lateID := browserServer(t)
 	late.Store(true)
-	doc := parseDoc(t, runChromium(t, bin, ts.base+"/", "--dump-dom"))
+	doc := parseDoc(t, runPage(t, bin, ts.base+"/", "--dump-dom"))
 
 	root := findAll(doc, func(n *html.Node) bool { return n.Data == "html" })[0]
 	if !hasClassN(root, "js") {
@@ -233,7 +203,7 @@ func TestBrowserDashboard(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	doc = parseDoc(t, runChromium(t, bin, ts.base+"/#token="+strings.TrimSpace(string(token))+"&utc", "--dump-dom"))
+	doc = parseDoc(t, runPage(t, bin, ts.base+"/#token="+strings.TrimSpace(string(token))+"&utc", "--dump-dom"))
 	if _, hidden := attrN(byIDN(t, doc, "tokenform"), "hidden"); !hidden {
 		t.Errorf("the token field is still shown after #token=")
 	}
@@ -256,7 +226,7 @@ func attrN(n *html.Node, key string) (string, bool) {
 
 // TestBrowserScreenshot keeps what a user sees, in $PORTSENTRY_ARTEFACTS when set.
 func TestBrowserScreenshot(t *testing.T) {
-	bin := chromium(t)
+	bin := testnet.Chromium(t)
 	ts, late, _ := browserServer(t)
 	dir := os.Getenv("PORTSENTRY_ARTEFACTS")
 	if dir == "" {
@@ -266,29 +236,8 @@ func TestBrowserScreenshot(t *testing.T) {
 	}
 	shot := filepath.Join(dir, "dashboard.png")
 	late.Store(true)
-	runChromium(t, bin, ts.base+"/", "--screenshot="+shot, "--window-size=1280,1700", "--hide-scrollbars")
-	f, err := os.Open(shot)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	img, err := png.Decode(f)
-	if err != nil {
-		t.Fatalf("screenshot: %v", err)
-	}
-	if b := img.Bounds(); b.Dx() != 1280 || b.Dy() != 1700 {
-		t.Errorf("screenshot is %v", b)
-	}
-	colours := map[uint32]bool{}
-	for y := 0; y < 1700; y += 7 {
-		for x := 0; x < 1280; x += 7 {
-			r, g, b, _ := img.At(x, y).RGBA()
-			colours[r>>12<<8|g>>12<<4|b>>12] = true
-		}
-	}
-	if len(colours) < 20 {
-		t.Errorf("screenshot looks blank: %d colours", len(colours))
-	}
+	runPage(t, bin, ts.base+"/", "--screenshot="+shot, "--window-size=1280,1700", "--hide-scrollbars")
+	testnet.CheckScreenshot(t, shot, 1280, 1700)
 	if os.Getenv("PORTSENTRY_ARTEFACTS") != "" {
 		t.Logf("screenshot kept at %s", shot)
 	}

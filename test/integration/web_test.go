@@ -131,9 +131,7 @@ func TestDashboardInBrowser(t *testing.T) {
 	d.WaitFor(t, "has been banned via nftables", 5*time.Second)
 
 	chrome := func(extra ...string) string {
-		args := append([]string{"--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
-			"--disable-background-networking", "--disable-component-update", "--disable-sync",
-			"--user-data-dir=" + t.TempDir(), "--virtual-time-budget=5000"}, extra...)
+		args := append(append(testnet.ChromiumArgs(t), "--virtual-time-budget=5000"), extra...)
 		out, err := p.Try(p.Defended, 60*time.Second, "chromium", append(args, "http://127.0.0.1:9118/")...)
 		if err != nil {
 			t.Fatalf("chromium: %v\n%s", err, out)
