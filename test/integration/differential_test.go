@@ -205,8 +205,19 @@ func runScript(t *testing.T, which, mode string, script []step) artefacts {
 		}
 	}
 
-	// Files are written after the log lines; give them (boundedly) time to catch up,
-	// then stop the daemon so that its log is complete.
+	return collectArtefacts(t, p, f, mode, hostsDeny, which, acted, 0, log, stop,
+		"adminalert: Going into listen mode")
+}
+
+// collectArtefacts gathers what a run left. Files are written after the log lines,
+// so it first gives them (boundedly) time to hold `acted` records, then waits linger
+// for anything reported that should not be, and stops the daemon so that its log is
+// complete. Listen keeps the log messages starting with one of listen; attack and
+// listen lines are compared as sets (in ours, lines of different hosts may interleave:
+// one worker per host).
+func collectArtefacts(t *testing.T, p *testnet.Pair, f files, mode, hostsDeny, which string, acted int,
+	linger time.Duration, log *testnet.Log, stop func(), listen ...string) artefacts {
+	t.Helper()
 	deadline := time.Now().Add(eventTimeout)
 	for time.Now().Before(deadline) {
 		if len(testnet.ReadLines(f.History)) >= acted && len(testnet.ReadLines(f.Blocked+"."+mode)) >= acted &&
@@ -215,11 +226,11 @@ func runScript(t *testing.T, which, mode string, script []step) artefacts {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+	time.Sleep(linger)
 	stop()
 	if !log.WaitClosed(eventTimeout) {
 		t.Logf("%s: log still open after stop", which)
 	}
-
 	var a artefacts
 	a.Routes = blackholes(t, p)
 	slices.Sort(a.Routes)
@@ -233,7 +244,7 @@ func runScript(t *testing.T, which, mode string, script []step) artefacts {
 		switch {
 		case strings.HasPrefix(m, "attackalert:"):
 			a.Attack = append(a.Attack, m)
-		case strings.HasPrefix(m, "adminalert: Going into listen mode"):
+		case slices.ContainsFunc(listen, func(pre string) bool { return strings.HasPrefix(m, pre) }):
 			a.Listen = append(a.Listen, m)
 		}
 	}

@@ -959,46 +959,9 @@ func runStealthScript(t *testing.T, which, mode string) artefacts {
 			t.Logf("%s step %d (%s %v from %s to port %d): %v", which, i, s.tool, s.args, from, s.port, err)
 		}
 	}
-	deadline := time.Now().Add(eventTimeout)
-	for time.Now().Before(deadline) {
-		if len(testnet.ReadLines(f.History)) >= acted && len(testnet.ReadLines(f.Blocked+"."+mode)) >= acted &&
-			len(testnet.ReadLines(f.CmdOut)) >= acted && len(testnet.ReadLines(hostsDeny)) >= acted {
-			break
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	time.Sleep(settle) // anything reported that should not be
-	stop()
-	if !log.WaitClosed(eventTimeout) {
-		t.Logf("%s: log still open after stop", which)
-	}
-
-	var a artefacts
-	a.Routes = blackholes(t, p)
-	slices.Sort(a.Routes)
-	a.History = stripTime(testnet.ReadLines(f.History))
-	a.Blocked = stripTime(testnet.ReadLines(f.Blocked + "." + mode))
-	a.HostsDeny = testnet.ReadLines(hostsDeny)
-	a.CmdOut = testnet.ReadLines(f.CmdOut)
-	for _, m := range messages(log.Lines()) {
-		m = strings.ReplaceAll(m, f.Dir, "$DIR")
-		switch {
-		case strings.HasPrefix(m, "attackalert:"):
-			a.Attack = append(a.Attack, m)
-		case strings.HasPrefix(m, "adminalert: Going into stealth listen mode"),
-			strings.HasPrefix(m, "adminalert: Advanced"),
-			strings.HasPrefix(m, "adminalert: ERROR: Socket"):
-			a.Listen = append(a.Listen, m)
-		}
-	}
-	// History and blocked-file order follows detection order, which is the script's;
-	// the log's attack lines of different hosts may interleave in ours (one worker per
-	// host), so those are compared as sets.
-	slices.Sort(a.Attack)
-	a.Attack = slices.Compact(a.Attack)
-	slices.Sort(a.Listen)
-	a.Listen = slices.Compact(a.Listen)
-	return a
+	// settle: time for anything reported that should not be.
+	return collectArtefacts(t, p, f, mode, hostsDeny, which, acted, settle, log, stop,
+		"adminalert: Going into stealth listen mode", "adminalert: Advanced", "adminalert: ERROR: Socket")
 }
 
 // compareStealth removes the intended differences and compares the rest.
