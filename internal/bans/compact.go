@@ -55,7 +55,7 @@ func (j *Journal) writeSnapshot(f *os.File) (int, error) {
 	enc := json.NewEncoder(w)
 	n := 0
 	var err error
-	j.offences.each(func(p netip.Prefix, count int) {
+	j.offences.Oldest(func(p netip.Prefix, count int) {
 		if _, ok := j.active[p]; ok || err != nil {
 			return
 		}
@@ -80,41 +80,5 @@ func syncDir(dir string) {
 	if d, err := os.Open(dir); err == nil {
 		d.Sync()
 		d.Close()
-	}
-}
-
-// fifoMap is a map of bounded size that forgets its oldest insertion when full.
-type fifoMap struct {
-	m    map[netip.Prefix]int
-	ring []netip.Prefix
-	next int
-}
-
-func newFifoMap(size int) *fifoMap {
-	return &fifoMap{m: map[netip.Prefix]int{}, ring: make([]netip.Prefix, 0, size)}
-}
-
-func (f *fifoMap) get(p netip.Prefix) int { return f.m[p] }
-
-func (f *fifoMap) len() int { return len(f.m) }
-
-func (f *fifoMap) set(p netip.Prefix, v int) {
-	if _, ok := f.m[p]; !ok {
-		if len(f.ring) < cap(f.ring) {
-			f.ring = append(f.ring, p)
-		} else {
-			delete(f.m, f.ring[f.next])
-			f.ring[f.next] = p
-			f.next = (f.next + 1) % len(f.ring)
-		}
-	}
-	f.m[p] = v
-}
-
-// each visits entries oldest first.
-func (f *fifoMap) each(fn func(netip.Prefix, int)) {
-	for i := range f.ring {
-		p := f.ring[(f.next+i)%len(f.ring)]
-		fn(p, f.m[p])
 	}
 }

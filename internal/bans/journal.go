@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/portsentry-go/portsentry/internal/fifo"
 	"io"
 	"net/netip"
 	"os"
@@ -29,7 +30,7 @@ type Journal struct {
 	path     string
 	f        *os.File
 	active   map[netip.Prefix]Ban
-	offences *fifoMap
+	offences *fifo.Map[netip.Prefix, int]
 	records  int // records in the file, for deciding when to compact
 }
 
@@ -45,7 +46,7 @@ type Replay struct {
 // Open replays the journal at path (creating it and its directory if needed), records
 // the expiry of bans that ran out before now, and opens it for appending.
 func Open(path string, now time.Time) (*Journal, Replay, error) {
-	j := &Journal{path: path, active: map[netip.Prefix]Ban{}, offences: newFifoMap(offenceMemory)}
+	j := &Journal{path: path, active: map[netip.Prefix]Ban{}, offences: fifo.New[netip.Prefix, int](offenceMemory)}
 	if err := os.MkdirAll(filepath.Dir(path), 0o750); err != nil {
 		return nil, Replay{}, fmt.Errorf("ban journal: %w", err)
 	}
@@ -129,8 +130,8 @@ func (j *Journal) applyLine(b []byte) bool {
 	default:
 		return false
 	}
-	if r.Offences > j.offences.get(p) {
-		j.offences.set(p, r.Offences)
+	if r.Offences > offence(j.offences, p) {
+		j.offences.Set(p, r.Offences)
 	}
 	return true
 }
@@ -143,7 +144,7 @@ func (j *Journal) NextOffence(p netip.Prefix) int {
 	if b, ok := j.active[p]; ok {
 		return b.Offences
 	}
-	return j.offences.get(p) + 1
+	return offence(j.offences, p) + 1
 }
 
 // Add records bans and returns them as stored (with their offence numbers). A prefix
@@ -169,7 +170,7 @@ func (j *Journal) AddNoSync(bans ...Ban) ([]Ban, error) {
 		if old, ok := j.active[b.Prefix]; ok {
 			b.Offences = old.Offences
 		} else {
-			b.Offences = j.offences.get(b.Prefix) + 1
+			b.Offences = offence(j.offences, b.Prefix) + 1
 		}
 		out[i] = b
 		recs[i] = record{Op: OpBan, Prefix: b.Prefix.String(), At: toMillis(b.Start), Until: toMillis(b.Until), Offences: b.Offences, Reason: b.Reason}
@@ -179,7 +180,7 @@ func (j *Journal) AddNoSync(bans ...Ban) ([]Ban, error) {
 	}
 	for _, b := range out {
 		j.active[b.Prefix] = b
-		j.offences.set(b.Prefix, b.Offences)
+		j.offences.Set(b.Prefix, b.Offences)
 	}
 	return out, nil
 }
@@ -306,7 +307,7 @@ func (j *Journal) append(recs []record) error {
 		return fmt.Errorf("ban journal: %w", err)
 	}
 	j.records += len(recs)
-	if j.records > compactFloor && j.records > 4*(len(j.active)+j.offences.len()) {
+	if j.records > compactFloor && j.records > 4*(len(j.active)+j.offences.Len()) {
 		return j.compact()
 	}
 	return nil
@@ -314,3 +315,9 @@ func (j *Journal) append(recs []record) error {
 
 // compactFloor keeps small journals from being rewritten over and over.
 const compactFloor = 10000
+
+// offence is p's remembered offence count, 0 if none.
+func offence(m *fifo.Map[netip.Prefix, int], p netip.Prefix) int {
+	n, _ := m.Get(p)
+	return n
+}

@@ -5,6 +5,7 @@
 package detect
 
 import (
+	"github.com/portsentry-go/portsentry/internal/fifo"
 	"net/netip"
 
 	"github.com/portsentry-go/portsentry/internal/probe"
@@ -57,10 +58,10 @@ const DefaultBlockedMemory = 65536
 // Detector holds the trigger counters and the per-mode record of acted-on hosts.
 type Detector struct {
 	trigger int
-	hits    *counter
+	hits    *fifo.Map[netip.Addr, int] // per-host hit counts
 	// blocked is per mode, as classic keeps one blocked file per mode: a host blocked by
 	// -tcp is still new to -udp, whose BLOCK_UDP setting may differ.
-	blocked map[probe.Mode]*counter
+	blocked map[probe.Mode]*fifo.Map[netip.Addr, struct{}]
 	memory  int
 }
 
@@ -72,8 +73,8 @@ func New(trigger, tableSize int) *Detector {
 	}
 	return &Detector{
 		trigger: trigger,
-		hits:    newCounter(tableSize),
-		blocked: make(map[probe.Mode]*counter),
+		hits:    fifo.New[netip.Addr, int](tableSize),
+		blocked: make(map[probe.Mode]*fifo.Map[netip.Addr, struct{}]),
 		memory:  DefaultBlockedMemory,
 	}
 }
@@ -98,18 +99,13 @@ func (d *Detector) ObserveWith(p probe.Probe, ignored bool, allow func(probe.Pro
 	hits := 1
 	if d.trigger > 1 {
 		// Counting is skipped when every hit fires: a flood then costs no table space.
-		hits = d.hits.inc(src)
+		hits = inc(d.hits, src)
 		if hits < d.trigger {
 			return Verdict{Probe: p, Action: Counted, Hits: hits}
 		}
 	}
-	set := d.blocked[p.Mode]
-	if set == nil {
-		set = newCounter(d.memory)
-		d.blocked[p.Mode] = set
-	}
-	if n, ok := set.counts[src]; ok {
-		set.counts[src] = n + 1
+	set := d.acted(p.Mode)
+	if _, ok := set.Get(src); ok {
 		return Verdict{Probe: p, Action: AlreadyBlocked, Hits: hits}
 	}
 	if allow != nil && !allow(p) {
@@ -117,7 +113,7 @@ func (d *Detector) ObserveWith(p probe.Probe, ignored bool, allow func(probe.Pro
 	}
 	// Marked at once, before the response runs, so hits arriving while it runs are
 	// "already blocked" rather than starting a second response.
-	set.inc(src)
+	set.Set(src, struct{}{})
 	return Verdict{Probe: p, Action: Respond, Hits: hits}
 }
 
@@ -125,77 +121,61 @@ func (d *Detector) ObserveWith(p probe.Probe, ignored bool, allow func(probe.Pro
 // its next hit tries again.
 func (d *Detector) Forget(mode probe.Mode, a netip.Addr) {
 	if set := d.blocked[mode]; set != nil {
-		// Its ring slot stays until reused; should the host be marked again meanwhile,
-		// that old slot may make it be forgotten early, which only costs a repeat.
-		delete(set.counts, a)
+		set.Delete(a)
 	}
 }
 
 // Mark records that the mode has acted on the host (bans carried over a restart).
 func (d *Detector) Mark(mode probe.Mode, a netip.Addr) {
+	d.acted(mode).Set(a, struct{}{})
+}
+
+// acted returns the mode's set of acted-on hosts, creating it on first use.
+func (d *Detector) acted(mode probe.Mode) *fifo.Map[netip.Addr, struct{}] {
 	set := d.blocked[mode]
 	if set == nil {
-		set = newCounter(d.memory)
+		set = fifo.New[netip.Addr, struct{}](d.memory)
 		d.blocked[mode] = set
 	}
-	set.inc(a)
+	return set
 }
 
 // ForgetPrefix forgets, in every mode, the hosts inside p (a ban was lifted, so the
 // host's next probe is acted on again).
 func (d *Detector) ForgetPrefix(p netip.Prefix) {
 	for _, set := range d.blocked {
-		for a := range set.counts {
+		set.Range(func(a netip.Addr, _ struct{}) {
 			if p.Contains(a) {
-				delete(set.counts, a)
+				set.Delete(a)
 			}
-		}
+		})
 	}
 }
 
 // Blocked reports whether the mode has acted on the host.
 func (d *Detector) Blocked(mode probe.Mode, a netip.Addr) bool {
 	set := d.blocked[mode]
-	return set != nil && set.counts[a] > 0
+	if set == nil {
+		return false
+	}
+	_, ok := set.Get(a)
+	return ok
 }
 
 // Tracked is the number of hosts whose hits are being counted.
-func (d *Detector) Tracked() int { return len(d.hits.counts) }
+func (d *Detector) Tracked() int { return d.hits.Len() }
 
 // Remembered is the number of acted-on hosts a mode remembers.
 func (d *Detector) Remembered(mode probe.Mode) int {
 	if set := d.blocked[mode]; set != nil {
-		return len(set.counts)
+		return set.Len()
 	}
 	return 0
 }
 
-// counter counts hits per address in a table of fixed capacity. When full, the entry
-// inserted longest ago is dropped (first in, first out): a scanner that keeps probing is
-// re-inserted and keeps counting, while a flood of one-off spoofed sources only recycles
-// slots among themselves.
-type counter struct {
-	counts map[netip.Addr]int
-	ring   []netip.Addr // insertion order; ring[next] is the oldest once full
-	next   int
-}
-
-func newCounter(size int) *counter {
-	return &counter{counts: make(map[netip.Addr]int), ring: make([]netip.Addr, 0, size)}
-}
-
-func (c *counter) inc(a netip.Addr) int {
-	if n, ok := c.counts[a]; ok {
-		c.counts[a] = n + 1
-		return n + 1
-	}
-	if len(c.ring) < cap(c.ring) {
-		c.ring = append(c.ring, a)
-	} else {
-		delete(c.counts, c.ring[c.next])
-		c.ring[c.next] = a
-		c.next = (c.next + 1) % len(c.ring)
-	}
-	c.counts[a] = 1
-	return 1
+// inc adds one to a's count and returns the new count.
+func inc(m *fifo.Map[netip.Addr, int], a netip.Addr) int {
+	n, _ := m.Get(a)
+	m.Set(a, n+1)
+	return n + 1
 }
