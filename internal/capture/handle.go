@@ -13,7 +13,7 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// Ring defaults: 16 blocks of 256 KiB, 4 MiB in all.
+// Ring defaults: 32 blocks of 256 KiB, 8 MiB in all.
 //
 // A captured SYN takes about 160 bytes of ring (96 of headers + 60 of packet, aligned), so
 // a block holds some 1600 of them and the ring about 52000: 300 ms of the 170k packets/s
