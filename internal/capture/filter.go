@@ -30,6 +30,11 @@ var ErrTooLarge = errors.New("capture: filter program exceeds the kernel's 4096 
 type Filter struct {
 	TCPPorts []PortRange // destination ports for TCP; empty = no TCP at all
 	UDPPorts []PortRange // destination ports for UDP; empty = no UDP at all
+	// UDPReplies also accepts the UDP datagrams this host sends from a port in
+	// UDPPorts (Info.Outgoing is set on them), so that user space can tell the answers
+	// to a short-lived local client from probes. Without it the kernel does not even
+	// offer outgoing packets to the socket (PACKET_IGNORE_OUTGOING).
+	UDPReplies bool
 }
 
 // Fit returns f with each port list coarsened so that the two together have at most
@@ -38,12 +43,15 @@ type Filter struct {
 func (f Filter) Fit() Filter {
 	t, u := Coarsen(f.TCPPorts, MaxRanges), Coarsen(f.UDPPorts, MaxRanges)
 	if len(t)+len(u) <= MaxRanges {
-		return Filter{TCPPorts: t, UDPPorts: u}
+		return Filter{TCPPorts: t, UDPPorts: u, UDPReplies: f.UDPReplies}
 	}
 	bt := max(1, MaxRanges*len(t)/(len(t)+len(u)))
 	bu := max(1, MaxRanges-bt)
-	return Filter{TCPPorts: Coarsen(t, bt), UDPPorts: Coarsen(u, bu)}
+	return Filter{TCPPorts: Coarsen(t, bt), UDPPorts: Coarsen(u, bu), UDPReplies: f.UDPReplies}
 }
+
+// outgoing reports whether the filter takes any outgoing packet.
+func (f Filter) outgoing() bool { return f.UDPReplies && len(f.UDPPorts) > 0 }
 
 // Program assembles the filter for SO_ATTACH_FILTER.
 //
@@ -51,6 +59,8 @@ func (f Filter) Fit() Filter {
 //   - packet type (ancillary SKF_AD_PKTTYPE) must be PACKET_HOST: this drops outgoing
 //     copies (loopback traffic is seen twice, outgoing and incoming: this keeps one),
 //     broadcast, multicast and frames for other hosts (promiscuous NICs);
+//   - except, with UDPReplies, PACKET_OUTGOING UDP (IPv4, or IPv6 with no extension
+//     header; no non-first fragment) whose source port is in the UDP ranges;
 //   - no VLAN tag may be present (SKF_AD_VLAN_TAG_PRESENT): a tagged frame is seen
 //     once on the parent device with the tag still attached and once more on the VLAN
 //     device without it; only the second is traffic the host processes;
@@ -91,6 +101,8 @@ const (
 	etherTypeIPv4 = 0x0800
 	etherTypeIPv6 = 0x86dd
 	tcpAckRst     = 0x14
+
+	packetOutgoing = 4 // PACKET_OUTGOING, an SKF_AD_PKTTYPE value
 )
 
 // build lays out the program. With vm set, the prefix that uses ancillary loads (which
@@ -114,6 +126,8 @@ func (f Filter) build(vm bool) ([]bpf.Instruction, error) {
 	var a asm
 	lDrop, lAccept, lV4, lV6, lFrag := a.label(), a.label(), a.label(), a.label(), a.label()
 	lTCP, lUDP := a.label(), a.label() // trampolines: the port trees may be far away
+	replies := f.outgoing()
+	lOut, lOutUDP, lUDPTree := a.label(), a.label(), a.label()
 
 	if vm {
 		a.emit(bpf.LoadAbsolute{Off: 0, Size: 1}, bpf.ALUOpConstant{Op: bpf.ALUOpShiftRight, Val: 4})
@@ -121,6 +135,9 @@ func (f Filter) build(vm bool) ([]bpf.Instruction, error) {
 		a.jmp(bpf.JumpEqual, 6, lV6, lDrop)
 	} else {
 		a.emit(bpf.LoadExtension{Num: bpf.ExtType})
+		if replies {
+			a.jmp(bpf.JumpEqual, packetOutgoing, lOut, next)
+		}
 		a.jmp(bpf.JumpEqual, 0, next, lDrop) // PACKET_HOST
 		a.emit(bpf.LoadExtension{Num: bpf.ExtVLANTagPresent})
 		a.jmp(bpf.JumpEqual, 0, next, lDrop)
@@ -175,6 +192,29 @@ func (f Filter) build(vm bool) ([]bpf.Instruction, error) {
 	// Hop-by-hop is only valid right after the IPv6 header (the decoder rejects it here).
 	extHeaders(ipProtoRouting, ipProtoFragment, ipProtoAH, ipProtoDstOpts)
 
+	if replies && !vm {
+		// Outgoing UDP: the same checks as above, then the UDP tree on the source port.
+		a.mark(lOut)
+		a.emit(bpf.LoadExtension{Num: bpf.ExtProto})
+		lOut4, lOut6 := a.label(), a.label()
+		a.jmp(bpf.JumpEqual, etherTypeIPv4, lOut4, next)
+		a.jmp(bpf.JumpEqual, etherTypeIPv6, lOut6, lDrop)
+		a.mark(lOut4)
+		a.emit(bpf.LoadAbsolute{Off: 0, Size: 1}, bpf.ALUOpConstant{Op: bpf.ALUOpAnd, Val: 0xf0})
+		a.jmp(bpf.JumpEqual, 0x40, next, lDrop)
+		a.emit(bpf.LoadAbsolute{Off: 6, Size: 2})
+		a.jmp(bpf.JumpBitsSet, 0x1fff, lDrop, next)
+		a.emit(bpf.LoadMemShift{Off: 0})
+		a.emit(bpf.LoadAbsolute{Off: 9, Size: 1})
+		a.jmp(bpf.JumpEqual, ipProtoUDP, lOutUDP, lDrop)
+		a.mark(lOut6)
+		a.emit(bpf.LoadAbsolute{Off: 0, Size: 1}, bpf.ALUOpConstant{Op: bpf.ALUOpAnd, Val: 0xf0})
+		a.jmp(bpf.JumpEqual, 0x60, next, lDrop)
+		a.emit(bpf.LoadConstant{Dst: bpf.RegX, Val: 40})
+		a.emit(bpf.LoadAbsolute{Off: 6, Size: 1})
+		a.jmp(bpf.JumpEqual, ipProtoUDP, lOutUDP, lDrop)
+	}
+
 	a.mark(lDrop)
 	a.emit(drop)
 	a.mark(lAccept)
@@ -188,6 +228,11 @@ func (f Filter) build(vm bool) ([]bpf.Instruction, error) {
 	a.ja(codeTCP)
 	a.mark(lUDP)
 	a.ja(codeUDP)
+	if replies && !vm {
+		a.mark(lOutUDP)
+		a.emit(bpf.LoadIndirect{Off: 0, Size: 2}) // source port
+		a.ja(lUDPTree)
+	}
 	a.mark(codeTCP)
 	if len(tcp) > 0 {
 		a.emit(bpf.LoadIndirect{Off: 13, Size: 1}) // TCP flags
@@ -199,6 +244,7 @@ func (f Filter) build(vm bool) ([]bpf.Instruction, error) {
 	a.mark(codeUDP)
 	if len(udp) > 0 {
 		a.emit(bpf.LoadIndirect{Off: 2, Size: 2}) // destination port
+		a.mark(lUDPTree)
 		a.emit(portTree(udp, 0, 0xffff)...)
 	}
 	a.emit(drop) // only reached if a section is empty; keeps every label in bounds

@@ -405,7 +405,7 @@ func TestProgramSize(t *testing.T) {
 			for i := range MaxRanges {
 				all = append(all, mk(i))
 			}
-			f := Filter{TCPPorts: all[:split], UDPPorts: all[split:]}
+			f := Filter{TCPPorts: all[:split], UDPPorts: all[split:], UDPReplies: true}
 			prog, err := f.Program()
 			if err != nil {
 				t.Fatalf("%s split %d: %v", name, split, err)

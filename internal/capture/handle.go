@@ -278,8 +278,21 @@ func (h *Handle) SetFilter(f Filter) error {
 	if err != nil {
 		return err
 	}
+	// Ignoring outgoing packets is switched off before a filter that wants them is
+	// attached and on only after one that does not: no wanted packet is ever refused.
 	var aerr error
-	if err := h.rc.Control(func(fd uintptr) { aerr = attachFilter(int(fd), prog) }); err != nil {
+	err = h.rc.Control(func(fd uintptr) {
+		if f.outgoing() {
+			aerr = setIgnoreOutgoing(int(fd), f)
+		}
+		if aerr == nil {
+			aerr = attachFilter(int(fd), prog)
+		}
+		if aerr == nil && !f.outgoing() {
+			aerr = setIgnoreOutgoing(int(fd), f)
+		}
+	})
+	if err != nil {
 		if h.closed.Load() {
 			return ErrClosed
 		}

@@ -247,6 +247,66 @@ func TestKernelNoOutgoing(t *testing.T) {
 	}
 }
 
+// TestKernelUDPReplies: with UDPReplies, the datagrams the captured host sends from a
+// watched UDP port appear, marked Outgoing, on the veth and on loopback (where the
+// received copy, to an unwatched port, does not); those from other ports, and outgoing
+// TCP from a watched port, do not. Switching UDPReplies off with SetFilter stops them.
+func TestKernelUDPReplies(t *testing.T) {
+	tn := newTestNet(t)
+	f := testFilter
+	f.UDPReplies = true
+	h, ch := tn.open(t, Options{Filter: f}) // all interfaces
+	send := func(local string, remotes ...string) {
+		inNs(t, tn.capNs, func() {
+			for _, r := range remotes {
+				la, err := net.ResolveUDPAddr("udp", local)
+				if err != nil {
+					t.Fatal(err)
+				}
+				c, err := net.DialUDP("udp", la, net.UDPAddrFromAddrPort(netip.MustParseAddrPort(r)))
+				if err != nil {
+					t.Fatalf("dial %s from %s: %v", r, local, err)
+				}
+				c.Write([]byte("query"))
+				c.Close()
+			}
+		})
+	}
+	send("198.18.0.1:3000", "198.18.0.2:53")
+	send("[2001:db8::1]:3000", "[2001:db8::2]:53")
+	send("127.0.0.1:3000", "127.0.0.1:53")
+	send("198.18.0.1:3001", "198.18.0.2:53") // port not watched
+	inNs(t, tn.capNs, func() {
+		d := net.Dialer{LocalAddr: &net.TCPAddr{IP: capV4.AsSlice(), Port: 3000}, Timeout: 2 * time.Second}
+		if c, err := d.Dial("tcp", "198.18.0.2:3000"); err == nil {
+			c.Close()
+		}
+	})
+	tn.marker(t, 1000)
+	got := collect(t, ch)
+	var flows []string
+	for _, s := range got {
+		if s.err != nil || !s.info.Outgoing {
+			t.Errorf("captured %+v, want only outgoing datagrams", s)
+			continue
+		}
+		flows = append(flows, s.h.Source().String()+">"+s.h.Destination().String())
+	}
+	want := []string{"198.18.0.1:3000>198.18.0.2:53", "[2001:db8::1]:3000>[2001:db8::2]:53", "127.0.0.1:3000>127.0.0.1:53"}
+	if !cmp.Equal(want, flows) {
+		t.Errorf("outgoing datagrams %v, want %v", flows, want)
+	}
+
+	if err := h.SetFilter(testFilter); err != nil {
+		t.Fatal(err)
+	}
+	send("198.18.0.1:3000", "198.18.0.2:53")
+	tn.marker(t, 1000)
+	if got := collect(t, ch); len(got) != 0 {
+		t.Errorf("without UDPReplies, captured %+v", got)
+	}
+}
+
 // TestKernelSetFilter: a new port set takes effect at once.
 func TestKernelSetFilter(t *testing.T) {
 	tn := newTestNet(t)
@@ -651,7 +711,7 @@ func TestKernelLargeFilter(t *testing.T) {
 		p := uint16(3 * i) // 0, 3, 6, ...
 		r = append(r, PortRange{p, p})
 	}
-	f := Filter{TCPPorts: r[:MaxRanges/2], UDPPorts: r[MaxRanges/2:]}
+	f := Filter{TCPPorts: r[:MaxRanges/2], UDPPorts: r[MaxRanges/2:], UDPReplies: true}
 	prog, err := f.Program()
 	if err != nil {
 		t.Fatal(err)

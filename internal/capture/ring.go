@@ -43,9 +43,10 @@ const (
 	pktNet     = 26
 	pktHdrLen  = 48 // sizeof(struct tpacket3_hdr)
 
-	sllProtocol = pktHdrLen + 2 // __be16
-	sllIfindex  = pktHdrLen + 4 // int
-	sllLen      = 20            // sizeof(struct sockaddr_ll)
+	sllProtocol = pktHdrLen + 2  // __be16
+	sllIfindex  = pktHdrLen + 4  // int
+	sllPkttype  = pktHdrLen + 10 // unsigned char
+	sllLen      = 20             // sizeof(struct sockaddr_ll)
 
 	// tpHdrLen is TPACKET3_HDRLEN; the kernel puts SOCK_DGRAM data at
 	// TPACKET_ALIGN(tpHdrLen) + 16, and a frame must hold at least that much.
@@ -64,6 +65,7 @@ type Info struct {
 	Proto     uint16 // EtherType in host order: 0x0800 IPv4, 0x86dd IPv6
 	Len       int    // length of the packet from the IP header on; the frame may be shorter
 	Sec, Nsec uint32 // kernel receive time
+	Outgoing  bool   // sent by this host (only with Filter.UDPReplies)
 }
 
 // Time is the kernel's receive timestamp.
@@ -99,11 +101,12 @@ func walkBlock(b []byte, stop *atomic.Bool, fn func(frame []byte, info Info)) in
 			break
 		}
 		fn(p[start:end:end], Info{
-			Ifindex: int(int32(ne.Uint32(p[sllIfindex:]))),
-			Proto:   binary.BigEndian.Uint16(p[sllProtocol:]),
-			Len:     int(ne.Uint32(p[pktLen:])),
-			Sec:     ne.Uint32(p[pktSec:]),
-			Nsec:    ne.Uint32(p[pktNsec:]),
+			Ifindex:  int(int32(ne.Uint32(p[sllIfindex:]))),
+			Proto:    binary.BigEndian.Uint16(p[sllProtocol:]),
+			Len:      int(ne.Uint32(p[pktLen:])),
+			Sec:      ne.Uint32(p[pktSec:]),
+			Nsec:     ne.Uint32(p[pktNsec:]),
+			Outgoing: p[sllPkttype] == packetOutgoing,
 		})
 		nx := int(ne.Uint32(p[pktNext:]))
 		if nx == 0 {

@@ -10,9 +10,27 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// ignoreOutgoing sets PACKET_IGNORE_OUTGOING. Tests turn it off to prove that the
-// filter alone keeps outgoing packets out.
+// ignoreOutgoing lets Open and SetFilter set PACKET_IGNORE_OUTGOING when the filter
+// takes no outgoing packets. Tests turn it off to prove that the filter alone keeps
+// outgoing packets out.
 var ignoreOutgoing = true
+
+// setIgnoreOutgoing turns PACKET_IGNORE_OUTGOING on when neither the filter nor the
+// tests want outgoing packets, and off otherwise: with it on, the kernel does not even
+// offer the socket a copy of what the host sends.
+func setIgnoreOutgoing(fd int, f Filter) error {
+	on := 0
+	if ignoreOutgoing && !f.outgoing() {
+		on = 1
+	}
+	// Since Linux 4.20. The filter drops outgoing packets too, so an older kernel
+	// (ENOPROTOOPT) is fine.
+	err := unix.SetsockoptInt(fd, unix.SOL_PACKET, unix.PACKET_IGNORE_OUTGOING, on)
+	if err != nil && !errors.Is(err, unix.ENOPROTOOPT) {
+		return fmt.Errorf("capture: PACKET_IGNORE_OUTGOING: %w", err)
+	}
+	return nil
+}
 
 func htons(v uint16) uint16 { return v<<8 | v>>8 }
 
@@ -80,13 +98,8 @@ func setup(fd int, o *Options, prog []bpf.RawInstruction) ([]byte, error) {
 	if err := attachFilter(fd, prog); err != nil {
 		return nil, err
 	}
-	if ignoreOutgoing {
-		// Since Linux 4.20: outgoing packets are not even offered to this socket. The
-		// filter drops them too, so an older kernel (ENOPROTOOPT) is fine.
-		err := unix.SetsockoptInt(fd, unix.SOL_PACKET, unix.PACKET_IGNORE_OUTGOING, 1)
-		if err != nil && !errors.Is(err, unix.ENOPROTOOPT) {
-			return nil, fmt.Errorf("capture: PACKET_IGNORE_OUTGOING: %w", err)
-		}
+	if err := setIgnoreOutgoing(fd, o.Filter); err != nil {
+		return nil, err
 	}
 	// With TPACKET_V3 the frame size only has to divide the block evenly enough for the
 	// kernel's frame count check (frame_nr == block_size/frame_size * block_nr); packets

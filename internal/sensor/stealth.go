@@ -61,13 +61,15 @@ func (w *Watch) Set(mode probe.Mode, ports []uint16) {
 	}
 }
 
-// filter is the kernel prefilter matching the watch set.
+// filter is the kernel prefilter matching the watch set, taking the datagrams sent
+// from watched UDP ports too, to recognise their answers.
 // A long, scattered port list is coarsened to fit the kernel's program size; the exact
 // set is checked again per packet.
 func (w *Watch) filter() capture.Filter {
 	return capture.Filter{
-		TCPPorts: capture.Ranges(w.Ports(probe.TCP)),
-		UDPPorts: capture.Ranges(w.Ports(probe.UDP)),
+		TCPPorts:   capture.Ranges(w.Ports(probe.TCP)),
+		UDPPorts:   capture.Ranges(w.Ports(probe.UDP)),
+		UDPReplies: true,
 	}.Fit()
 }
 
@@ -90,6 +92,8 @@ type StealthStats struct {
 	Fragments  atomic.Uint64 // non-first fragments: no transport header to judge
 	NotForUs   atomic.Uint64 // destination is not one of our addresses
 	InUse      atomic.Uint64 // to a port a local service listens on
+	Replies    atomic.Uint64 // UDP answers to datagrams this host sent (see replies.go)
+	Outgoing   atomic.Uint64 // UDP datagrams this host sent from a watched port
 	Unwatched  atomic.Uint64 // passed the coarse kernel filter but not watched
 	Probes     atomic.Uint64 // handed on as probes
 	KernelSeen atomic.Uint64 // PACKET_STATISTICS: packets the socket accepted
@@ -98,9 +102,9 @@ type StealthStats struct {
 
 // String renders the counters as key=value pairs for the log.
 func (s *StealthStats) String() string {
-	return fmt.Sprintf("frames=%d probes=%d malformed=%d fragments=%d not_for_us=%d in_use=%d unwatched=%d kernel_seen=%d kernel_drops=%d",
+	return fmt.Sprintf("frames=%d probes=%d malformed=%d fragments=%d not_for_us=%d in_use=%d replies=%d outgoing=%d unwatched=%d kernel_seen=%d kernel_drops=%d",
 		s.Frames.Load(), s.Probes.Load(), s.Malformed.Load(), s.Fragments.Load(), s.NotForUs.Load(),
-		s.InUse.Load(), s.Unwatched.Load(), s.KernelSeen.Load(), s.KernelDrop.Load())
+		s.InUse.Load(), s.Replies.Load(), s.Outgoing.Load(), s.Unwatched.Load(), s.KernelSeen.Load(), s.KernelDrop.Load())
 }
 
 // Stealth watches packets for the -stcp -sudp -atcp -audp modes through AF_PACKET
@@ -111,6 +115,7 @@ type Stealth struct {
 	handle Handler
 	deps   StealthDeps
 	watch  atomic.Pointer[Watch]
+	sent   *replies
 	caps   []*capture.Handle
 	stats  StealthStats
 	wg     sync.WaitGroup
@@ -123,7 +128,7 @@ func NewStealth(w *Watch, deps StealthDeps, log *slog.Logger, h Handler, ifindex
 	if len(ifindexes) == 0 {
 		ifindexes = []int{0}
 	}
-	s := &Stealth{log: log, handle: h, deps: deps, stop: make(chan struct{})}
+	s := &Stealth{log: log, handle: h, deps: deps, sent: newReplies(), stop: make(chan struct{})}
 	s.watch.Store(w)
 	for _, ifi := range ifindexes {
 		c, err := capture.Open(capture.Options{Ifindex: ifi, Filter: w.filter()})
@@ -195,6 +200,10 @@ func (s *Stealth) frame(b []byte, info capture.Info, h *packet.Header) {
 		}
 		return
 	}
+	if info.Outgoing {
+		s.outgoing(h, info)
+		return
+	}
 	if h.Proto == probe.TCP && !packet.Candidate(h.TCPFlags) {
 		return
 	}
@@ -213,6 +222,10 @@ func (s *Stealth) frame(b []byte, info capture.Info, h *packet.Header) {
 		s.stats.InUse.Add(1)
 		return
 	}
+	if h.Proto == probe.UDP && s.sent.answers(dst, h.Source(), at) {
+		s.stats.Replies.Add(1)
+		return
+	}
 	p := probe.Probe{
 		Src: h.Source(), Dst: dst, Proto: h.Proto, Mode: mode,
 		IPOptions: h.IPOptions, Time: at, Spoofable: true,
@@ -222,6 +235,15 @@ func (s *Stealth) frame(b []byte, info capture.Info, h *packet.Header) {
 	}
 	s.stats.Probes.Add(1)
 	s.handle(p)
+}
+
+// outgoing records a datagram this host sent from a watched UDP port.
+func (s *Stealth) outgoing(h *packet.Header, info capture.Info) {
+	if h.Proto != probe.UDP || s.watch.Load().Mode(probe.UDP, h.SrcPort) == "" {
+		return // the coarsened kernel filter let through a port nobody watches
+	}
+	s.stats.Outgoing.Add(1)
+	s.sent.sent(h.Source(), h.Destination(), info.Time())
 }
 
 // dropInterval is how often the kernel's drop counter is read.

@@ -41,18 +41,36 @@ func tcp4(src, dst netip.Addr, dport uint16, flags uint8, optWords int) []byte {
 	return b
 }
 
-// udp6 builds an IPv6 UDP packet.
+// udp6 builds an IPv6 UDP packet from port 5353.
 func udp6(src, dst netip.Addr, dport uint16) []byte {
-	b := make([]byte, 48)
-	b[0] = 0x60
-	binary.BigEndian.PutUint16(b[4:], 8)
-	b[6], b[7] = 17, 64
-	s, d := src.As16(), dst.As16()
-	copy(b[8:], s[:])
-	copy(b[24:], d[:])
-	binary.BigEndian.PutUint16(b[40:], 5353)
-	binary.BigEndian.PutUint16(b[42:], dport)
-	binary.BigEndian.PutUint16(b[44:], 8)
+	return udp(netip.AddrPortFrom(src, 5353), netip.AddrPortFrom(dst, dport))
+}
+
+// udp builds a UDP packet over IPv4 or IPv6, by the family of the addresses.
+func udp(src, dst netip.AddrPort) []byte {
+	var b, u []byte
+	if src.Addr().Is4() {
+		b = make([]byte, 28)
+		b[0] = 0x45
+		binary.BigEndian.PutUint16(b[2:], 28)
+		b[8], b[9] = 64, 17
+		s, d := src.Addr().As4(), dst.Addr().As4()
+		copy(b[12:], s[:])
+		copy(b[16:], d[:])
+		u = b[20:]
+	} else {
+		b = make([]byte, 48)
+		b[0] = 0x60
+		binary.BigEndian.PutUint16(b[4:], 8)
+		b[6], b[7] = 17, 64
+		s, d := src.Addr().As16(), dst.Addr().As16()
+		copy(b[8:], s[:])
+		copy(b[24:], d[:])
+		u = b[40:]
+	}
+	binary.BigEndian.PutUint16(u[0:], src.Port())
+	binary.BigEndian.PutUint16(u[2:], dst.Port())
+	binary.BigEndian.PutUint16(u[4:], 8)
 	return b
 }
 
@@ -65,6 +83,7 @@ func testStealth(inUse map[netip.AddrPort]bool) (*Stealth, *[]probe.Probe) {
 	s := &Stealth{
 		log:    slog.New(slog.NewTextHandler(io.Discard, nil)),
 		handle: func(p probe.Probe) { got = append(got, p) },
+		sent:   newReplies(),
 		deps: StealthDeps{
 			Own:   func(a netip.Addr) bool { return a == us || a == us6 },
 			InUse: func(_ probe.Proto, d netip.AddrPort) bool { return inUse[d] },
@@ -119,6 +138,45 @@ func TestFrameJudgesPackets(t *testing.T) {
 	}
 	st := s.Stats()
 	if st.Malformed.Load() != 1 || st.InUse.Load() != 1 || st.NotForUs.Load() != 1 || st.Unwatched.Load() != 2 {
+		t.Errorf("counters: %s", st)
+	}
+}
+
+// TestFrameUDPReplies: a datagram a local client sent from a watched UDP port makes
+// the answers from the same remote address and port, within the reply window, not
+// probes, even when the client's socket is gone by then (the socket check says no).
+func TestFrameUDPReplies(t *testing.T) {
+	s, got := testStealth(nil)
+	local, server := netip.AddrPortFrom(us, 7), netip.AddrPortFrom(scanner, 53)
+	local6, server6 := netip.AddrPortFrom(us6, 7), netip.MustParseAddrPort("[2001:db8:1::2]:53")
+	at := func(sec uint32) capture.Info { return capture.Info{Sec: 1795539421 + sec} }
+	out := func(sec uint32) capture.Info { i := at(sec); i.Outgoing = true; return i }
+	var h packet.Header
+	s.frame(udp(local, server), out(0), &h)
+	s.frame(udp(local6, server6), out(0), &h)
+	s.frame(udp(netip.AddrPortFrom(us, 8), server), out(0), &h) // port 8 is not watched
+	cases := []struct {
+		name    string
+		frame   []byte
+		info    capture.Info
+		isProbe bool
+	}{
+		{"answer", udp(server, local), at(1), false},
+		{"answer over IPv6", udp(server6, local6), at(1), false},
+		{"answer at the end of the window", udp(server, local), at(30), false},
+		{"other remote port", udp(netip.AddrPortFrom(scanner, 54), local), at(1), true},
+		{"other remote host", udp(netip.AddrPortFrom(netip.MustParseAddr("198.18.1.3"), 53), local), at(1), true},
+		{"after the window", udp(server, local), at(31), true},
+		{"long before the question", udp(server, local), capture.Info{Sec: 1795539421 - 5}, true},
+	}
+	for _, c := range cases {
+		*got = (*got)[:0]
+		s.frame(c.frame, c.info, &h)
+		if isProbe := len(*got) == 1; isProbe != c.isProbe {
+			t.Errorf("%s: probe %v, want %v", c.name, isProbe, c.isProbe)
+		}
+	}
+	if st := s.Stats(); st.Outgoing.Load() != 2 || st.Replies.Load() != 3 {
 		t.Errorf("counters: %s", st)
 	}
 }
