@@ -33,6 +33,8 @@
 #   PORTSENTRY=           our binary; empty: build bin/portsentry from ./cmd/portsentry
 #   CLASSIC=/usr/sbin/portsentry
 #   KEEP=0                1: keep the work directory (logs, configs) and print its path
+#   PROFILE=              a directory: record a CPU profile of each run of ours there
+#                         (perf record -e cpu-clock -g; perf report -i DIR/LABEL.data)
 set -euo pipefail
 
 DURATION=${DURATION:-3}
@@ -45,6 +47,7 @@ CONTENDERS=${CONTENDERS:-tcpdump ours classic}
 PORTSENTRY=${PORTSENTRY:-}
 CLASSIC=${CLASSIC:-/usr/sbin/portsentry}
 KEEP=${KEEP:-0}
+PROFILE=${PROFILE:-}
 
 PORT=31337
 SETTLE=1.2 # seconds after a flood before the contender is measured and stopped
@@ -71,6 +74,7 @@ missing=()
 for tool in ip hping3 tcpdump go timeout getconf awk mount; do
   command -v "$tool" >/dev/null || missing+=("$tool")
 done
+[ -z "$PROFILE" ] || command -v perf >/dev/null || die "PROFILE needs perf (Debian: apt-get install linux-perf)"
 if [ ${#missing[@]} -ne 0 ]; then
   hint="Debian: scripts/install-deps.sh test installs them"
   [[ " ${missing[*]} " != *" go "* ]] || hint="$hint; Go 1.26 is needed too, and sudo may drop it from PATH: sudo env PATH=\"\$PATH\" $0"
@@ -313,11 +317,22 @@ run_ours() { # LABEL SECONDS [IGNORE_ALL]
   say "$label: portsentry -c CONF -stcp (BLOCK_TCP=0${ign:+, every source in IGNORE_FILE})"
   ours_conf "$d" "$ign"
   if ! start_ours "$d" stcp; then na_row "$label" "not available: $OURS_WHY"; return; fi
-  local pid=$OURS_PID t0 t1 hwm
+  local pid=$OURS_PID t0 t1 hwm perf=
+  if [ -n "$PROFILE" ]; then
+    mkdir -p "$PROFILE"
+    perf record -q -e cpu-clock -g -o "$PROFILE/$label.data" -p "$pid" >/dev/null 2>&1 &
+    perf=$!
+    track "$perf"
+  fi
   t0=$(ticks "$pid")
   flood "$secs" "$label"
   wait_idle "$pid"
   t1=$(ticks "$pid")
+  if [ -n "$perf" ]; then
+    kill -INT "$perf" 2>/dev/null || true
+    wait "$perf" || true
+    untrack "$perf"
+  fi
   hwm=$(hwm_kib "$pid")
   stop_pid "$pid" 20
   local frames drops probes hist note

@@ -29,7 +29,7 @@ const (
 	// DefaultTimeout is the block retire timeout: a packet waits at most this long in a
 	// half-filled block before it is handed over. An empty block is never retired, so
 	// an idle ring costs no wakeups.
-	DefaultTimeout = time.Millisecond
+	DefaultTimeout = 10 * time.Millisecond
 )
 
 // downPoll is how often Read checks whether an interface that went down was deleted.
@@ -166,6 +166,13 @@ func (h *Handle) block(i int) []byte {
 // Snaplen bytes and points into the ring: it is valid only until fn returns. Read does
 // not allocate.
 func (h *Handle) Read(fn func(frame []byte, info Info)) error {
+	return h.ReadBlocks(fn, nil)
+}
+
+// ReadBlocks is Read that also calls end, if not nil, after the packets of each ring
+// block: the caller can act on a block's packets together (and add to shared counters
+// once per block rather than once per packet).
+func (h *Handle) ReadBlocks(fn func(frame []byte, info Info), end func()) error {
 	h.mu.Lock()
 	if h.closed.Load() {
 		h.mu.Unlock()
@@ -210,6 +217,9 @@ func (h *Handle) Read(fn func(frame []byte, info Info)) error {
 		atomic.StoreUint32(status, statusKernel) // a full barrier: our reads are done
 		if h.cur++; h.cur == h.numBlocks {
 			h.cur = 0
+		}
+		if end != nil {
+			end()
 		}
 	}
 	return nil

@@ -69,13 +69,16 @@ type Daemon struct {
 	mu  sync.Mutex // guards det
 	det *detect.Detector
 
-	bans      *banManager
-	started   time.Time
-	metrics   *web.Metrics
-	events    *web.Events
-	jsonLog   *jsonLog                // nil without JSON_LOG
-	limit     atomic.Pointer[limiter] // BAN_RATE; nil: no limit
-	allow     func(probe.Probe) bool  // mayRespond, bound once (a method value per packet would allocate)
+	bans    *banManager
+	started time.Time
+	metrics *web.Metrics
+	events  *web.Events
+	jsonLog *jsonLog                // nil without JSON_LOG
+	limit   atomic.Pointer[limiter] // BAN_RATE; nil: no limit
+	policy  detect.Policy           // mayRespond, bound once (a method value per packet would allocate)
+	// stillFree, set with the stealth modes, takes a fresh look at the local sockets
+	// before a stealth probe is acted on: false if its port has just been taken.
+	stillFree func(probe.Probe) bool
 	connect   map[probe.Mode]*sensor.Connect
 	stealth   *sensor.Stealth    // nil without stealth modes
 	listening *listening.Tracker // local services, for smart verify; nil without stealth modes
@@ -97,13 +100,16 @@ type Stats struct {
 	Hits, Ignored, Detections, Responses, Failures, QueueDrops, Reloads atomic.Uint64
 	// Suppressed counts new hosts not acted on because of BAN_RATE or BAN_CAP.
 	Suppressed atomic.Uint64
+	// Dismissed counts stealth probes found, at the last moment, to be aimed at a port
+	// a local service had just opened.
+	Dismissed atomic.Uint64
 }
 
 // String renders the counters for the log.
 func (s *Stats) String() string {
-	return fmt.Sprintf("hits=%d ignored=%d detections=%d responses=%d failures=%d queue_drops=%d suppressed=%d reloads=%d",
+	return fmt.Sprintf("hits=%d ignored=%d detections=%d responses=%d failures=%d queue_drops=%d suppressed=%d dismissed=%d reloads=%d",
 		s.Hits.Load(), s.Ignored.Load(), s.Detections.Load(), s.Responses.Load(), s.Failures.Load(),
-		s.QueueDrops.Load(), s.Suppressed.Load(), s.Reloads.Load())
+		s.QueueDrops.Load(), s.Suppressed.Load(), s.Dismissed.Load(), s.Reloads.Load())
 }
 
 // New loads the configuration and ignore file; it opens nothing yet.
@@ -123,7 +129,7 @@ func New(opts Options) (*Daemon, error) {
 	d.state.Store(st)
 	d.det = detect.New(st.cfg.ScanTrigger, detect.DefaultTableSize)
 	d.limit.Store(newLimiter(st.cfg.BanRate))
-	d.allow = d.mayRespond
+	d.policy = d.mayRespond
 	if d.own == nil {
 		d.own = netaddr.NewOwnAddrs(opts.Log)
 	}
@@ -233,31 +239,89 @@ func (d *Daemon) ignored(a netip.Addr) bool {
 	return d.own.Contains(a) || d.state.Load().ignore.Contains(a) || d.infra.Contains(a)
 }
 
-// Handle is the sensors' entry point: judge the probe and queue whatever needs logging
-// or action. It never blocks.
+// Handle is the connect sensors' entry point: judge the probe and queue whatever needs
+// logging or action. It never blocks.
 func (d *Daemon) Handle(p probe.Probe) {
-	d.stats.Hits.Add(1)
+	d.HandleBatch([]probe.Probe{p})
+}
+
+// HandleBatch judges probes in order, as Handle does, for the stealth sensor, which
+// hands over the probes of one ring block at a time. The detector's lock is taken once
+// and the counters are added to once per batch: under a flood, atomic operations, not
+// the judging itself, would otherwise be most of the cost of a packet.
+func (d *Daemon) HandleBatch(ps []probe.Probe) {
+	var t tally
+	d.mu.Lock()
+	for i := range ps {
+		d.judge(ps[i], &t)
+	}
+	d.mu.Unlock()
+	t.flush(d)
+}
+
+// tally gathers a batch's counts; flush adds them to the shared counters.
+type tally struct {
+	hits, ignored, suppressed, queueDrops uint64
+	// Hits per mode and scan type, kept as runs: a batch is mostly one kind of probe.
+	run        uint64
+	mode, scan string
+}
+
+func (t *tally) hit(d *Daemon, p probe.Probe) {
+	t.hits++
+	if t.run > 0 && (string(p.Mode) != t.mode || p.ScanType != t.scan) {
+		d.metrics.Hit(t.mode, t.scan, t.run)
+		t.run = 0
+	}
+	t.run++
+	t.mode, t.scan = string(p.Mode), p.ScanType
+}
+
+func (t *tally) flush(d *Daemon) {
+	if t.run > 0 {
+		d.metrics.Hit(t.mode, t.scan, t.run)
+	}
+	add := func(c *atomic.Uint64, n uint64) {
+		if n > 0 {
+			c.Add(n)
+		}
+	}
+	add(&d.stats.Hits, t.hits)
+	add(&d.stats.Ignored, t.ignored)
+	add(&d.stats.Suppressed, t.suppressed)
+	add(&d.stats.QueueDrops, t.queueDrops)
+	if t.ignored > 0 {
+		d.metrics.Ignored(t.ignored)
+	}
+	if t.suppressed > 0 {
+		d.metrics.Suppressed(t.suppressed)
+	}
+}
+
+// judge runs one probe through the detector (d.mu held) and queues its verdict.
+func (d *Daemon) judge(p probe.Probe, t *tally) {
 	p.Src = netip.AddrPortFrom(probe.Canonical(p.Src.Addr()), p.Src.Port())
 	if d.ignored(p.Src.Addr()) {
-		// Silent and uncounted by the detector (SPEC §4), so no need to take its lock.
-		d.stats.Ignored.Add(1)
-		d.metrics.Ignored()
+		// Silent and uncounted by the detector (SPEC §4).
+		t.hits++
+		t.ignored++
 		return
 	}
-	d.metrics.Hit(string(p.Mode), p.ScanType)
-	d.mu.Lock()
-	v := d.det.ObserveWith(p, false, d.allow)
-	d.mu.Unlock()
+	t.hit(d, p)
+	v := d.det.ObserveWith(p, false, d.policy)
 	switch v.Action {
-	case detect.Counted, detect.Suppressed:
+	case detect.Counted, detect.Dismissed:
+		return
+	case detect.Suppressed:
+		t.suppressed++
 		return
 	}
 	select {
 	case d.jobs[shard(p.Src.Addr())] <- v:
 	default:
-		d.stats.QueueDrops.Add(1)
+		t.queueDrops++
 		if v.Action == detect.Respond {
-			d.forget(p.Mode, p.Src.Addr())
+			d.det.Forget(p.Mode, p.Src.Addr())
 		}
 	}
 }
@@ -272,17 +336,23 @@ func shard(a netip.Addr) int {
 	return int(h % workers)
 }
 
-// mayRespond applies the spoofing defences to a host about to be acted on: the rate of
-// new responses (BAN_RATE) and the cap on active bans (BAN_CAP). A flood of spoofed
-// sources is then counted, and summarised every ten seconds, instead of acted on.
-func (d *Daemon) mayRespond(p probe.Probe) bool {
-	// The rate limit first: under a flood it refuses almost everything, cheaply.
+// mayRespond is the detector's policy for a host about to be acted on. It applies the
+// spoofing defences, the rate of new responses (BAN_RATE) and the cap on active bans
+// (BAN_CAP): a flood of spoofed sources is then counted, and summarised every ten
+// seconds, instead of acted on. Then, for a stealth probe, it looks at the local
+// sockets again, as of the packet's time: a service may have opened the port since
+// the last periodic look (once a second).
+func (d *Daemon) mayRespond(p probe.Probe) detect.Action {
+	// The rate limit first: under a flood it refuses almost everything, cheaply, and
+	// the look at the sockets, a few system calls, is spared.
 	if !d.limit.Load().allow(p.Time) || (d.bans != nil && d.bans.full()) {
-		d.stats.Suppressed.Add(1)
-		d.metrics.Suppressed()
-		return false
+		return detect.Suppressed // counted by the caller, once per batch
 	}
-	return true
+	if d.stillFree != nil && !p.Mode.Connect() && !d.stillFree(p) {
+		d.stats.Dismissed.Add(1)
+		return detect.Dismissed
+	}
+	return detect.Respond
 }
 
 func (d *Daemon) forget(m probe.Mode, a netip.Addr) {

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"net"
-	"net/netip"
 	"slices"
 	"strings"
 	"time"
@@ -15,8 +14,8 @@ import (
 	"github.com/portsentry-go/portsentry/internal/sensor"
 )
 
-// recheckAge bounds how stale the listening-socket view may be when a packet is about
-// to be reported; it also caps the refreshes a flood can cause at 100 a second.
+// recheckAge bounds how stale the listening-socket view may be when a probe is about
+// to be acted on; it also caps the refreshes a scan can cause at 100 a second.
 const recheckAge = 10 * time.Millisecond
 
 // stealthModes returns the packet-watching modes among modes.
@@ -66,14 +65,11 @@ func (d *Daemon) startStealth(ctx context.Context, cfg *config.Config, modes []p
 		return err
 	}
 	w := buildWatch(cfg, modes)
-	deps := sensor.StealthDeps{
-		Own:   d.own.Contains,
-		InUse: d.listening.InUse,
-		Recheck: func(p probe.Proto, dst netip.AddrPort, at time.Time) bool {
-			return d.listening.InUseNow(p, dst, at, recheckAge)
-		},
+	deps := sensor.StealthDeps{Own: d.own.Contains, InUse: d.listening.InUse}
+	d.stillFree = func(p probe.Probe) bool {
+		return !d.listening.InUseNow(p.Proto, p.Dst, p.Time, recheckAge)
 	}
-	s, err := sensor.NewStealth(w, deps, d.log, d.Handle, ifindexes)
+	s, err := sensor.NewStealth(w, deps, d.log, d.HandleBatch, ifindexes)
 	if err != nil {
 		return err
 	}

@@ -26,9 +26,13 @@ const (
 	// Suppressed: the host would be acted on, but the caller's policy (the spoofing
 	// defences' rate limit and cap) refused; nothing was recorded.
 	Suppressed
+	// Dismissed: the host would be acted on, but the caller's policy found that the
+	// probe was no hit after all (its port has just been taken by a local service);
+	// nothing was recorded.
+	Dismissed
 )
 
-var actionNames = [...]string{"ignored", "counted", "already-blocked", "respond", "suppressed"}
+var actionNames = [...]string{"ignored", "counted", "already-blocked", "respond", "suppressed", "dismissed"}
 
 func (a Action) String() string {
 	if int(a) < len(actionNames) {
@@ -89,10 +93,15 @@ func (d *Detector) Observe(p probe.Probe, ignored bool) Verdict {
 	return d.ObserveWith(p, ignored, nil)
 }
 
-// ObserveWith is Observe with a policy: before a host new to the mode is acted on,
-// allow (if not nil) is asked; when it refuses, the verdict is Suppressed and nothing
-// is marked, so a flood of spoofed sources costs no table churn.
-func (d *Detector) ObserveWith(p probe.Probe, ignored bool, allow func(probe.Probe) bool) Verdict {
+// Policy is asked before a host new to a mode is acted on. It returns Respond to go
+// ahead, or the action to report instead (Suppressed, Dismissed), in which case nothing
+// is marked: a flood of spoofed sources then costs no table churn. Checks that cost
+// more than a table lookup belong here rather than before Observe: they then run only
+// for the few probes that would be acted on.
+type Policy func(probe.Probe) Action
+
+// ObserveWith is Observe with a policy (nil: always Respond).
+func (d *Detector) ObserveWith(p probe.Probe, ignored bool, policy Policy) Verdict {
 	if ignored {
 		return Verdict{Probe: p, Action: Ignored}
 	}
@@ -109,8 +118,10 @@ func (d *Detector) ObserveWith(p probe.Probe, ignored bool, allow func(probe.Pro
 	if _, ok := set.Get(src); ok {
 		return Verdict{Probe: p, Action: AlreadyBlocked, Hits: hits}
 	}
-	if allow != nil && !allow(p) {
-		return Verdict{Probe: p, Action: Suppressed, Hits: hits}
+	if policy != nil {
+		if a := policy(p); a != Respond {
+			return Verdict{Probe: p, Action: a, Hits: hits}
+		}
 	}
 	// Marked at once, before the response runs, so hits arriving while it runs are
 	// "already blocked" rather than starting a second response.

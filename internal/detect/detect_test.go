@@ -146,15 +146,17 @@ func TestBlockedMemoryIsBounded(t *testing.T) {
 	}
 }
 
-func TestSuppressedMarksNothing(t *testing.T) {
+func TestPolicyRefusalMarksNothing(t *testing.T) {
 	d := New(0, 0)
-	deny := func(probe.Probe) bool { return false }
+	deny := func(probe.Probe) Action { return Suppressed }
 	p := hit("198.18.0.2", probe.ModeSTCP)
-	if v := d.ObserveWith(p, false, deny); v.Action != Suppressed {
-		t.Fatalf("denied new host: %v", v.Action)
-	}
-	if d.Remembered(probe.ModeSTCP) != 0 {
-		t.Fatal("a suppressed host was remembered")
+	for _, a := range []Action{Suppressed, Dismissed} {
+		if v := d.ObserveWith(p, false, func(probe.Probe) Action { return a }); v.Action != a {
+			t.Fatalf("policy said %v, verdict %v", a, v.Action)
+		}
+		if d.Remembered(probe.ModeSTCP) != 0 {
+			t.Fatalf("a host the policy refused (%v) was remembered", a)
+		}
 	}
 	if v := d.ObserveWith(p, false, nil); v.Action != Respond {
 		t.Fatalf("after the policy allows: %v", v.Action)

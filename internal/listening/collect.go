@@ -10,6 +10,8 @@ import (
 
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
+
+	"github.com/portsentry-go/portsentry/internal/probe"
 )
 
 // dumpAttempts bounds the retries of a snapshot interrupted by concurrent socket
@@ -21,46 +23,54 @@ const dumpAttempts = 5
 var errNoDiag = errors.New("sock_diag unavailable")
 
 // source reads the listening sockets: the kernel's sock_diag dumps, and /proc/net for
-// any dump the kernel cannot serve.
+// any dump the kernel cannot serve. The caller serialises its use.
 type source struct {
 	ns       netns.NsHandle // closed (-1): the namespace of the calling thread
 	procOnly bool           // tests: skip sock_diag
-	buf      []byte         // receive buffer, kept between refreshes (the caller serialises them)
+	buf      []byte         // receive buffer, kept between refreshes
+	// conn is kept open between refreshes: a refresh is then a few sends and receives,
+	// not also a socket, a setsockopt and a close (and, with ns, a namespace switch).
+	// A netlink socket answers for the namespace it was created in. Closed on error.
+	conn *diagConn
 }
 
-// collect takes one consistent reading. fallback is the sock_diag error that made any
-// part come from /proc/net, nil if none did (the caller logs a change of source).
-func (s *source) collect() (ls []listener, fallback, err error) {
-	err = inNetns(s.ns, func() error {
-		for range dumpAttempts {
-			ls, fallback, err = s.gather()
-			if !errors.Is(err, errInterrupted) {
-				return err
-			}
+// collect takes one consistent reading of the sockets of proto, or of both protocols
+// when proto is 0. fallback is the sock_diag error that made any part come from
+// /proc/net, nil if none did (the caller logs a change of source).
+func (s *source) collect(proto probe.Proto) (ls []listener, fallback, err error) {
+	for range dumpAttempts {
+		ls, fallback, err = s.gather(proto)
+		if !errors.Is(err, errInterrupted) {
+			return ls, fallback, err
 		}
-		return fmt.Errorf("%w, %d times", err, dumpAttempts)
-	})
-	return ls, fallback, err
+	}
+	return nil, fallback, fmt.Errorf("%w, %d times", err, dumpAttempts)
 }
 
-// gather runs the four dumps on one sock_diag socket, each falling back to /proc/net
-// on its own: udp_diag may be a missing module while inet_diag works.
-func (s *source) gather() (ls []listener, fallback, err error) {
-	conn, connErr := s.open()
-	if conn != nil {
-		defer conn.close()
-	}
+// gather runs the dumps of proto on one sock_diag socket, each falling back to
+// /proc/net on its own: udp_diag may be a missing module while inet_diag works.
+func (s *source) gather(proto probe.Proto) (ls []listener, fallback, err error) {
+	connErr := s.open()
 	for _, k := range kinds {
+		if proto != 0 && k.proto != proto {
+			continue
+		}
 		var part []listener
 		err := connErr
-		if conn != nil {
-			part, err = conn.dump(k)
+		if s.conn != nil {
+			part, err = s.conn.dump(k)
 		}
 		if unsupported(err) {
 			fallback = cmp.Or(fallback, err)
-			part, err = readProc(k)
+			err = inNetns(s.ns, func() (err error) {
+				part, err = readProc(k)
+				return err
+			})
 		}
 		if err != nil {
+			if !errors.Is(err, errInterrupted) {
+				s.close() // its state is unknown: start afresh next time
+			}
 			return nil, fallback, err
 		}
 		ls = append(ls, part...)
@@ -68,19 +78,35 @@ func (s *source) gather() (ls []listener, fallback, err error) {
 	return ls, fallback, nil
 }
 
-// open returns a sock_diag socket, or an error wrapping errNoDiag.
-func (s *source) open() (*diagConn, error) {
+// open makes sure conn is open, or returns an error wrapping errNoDiag.
+func (s *source) open() error {
+	if s.conn != nil {
+		return nil
+	}
 	if s.procOnly {
-		return nil, fmt.Errorf("%w: disabled", errNoDiag)
+		return fmt.Errorf("%w: disabled", errNoDiag)
 	}
 	if s.buf == nil {
 		s.buf = make([]byte, recvBufSize)
 	}
-	conn, err := openDiag(s.buf)
+	var conn *diagConn
+	err := inNetns(s.ns, func() (err error) {
+		conn, err = openDiag(s.buf)
+		return err
+	})
 	if err != nil {
-		return nil, fmt.Errorf("%w: %w", errNoDiag, err)
+		return fmt.Errorf("%w: %w", errNoDiag, err)
 	}
-	return conn, nil
+	s.conn = conn
+	return nil
+}
+
+// close releases conn, if open.
+func (s *source) close() {
+	if s.conn != nil {
+		s.conn.close()
+		s.conn = nil
+	}
 }
 
 // unsupported reports errors that mean "this kernel has no sock_diag for that": no

@@ -415,11 +415,13 @@ func captureProc(t *testing.T, ns netns.NsHandle) {
 func TestKernelSourcesAgree(t *testing.T) {
 	ns := newTestNetns(t)
 	openWorld(t, ns)
-	diag, _, err := (&source{ns: ns}).collect()
+	src := &source{ns: ns}
+	defer src.close()
+	diag, _, err := src.collect(0)
 	if err != nil {
 		t.Fatal(err)
 	}
-	proc, _, err := (&source{ns: ns, procOnly: true}).collect()
+	proc, _, err := (&source{ns: ns, procOnly: true}).collect(0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -534,4 +536,44 @@ func TestStartStopNoLeak(t *testing.T) {
 	cancel()
 	tr.Stop()
 	goleak.VerifyNone(t)
+}
+
+// TestInUseNow: a socket opened after the last refresh is seen by InUseNow once the
+// view is older than maxAge (and not before), and only the probed protocol is read
+// again: a UDP socket opened meanwhile waits for the next full refresh.
+func TestInUseNow(t *testing.T) {
+	ns := newTestNetns(t)
+	tr := New(nil, WithNetns(ns))
+	defer tr.Stop()
+	if err := tr.Refresh(); err != nil {
+		t.Fatal(err)
+	}
+	tcpDst := netip.MustParseAddrPort("127.0.0.1:2002")
+	udpDst := netip.MustParseAddrPort("127.0.0.1:2003")
+	var ln net.Listener
+	var pc net.PacketConn
+	in(t, ns, func() (err error) {
+		if ln, err = net.Listen("tcp4", tcpDst.String()); err != nil {
+			return err
+		}
+		pc, err = net.ListenPacket("udp4", udpDst.String())
+		return err
+	})
+	defer ln.Close()
+	defer pc.Close()
+	if tr.InUseNow(probe.TCP, tcpDst, time.Now(), time.Hour) {
+		t.Error("view younger than maxAge was refreshed")
+	}
+	if !tr.InUseNow(probe.TCP, tcpDst, time.Now().Add(time.Second), 10*time.Millisecond) {
+		t.Error("new TCP listener not seen by InUseNow")
+	}
+	if tr.InUse(probe.UDP, udpDst) {
+		t.Error("a TCP recheck read the UDP sockets too")
+	}
+	if !tr.InUseNow(probe.UDP, udpDst, time.Now().Add(time.Second), 10*time.Millisecond) {
+		t.Error("new UDP socket not seen by InUseNow")
+	}
+	if !tr.InUse(probe.TCP, tcpDst) {
+		t.Error("the UDP recheck lost the TCP listener")
+	}
 }

@@ -48,9 +48,11 @@ type Tracker struct {
 	src  source
 	snap atomic.Pointer[snapshot]
 
-	refreshMu sync.Mutex   // serialises refreshes, so snapshots replace each other in order
-	refreshed atomic.Int64 // unix nanoseconds of the last refresh attempt
-	usedProc  bool         // guarded by refreshMu: the last snapshot read /proc/net
+	refreshMu sync.Mutex // serialises refreshes and guards src, so snapshots replace each other in order
+	// refreshed holds, per protocol (probe.TCP, probe.UDP), the unix nanoseconds of the
+	// last attempt to read its sockets.
+	refreshed [3]atomic.Int64
+	usedProc  bool // guarded by refreshMu: the last snapshot read /proc/net
 
 	cbMu      sync.Mutex
 	callbacks []func()
@@ -120,9 +122,17 @@ func (t *Tracker) OnChange(f func()) {
 //
 // now is the caller's idea of the current time (the stealth sensor passes the packet's
 // kernel timestamp, sparing a clock read per packet).
+// Only proto's sockets are read again: under a flood of TCP probes, the UDP tables
+// (whose dump walks the kernel's whole UDP hash) are left alone.
 func (t *Tracker) InUseNow(proto probe.Proto, dst netip.AddrPort, now time.Time, maxAge time.Duration) bool {
-	if now.UnixNano()-t.refreshed.Load() > int64(maxAge) {
-		t.Refresh() // on failure the last good snapshot answers, as everywhere else
+	if proto != probe.TCP && proto != probe.UDP {
+		return false
+	}
+	if now.UnixNano()-t.refreshed[proto].Load() > int64(maxAge) {
+		// On failure the last good snapshot answers, as everywhere else.
+		if changed, err := t.refresh(proto); err == nil && changed {
+			t.notify()
+		}
 	}
 	return t.InUse(proto, dst)
 }
@@ -130,7 +140,7 @@ func (t *Tracker) InUseNow(proto probe.Proto, dst netip.AddrPort, now time.Time,
 // Refresh reads the sockets now and installs the new snapshot. On error the previous
 // snapshot stays.
 func (t *Tracker) Refresh() error {
-	changed, err := t.refresh()
+	changed, err := t.refresh(0)
 	if err != nil {
 		return err
 	}
@@ -140,17 +150,32 @@ func (t *Tracker) Refresh() error {
 	return nil
 }
 
-func (t *Tracker) refresh() (changed bool, err error) {
+// refresh reads the sockets of proto (0: of both) and installs a new snapshot if they
+// changed; the other protocol's sockets are carried over.
+func (t *Tracker) refresh(proto probe.Proto) (changed bool, err error) {
 	t.refreshMu.Lock()
 	defer t.refreshMu.Unlock()
-	t.refreshed.Store(time.Now().UnixNano()) // an attempt: failures are throttled too
-	ls, fallback, err := t.src.collect()
+	now := time.Now().UnixNano() // an attempt: failures are throttled too
+	for _, p := range []probe.Proto{probe.TCP, probe.UDP} {
+		if proto == 0 || proto == p {
+			t.refreshed[p].Store(now)
+		}
+	}
+	ls, fallback, err := t.src.collect(proto)
 	if err != nil {
 		return false, fmt.Errorf("listening sockets: %w", err)
 	}
 	t.logSource(fallback)
+	old := t.snap.Load().listeners
+	if proto != 0 {
+		for _, l := range old {
+			if l.proto != proto {
+				ls = append(ls, l)
+			}
+		}
+	}
 	ls = normalise(ls)
-	if slices.Equal(ls, t.snap.Load().listeners) {
+	if slices.Equal(ls, old) {
 		return false, nil
 	}
 	s := newSnapshot(ls)
@@ -207,17 +232,20 @@ func (t *Tracker) Start(ctx context.Context, every time.Duration) error {
 	return nil
 }
 
-// Stop ends the refresh goroutine and waits for it. It is safe to call more than once
-// and without Start; Start may be called again afterwards.
+// Stop ends the refresh goroutine and waits for it, and closes the sock_diag socket
+// (a later Refresh opens another). It is safe to call more than once and without
+// Start; Start may be called again afterwards.
 func (t *Tracker) Stop() {
 	t.runMu.Lock()
 	defer t.runMu.Unlock()
-	if t.done == nil {
-		return
+	if t.done != nil {
+		t.stop()
+		<-t.done
+		t.done, t.stop = nil, nil
 	}
-	t.stop()
-	<-t.done
-	t.done, t.stop = nil, nil
+	t.refreshMu.Lock()
+	t.src.close()
+	t.refreshMu.Unlock()
 }
 
 func (t *Tracker) run(ctx context.Context, every time.Duration, done chan<- struct{}) {

@@ -78,11 +78,10 @@ type StealthDeps struct {
 	// Own reports whether an address is this host's: packets to other addresses are
 	// being forwarded, not aimed at us.
 	Own func(netip.Addr) bool
-	// InUse reports whether a local service listens on the destination (smart verify).
+	// InUse reports whether a local service listens on the destination (smart verify),
+	// from a view that may be a second old: the daemon looks again, fresh, before it
+	// acts on a host.
 	InUse func(probe.Proto, netip.AddrPort) bool
-	// Recheck, if set, asks InUse again against a view fresh as of the packet's time
-	// before it is reported, for sockets opened since the last periodic refresh.
-	Recheck func(probe.Proto, netip.AddrPort, time.Time) bool
 }
 
 // StealthStats are the stealth sensor's counters.
@@ -107,12 +106,28 @@ func (s *StealthStats) String() string {
 		s.InUse.Load(), s.Replies.Load(), s.Outgoing.Load(), s.Unwatched.Load(), s.KernelSeen.Load(), s.KernelDrop.Load())
 }
 
+// BatchHandler receives the probes of one ring block, in order. The slice is reused
+// once it returns.
+type BatchHandler func([]probe.Probe)
+
+// maxBatch bounds the probes handed over at once (a 256 KiB block holds about 1600).
+const maxBatch = 512
+
+// reader is the state of one capture goroutine: the decoder's scratch header, the
+// probes of the current block, and counts added to the shared counters once per block
+// (on small virtual machines an atomic add costs as much as judging a packet).
+type reader struct {
+	h      packet.Header
+	probes []probe.Probe
+	n      struct{ frames, malformed, fragments, notForUs, inUse, replies, outgoing, unwatched uint64 }
+}
+
 // Stealth watches packets for the -stcp -sudp -atcp -audp modes through AF_PACKET
 // sockets: one on all interfaces by default (so interfaces that appear later are
 // covered), or one per chosen interface.
 type Stealth struct {
 	log    *slog.Logger
-	handle Handler
+	handle BatchHandler
 	deps   StealthDeps
 	watch  atomic.Pointer[Watch]
 	sent   *replies
@@ -124,7 +139,7 @@ type Stealth struct {
 
 // NewStealth opens a capture socket per interface index (none: all interfaces) with
 // the filter for w and starts reading.
-func NewStealth(w *Watch, deps StealthDeps, log *slog.Logger, h Handler, ifindexes []int) (*Stealth, error) {
+func NewStealth(w *Watch, deps StealthDeps, log *slog.Logger, h BatchHandler, ifindexes []int) (*Stealth, error) {
 	if len(ifindexes) == 0 {
 		ifindexes = []int{0}
 	}
@@ -177,31 +192,33 @@ func (s *Stealth) Close() {
 }
 
 func (s *Stealth) read(c *capture.Handle) {
-	var h packet.Header
-	err := c.Read(func(frame []byte, info capture.Info) {
-		s.frame(frame, info, &h)
-	})
+	r := &reader{probes: make([]probe.Probe, 0, maxBatch)}
+	err := c.ReadBlocks(func(frame []byte, info capture.Info) {
+		s.frame(frame, info, r)
+	}, func() { s.flush(r) })
+	s.flush(r)
 	if err != nil && !errors.Is(err, capture.ErrClosed) {
 		s.log.Error("adminalert: ERROR: packet capture stopped: " + err.Error())
 	}
 }
 
 // frame judges one packet. It runs for every packet the kernel filter lets through, so
-// it must not allocate except when a probe is produced.
+// it must not allocate. A probe is queued in r until the end of the block.
 // The probe's time is the kernel's receive timestamp: reading the clock here would be
 // the most expensive step on virtual machines without a fast clock source.
-func (s *Stealth) frame(b []byte, info capture.Info, h *packet.Header) {
-	s.stats.Frames.Add(1)
+func (s *Stealth) frame(b []byte, info capture.Info, r *reader) {
+	r.n.frames++
+	h := &r.h
 	if err := packet.DecodeIP(b, h); err != nil {
 		if err == packet.ErrFragment {
-			s.stats.Fragments.Add(1)
+			r.n.fragments++
 		} else {
-			s.stats.Malformed.Add(1)
+			r.n.malformed++
 		}
 		return
 	}
 	if info.Outgoing {
-		s.outgoing(h, info)
+		s.outgoing(h, info, r)
 		return
 	}
 	if h.Proto == probe.TCP && !packet.Candidate(h.TCPFlags) {
@@ -209,21 +226,21 @@ func (s *Stealth) frame(b []byte, info capture.Info, h *packet.Header) {
 	}
 	mode := s.watch.Load().Mode(h.Proto, h.DstPort)
 	if mode == "" {
-		s.stats.Unwatched.Add(1)
+		r.n.unwatched++
 		return
 	}
 	if !s.deps.Own(h.Dst) {
-		s.stats.NotForUs.Add(1)
+		r.n.notForUs++
 		return
 	}
 	dst := h.Destination()
 	at := info.Time()
-	if s.deps.InUse(h.Proto, dst) || (s.deps.Recheck != nil && s.deps.Recheck(h.Proto, dst, at)) {
-		s.stats.InUse.Add(1)
+	if s.deps.InUse(h.Proto, dst) {
+		r.n.inUse++
 		return
 	}
 	if h.Proto == probe.UDP && s.sent.answers(dst, h.Source(), at) {
-		s.stats.Replies.Add(1)
+		r.n.replies++
 		return
 	}
 	p := probe.Probe{
@@ -233,16 +250,41 @@ func (s *Stealth) frame(b []byte, info capture.Info, h *packet.Header) {
 	if h.Proto == probe.TCP {
 		p.ScanType = packet.Classify(h.TCPFlags)
 	}
-	s.stats.Probes.Add(1)
-	s.handle(p)
+	r.probes = append(r.probes, p)
+	if len(r.probes) == cap(r.probes) {
+		s.flush(r)
+	}
+}
+
+// flush hands over the queued probes and adds the reader's counts to the shared ones.
+func (s *Stealth) flush(r *reader) {
+	if n := len(r.probes); n > 0 {
+		s.stats.Probes.Add(uint64(n))
+		s.handle(r.probes)
+		r.probes = r.probes[:0]
+	}
+	add := func(c *atomic.Uint64, n *uint64) {
+		if *n > 0 {
+			c.Add(*n)
+			*n = 0
+		}
+	}
+	add(&s.stats.Frames, &r.n.frames)
+	add(&s.stats.Malformed, &r.n.malformed)
+	add(&s.stats.Fragments, &r.n.fragments)
+	add(&s.stats.NotForUs, &r.n.notForUs)
+	add(&s.stats.InUse, &r.n.inUse)
+	add(&s.stats.Replies, &r.n.replies)
+	add(&s.stats.Outgoing, &r.n.outgoing)
+	add(&s.stats.Unwatched, &r.n.unwatched)
 }
 
 // outgoing records a datagram this host sent from a watched UDP port.
-func (s *Stealth) outgoing(h *packet.Header, info capture.Info) {
+func (s *Stealth) outgoing(h *packet.Header, info capture.Info, r *reader) {
 	if h.Proto != probe.UDP || s.watch.Load().Mode(probe.UDP, h.SrcPort) == "" {
 		return // the coarsened kernel filter let through a port nobody watches
 	}
-	s.stats.Outgoing.Add(1)
+	r.n.outgoing++
 	s.sent.sent(h.Source(), h.Destination(), info.Time())
 }
 

@@ -74,6 +74,13 @@ func udp(src, dst netip.AddrPort) []byte {
 	return b
 }
 
+// judge runs one packet through the sensor as if it were alone in its ring block.
+func (s *Stealth) judge(b []byte, info capture.Info) {
+	r := &reader{}
+	s.frame(b, info, r)
+	s.flush(r)
+}
+
 func testStealth(inUse map[netip.AddrPort]bool) (*Stealth, *[]probe.Probe) {
 	w := &Watch{}
 	w.Set(probe.ModeSTCP, []uint16{143, 31337})
@@ -82,7 +89,7 @@ func testStealth(inUse map[netip.AddrPort]bool) (*Stealth, *[]probe.Probe) {
 	var got []probe.Probe
 	s := &Stealth{
 		log:    slog.New(slog.NewTextHandler(io.Discard, nil)),
-		handle: func(p probe.Probe) { got = append(got, p) },
+		handle: func(ps []probe.Probe) { got = append(got, ps...) },
 		sent:   newReplies(),
 		deps: StealthDeps{
 			Own:   func(a netip.Addr) bool { return a == us || a == us6 },
@@ -117,10 +124,9 @@ func TestFrameJudgesPackets(t *testing.T) {
 		{"forwarded, not for us", tcp4(scanner, other, 143, packet.FlagSYN, 0), "", "", false},
 		{"truncated", tcp4(scanner, us, 143, packet.FlagSYN, 0)[:30], "", "", false},
 	}
-	var h packet.Header
 	for _, c := range cases {
 		*got = (*got)[:0]
-		s.frame(c.frame, capture.Info{}, &h)
+		s.judge(c.frame, capture.Info{})
 		if c.mode == "" {
 			if len(*got) != 0 {
 				t.Errorf("%s: unexpected probe %+v", c.name, (*got)[0])
@@ -151,10 +157,9 @@ func TestFrameUDPReplies(t *testing.T) {
 	local6, server6 := netip.AddrPortFrom(us6, 7), netip.MustParseAddrPort("[2001:db8:1::2]:53")
 	at := func(sec uint32) capture.Info { return capture.Info{Sec: 1795539421 + sec} }
 	out := func(sec uint32) capture.Info { i := at(sec); i.Outgoing = true; return i }
-	var h packet.Header
-	s.frame(udp(local, server), out(0), &h)
-	s.frame(udp(local6, server6), out(0), &h)
-	s.frame(udp(netip.AddrPortFrom(us, 8), server), out(0), &h) // port 8 is not watched
+	s.judge(udp(local, server), out(0))
+	s.judge(udp(local6, server6), out(0))
+	s.judge(udp(netip.AddrPortFrom(us, 8), server), out(0)) // port 8 is not watched
 	cases := []struct {
 		name    string
 		frame   []byte
@@ -171,7 +176,7 @@ func TestFrameUDPReplies(t *testing.T) {
 	}
 	for _, c := range cases {
 		*got = (*got)[:0]
-		s.frame(c.frame, c.info, &h)
+		s.judge(c.frame, c.info)
 		if isProbe := len(*got) == 1; isProbe != c.isProbe {
 			t.Errorf("%s: probe %v, want %v", c.name, isProbe, c.isProbe)
 		}
@@ -210,9 +215,11 @@ func BenchmarkFrameDetect(b *testing.B) {
 	var mu sync.Mutex
 	det := detect.New(0, detect.DefaultTableSize)
 	s, _ := testStealth(nil)
-	s.handle = func(p probe.Probe) {
+	s.handle = func(ps []probe.Probe) {
 		mu.Lock()
-		det.Observe(p, false)
+		for _, p := range ps {
+			det.Observe(p, false)
+		}
 		mu.Unlock()
 	}
 	var frames [][]byte
@@ -229,10 +236,13 @@ func BenchmarkFrameDetect(b *testing.B) {
 			frames = append(frames, udp6(netip.AddrFrom16([16]byte{0x20, 0x01, 0x0d, 0xb8, 15: byte(i)}), us6, 7))
 		}
 	}
-	var h packet.Header
+	r := &reader{probes: make([]probe.Probe, 0, maxBatch)}
 	info := capture.Info{Sec: 1795539421}
 	b.ReportAllocs()
 	for i := 0; b.Loop(); i++ {
-		s.frame(frames[i%len(frames)], info, &h)
+		s.frame(frames[i%len(frames)], info, r)
+		if i%len(frames) == len(frames)-1 {
+			s.flush(r) // the end of a ring block
+		}
 	}
 }

@@ -183,17 +183,17 @@ func NewMetrics() *Metrics {
 // Registry is the private registry, for collectors the daemon adds itself.
 func (m *Metrics) Registry() *prometheus.Registry { return m.reg }
 
-// Hit counts one probe. scan is the scan type as the sensor reports it ("" for a
-// connect-mode hit); see ScanLabel for the label it becomes.
-func (m *Metrics) Hit(mode, scan string) {
+// Hit counts n probes of one mode and scan type. scan is the scan type as the sensor
+// reports it ("" for a connect-mode hit); see ScanLabel for the label it becomes.
+func (m *Metrics) Hit(mode, scan string, n uint64) {
 	si := scanIndex(mode, scan)
 	if mi := modeIndex(mode); mi >= 0 {
 		if c := m.hitByMode[mi][si]; c != nil {
-			c.Inc()
+			c.Add(float64(n))
 			return
 		}
 	}
-	m.hits.WithLabelValues(mode, scanLabels[si]).Inc()
+	m.hits.WithLabelValues(mode, scanLabels[si]).Add(float64(n))
 }
 
 // Detection counts a host acted on in a mode.
@@ -205,11 +205,11 @@ func (m *Metrics) Detection(mode string) {
 	m.detections.WithLabelValues(mode).Inc()
 }
 
-// Ignored counts a hit from an ignored address.
-func (m *Metrics) Ignored() { m.ignored.Inc() }
+// Ignored counts n hits from ignored addresses.
+func (m *Metrics) Ignored(n uint64) { m.ignored.Add(float64(n)) }
 
-// Suppressed counts a detection the spoofing defence refused.
-func (m *Metrics) Suppressed() { m.suppressed.Inc() }
+// Suppressed counts n detections the spoofing defence refused.
+func (m *Metrics) Suppressed(n uint64) { m.suppressed.Add(float64(n)) }
 
 // Reload counts a configuration reload.
 func (m *Metrics) Reload() { m.reloads.Inc() }

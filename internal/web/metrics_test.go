@@ -98,18 +98,18 @@ func TestMetricsScrape(t *testing.T) {
 		t.Errorf("runtime collectors missing")
 	}
 
-	m.Hit("tcp", "")
-	m.Hit("tcp", "")
-	m.Hit("stcp", packet.ScanSYN)
-	m.Hit("atcp", packet.ScanNULL)
-	m.Hit("atcp", "Unknown Type: TCP Packet Flags: SYN: 1 FIN: 1 ACK: 0 PSH: 0 URG: 0 RST: 0")
-	m.Hit("sudp", "")
-	m.Hit("stcp", "something new")
+	m.Hit("tcp", "", 1)
+	m.Hit("tcp", "", 1)
+	m.Hit("stcp", packet.ScanSYN, 1)
+	m.Hit("atcp", packet.ScanNULL, 1)
+	m.Hit("atcp", "Unknown Type: TCP Packet Flags: SYN: 1 FIN: 1 ACK: 0 PSH: 0 URG: 0 RST: 0", 1)
+	m.Hit("sudp", "", 1)
+	m.Hit("stcp", "something new", 1)
 	m.Detection("stcp")
 	m.Detection("tcp")
 	m.Detection("tcp")
-	m.Ignored()
-	m.Suppressed()
+	m.Ignored(1)
+	m.Suppressed(1)
 	m.Reload()
 	m.Command(true)
 	m.Command(false)
@@ -204,7 +204,7 @@ func TestMetricsScrape(t *testing.T) {
 func TestMetricsPrivateRegistry(t *testing.T) {
 	// Two sets side by side do not clash (nothing goes to the global registry).
 	a, b := NewMetrics(), NewMetrics()
-	a.Hit("tcp", "")
+	a.Hit("tcp", "", 1)
 	rec := httptest.NewRecorder()
 	b.Handler().ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
 	if !strings.Contains(rec.Body.String(), `portsentry_hits_total{mode="tcp",scan="connect"} 0`) {
@@ -220,13 +220,13 @@ func TestMetricsNoAllocs(t *testing.T) {
 		name string
 		f    func()
 	}{
-		{"Hit connect", func() { m.Hit("tcp", "") }},
-		{"Hit SYN", func() { m.Hit("stcp", packet.ScanSYN) }},
-		{"Hit NULL", func() { m.Hit("atcp", packet.ScanNULL) }},
-		{"Hit UDP stealth", func() { m.Hit("audp", "") }},
+		{"Hit connect", func() { m.Hit("tcp", "", 1) }},
+		{"Hit SYN", func() { m.Hit("stcp", packet.ScanSYN, 1) }},
+		{"Hit NULL", func() { m.Hit("atcp", packet.ScanNULL, 1) }},
+		{"Hit UDP stealth", func() { m.Hit("audp", "", 1) }},
 		{"Detection", func() { m.Detection("sudp") }},
-		{"Ignored", m.Ignored},
-		{"Suppressed", m.Suppressed},
+		{"Ignored", func() { m.Ignored(1) }},
+		{"Suppressed", func() { m.Suppressed(1) }},
 		{"Command", func() { m.Command(false) }},
 		{"Ban", func() { m.Ban("nftables") }},
 		{"BackendError", func() { m.BackendError("nftables") }},
@@ -262,6 +262,6 @@ func BenchmarkHit(b *testing.B) {
 	m := NewMetrics()
 	b.ReportAllocs()
 	for b.Loop() {
-		m.Hit("stcp", packet.ScanSYN)
+		m.Hit("stcp", packet.ScanSYN, 1)
 	}
 }

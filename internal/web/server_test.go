@@ -592,7 +592,7 @@ func TestMetricsEndpoint(t *testing.T) {
 		t.Fatalf("detections{atcp} = %v, %v", v, ok)
 	}
 	ts.m.Detection("atcp")
-	ts.m.Hit("atcp", "TCP FIN scan")
+	ts.m.Hit("atcp", "TCP FIN scan", 1)
 	fams = scrape(t, ts.base+"/metrics")
 	if v, _ := value(fams, "portsentry_detections_total", "mode=atcp"); v != 1 {
 		t.Errorf("detections{atcp} = %v after one", v)
