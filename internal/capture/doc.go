@@ -6,7 +6,8 @@
 // space: inbound IPv4/IPv6 packets addressed to this host that are TCP without ACK and
 // RST, or UDP, to a watched destination port. Established connections, outgoing traffic,
 // broadcasts and everything that is not TCP or UDP are dropped by the kernel before they
-// are copied anywhere, so they cost the daemon nothing.
+// are copied anywhere, so they cost the daemon nothing. (With Filter.UDPReplies the
+// datagrams this host sends from a watched UDP port pass too, marked Info.Outgoing.)
 //
 // The kernel filter is a prefilter, not the final word. User space must still decode the
 // packet (internal/packet) and check the destination port against the exact watched set,

@@ -242,7 +242,11 @@ func (d *Daemon) ignored(a netip.Addr) bool {
 // Handle is the connect sensors' entry point: judge the probe and queue whatever needs
 // logging or action. It never blocks.
 func (d *Daemon) Handle(p probe.Probe) {
-	d.HandleBatch([]probe.Probe{p})
+	var t tally
+	d.mu.Lock()
+	d.judge(&p, &t)
+	d.mu.Unlock()
+	t.flush(d)
 }
 
 // HandleBatch judges probes in order, as Handle does, for the stealth sensor, which
@@ -253,7 +257,7 @@ func (d *Daemon) HandleBatch(ps []probe.Probe) {
 	var t tally
 	d.mu.Lock()
 	for i := range ps {
-		d.judge(ps[i], &t)
+		d.judge(&ps[i], &t)
 	}
 	d.mu.Unlock()
 	t.flush(d)
@@ -267,7 +271,7 @@ type tally struct {
 	mode, scan string
 }
 
-func (t *tally) hit(d *Daemon, p probe.Probe) {
+func (t *tally) hit(d *Daemon, p *probe.Probe) {
 	t.hits++
 	if t.run > 0 && (string(p.Mode) != t.mode || p.ScanType != t.scan) {
 		d.metrics.Hit(t.mode, t.scan, t.run)
@@ -299,7 +303,7 @@ func (t *tally) flush(d *Daemon) {
 }
 
 // judge runs one probe through the detector (d.mu held) and queues its verdict.
-func (d *Daemon) judge(p probe.Probe, t *tally) {
+func (d *Daemon) judge(p *probe.Probe, t *tally) {
 	p.Src = netip.AddrPortFrom(probe.Canonical(p.Src.Addr()), p.Src.Port())
 	if d.ignored(p.Src.Addr()) {
 		// Silent and uncounted by the detector (SPEC §4).
@@ -308,8 +312,8 @@ func (d *Daemon) judge(p probe.Probe, t *tally) {
 		return
 	}
 	t.hit(d, p)
-	v := d.det.ObserveWith(p, false, d.policy)
-	switch v.Action {
+	a, hits := d.det.Judge(p, d.policy)
+	switch a {
 	case detect.Counted, detect.Dismissed:
 		return
 	case detect.Suppressed:
@@ -317,10 +321,10 @@ func (d *Daemon) judge(p probe.Probe, t *tally) {
 		return
 	}
 	select {
-	case d.jobs[shard(p.Src.Addr())] <- v:
+	case d.jobs[shard(p.Src.Addr())] <- detect.Verdict{Probe: *p, Action: a, Hits: hits}:
 	default:
 		t.queueDrops++
-		if v.Action == detect.Respond {
+		if a == detect.Respond {
 			d.det.Forget(p.Mode, p.Src.Addr())
 		}
 	}

@@ -49,6 +49,9 @@ type Verdict struct {
 	Hits int
 }
 
+// modeSlots is the number of acted-on sets: one per mode and one for anything else.
+const modeSlots = probe.ModeCount + 1
+
 // DefaultTableSize bounds the per-host hit counters. An entry costs about 120 bytes
 // (measured, map overhead included), so a full table holds under 8 MiB however many
 // distinct sources probe us.
@@ -64,9 +67,10 @@ const DefaultBlockedMemory = 65536
 type Detector struct {
 	trigger int
 	hits    *fifo.Map[netip.Addr, int] // per-host hit counts
-	// blocked is per mode, as classic keeps one blocked file per mode: a host blocked by
-	// -tcp is still new to -udp, whose BLOCK_UDP setting may differ.
-	blocked map[probe.Mode]*fifo.Map[netip.Addr, struct{}]
+	// blocked is per mode (indexed by Mode.Index; the last slot takes any unknown
+	// mode), as classic keeps one blocked file per mode: a host blocked by -tcp is still
+	// new to -udp, whose BLOCK_UDP setting may differ.
+	blocked [modeSlots]*fifo.Map[netip.Addr, struct{}]
 	memory  int
 }
 
@@ -79,7 +83,6 @@ func New(trigger, tableSize int) *Detector {
 	return &Detector{
 		trigger: trigger,
 		hits:    fifo.New[netip.Addr, int](tableSize),
-		blocked: make(map[probe.Mode]*fifo.Map[netip.Addr, struct{}]),
 		memory:  DefaultBlockedMemory,
 	}
 }
@@ -105,34 +108,41 @@ func (d *Detector) ObserveWith(p probe.Probe, ignored bool, policy Policy) Verdi
 	if ignored {
 		return Verdict{Probe: p, Action: Ignored}
 	}
+	a, hits := d.Judge(&p, policy)
+	return Verdict{Probe: p, Action: a, Hits: hits}
+}
+
+// Judge is ObserveWith for a source that is not ignored, without building a Verdict:
+// the daemon's hot path, where most probes under a flood end as Suppressed.
+func (d *Detector) Judge(p *probe.Probe, policy Policy) (a Action, hits int) {
 	src := p.Src.Addr()
-	hits := 1
+	hits = 1
 	if d.trigger > 1 {
 		// Counting is skipped when every hit fires: a flood then costs no table space.
 		hits = inc(d.hits, src)
 		if hits < d.trigger {
-			return Verdict{Probe: p, Action: Counted, Hits: hits}
+			return Counted, hits
 		}
 	}
 	set := d.acted(p.Mode)
 	if _, ok := set.Get(src); ok {
-		return Verdict{Probe: p, Action: AlreadyBlocked, Hits: hits}
+		return AlreadyBlocked, hits
 	}
 	if policy != nil {
-		if a := policy(p); a != Respond {
-			return Verdict{Probe: p, Action: a, Hits: hits}
+		if a := policy(*p); a != Respond {
+			return a, hits
 		}
 	}
 	// Marked at once, before the response runs, so hits arriving while it runs are
 	// "already blocked" rather than starting a second response.
 	set.Set(src, struct{}{})
-	return Verdict{Probe: p, Action: Respond, Hits: hits}
+	return Respond, hits
 }
 
 // Forget removes a host from a mode's acted-on set, after its response failed, so that
 // its next hit tries again.
 func (d *Detector) Forget(mode probe.Mode, a netip.Addr) {
-	if set := d.blocked[mode]; set != nil {
+	if set := d.blocked[mode.Index()]; set != nil {
 		set.Delete(a)
 	}
 }
@@ -144,18 +154,20 @@ func (d *Detector) Mark(mode probe.Mode, a netip.Addr) {
 
 // acted returns the mode's set of acted-on hosts, creating it on first use.
 func (d *Detector) acted(mode probe.Mode) *fifo.Map[netip.Addr, struct{}] {
-	set := d.blocked[mode]
-	if set == nil {
-		set = fifo.New[netip.Addr, struct{}](d.memory)
-		d.blocked[mode] = set
+	i := mode.Index()
+	if d.blocked[i] == nil {
+		d.blocked[i] = fifo.New[netip.Addr, struct{}](d.memory)
 	}
-	return set
+	return d.blocked[i]
 }
 
 // ForgetPrefix forgets, in every mode, the hosts inside p (a ban was lifted, so the
 // host's next probe is acted on again).
 func (d *Detector) ForgetPrefix(p netip.Prefix) {
 	for _, set := range d.blocked {
+		if set == nil {
+			continue
+		}
 		set.Range(func(a netip.Addr, _ struct{}) {
 			if p.Contains(a) {
 				set.Delete(a)
@@ -166,7 +178,7 @@ func (d *Detector) ForgetPrefix(p netip.Prefix) {
 
 // Blocked reports whether the mode has acted on the host.
 func (d *Detector) Blocked(mode probe.Mode, a netip.Addr) bool {
-	set := d.blocked[mode]
+	set := d.blocked[mode.Index()]
 	if set == nil {
 		return false
 	}
@@ -179,7 +191,7 @@ func (d *Detector) Tracked() int { return d.hits.Len() }
 
 // Remembered is the number of acted-on hosts a mode remembers.
 func (d *Detector) Remembered(mode probe.Mode) int {
-	if set := d.blocked[mode]; set != nil {
+	if set := d.blocked[mode.Index()]; set != nil {
 		return set.Len()
 	}
 	return 0

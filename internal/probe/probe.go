@@ -41,7 +41,12 @@ const (
 )
 
 // Modes lists every mode in the classic order.
-var Modes = []Mode{ModeTCP, ModeUDP, ModeSTCP, ModeSUDP, ModeATCP, ModeAUDP}
+var Modes = modes[:]
+
+var modes = [...]Mode{ModeTCP, ModeUDP, ModeSTCP, ModeSUDP, ModeATCP, ModeAUDP}
+
+// ModeCount is len(Modes), as a constant for arrays indexed by Mode.Index.
+const ModeCount = len(modes)
 
 // ParseMode accepts a mode name with or without a leading dash ("stcp", "-stcp").
 func ParseMode(s string) (Mode, bool) {
@@ -54,6 +59,26 @@ func ParseMode(s string) (Mode, bool) {
 		}
 	}
 	return "", false
+}
+
+// Index is the mode's position in Modes, or len(Modes) for a string that is no mode,
+// for tables indexed by mode (a switch on the string is cheaper than a map lookup).
+func (m Mode) Index() int {
+	switch m {
+	case ModeTCP:
+		return 0
+	case ModeUDP:
+		return 1
+	case ModeSTCP:
+		return 2
+	case ModeSUDP:
+		return 3
+	case ModeATCP:
+		return 4
+	case ModeAUDP:
+		return 5
+	}
+	return ModeCount
 }
 
 // Proto is the protocol the mode watches.
