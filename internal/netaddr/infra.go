@@ -37,6 +37,15 @@ type Infra struct {
 
 type infraSnap struct {
 	gateways, resolvers []netip.Addr
+	set                 *Set // both lists, for lookups
+}
+
+func newInfraSnap(gateways, resolvers []netip.Addr) *infraSnap {
+	var ps []netip.Prefix
+	for _, a := range slices.Concat(gateways, resolvers) {
+		ps = append(ps, netip.PrefixFrom(a, a.BitLen()))
+	}
+	return &infraSnap{gateways: gateways, resolvers: resolvers, set: NewSet(ps)}
 }
 
 // NewInfra returns a tracker reading resolvers from resolvConf (usually
@@ -46,16 +55,16 @@ func NewInfra(log *slog.Logger, resolvConf string) *Infra {
 		log = slog.New(slog.DiscardHandler)
 	}
 	i := &Infra{log: log, resolvConf: resolvConf}
-	i.snap.Store(&infraSnap{})
+	i.snap.Store(newInfraSnap(nil, nil))
 	return i
 }
 
 // Contains reports whether a is a gateway or a resolver.
-func (i *Infra) Contains(a netip.Addr) bool {
-	a = a.Unmap().WithZone("")
-	s := i.snap.Load()
-	return slices.Contains(s.gateways, a) || slices.Contains(s.resolvers, a)
-}
+func (i *Infra) Contains(a netip.Addr) bool { return i.snap.Load().set.Contains(a) }
+
+// Set returns the gateways and resolvers as an immutable set. It is the same pointer
+// until they change.
+func (i *Infra) Set() *Set { return i.snap.Load().set }
 
 // Gateways and Resolvers return the current lists, sorted.
 func (i *Infra) Gateways() []netip.Addr  { return slices.Clone(i.snap.Load().gateways) }
@@ -65,19 +74,19 @@ func (i *Infra) Resolvers() []netip.Addr { return slices.Clone(i.snap.Load().res
 // passing error never unprotects a gateway.
 func (i *Infra) Refresh() error {
 	old := i.snap.Load()
-	next := &infraSnap{gateways: old.gateways, resolvers: old.resolvers}
+	gateways, resolvers := old.gateways, old.resolvers
 	gws, gerr := defaultGateways()
 	if gerr == nil {
-		next.gateways = gws
+		gateways = gws
 	}
 	res, rerr := readResolvers(i.resolvConf)
 	if rerr == nil || errors.Is(rerr, os.ErrNotExist) {
-		next.resolvers = res
+		resolvers = res
 	}
-	if !slices.Equal(next.gateways, old.gateways) || !slices.Equal(next.resolvers, old.resolvers) {
-		i.log.Info("protected infrastructure", "gateways", fmt.Sprint(next.gateways), "resolvers", fmt.Sprint(next.resolvers))
+	if !slices.Equal(gateways, old.gateways) || !slices.Equal(resolvers, old.resolvers) {
+		i.log.Info("protected infrastructure", "gateways", fmt.Sprint(gateways), "resolvers", fmt.Sprint(resolvers))
+		i.snap.Store(newInfraSnap(gateways, resolvers))
 	}
-	i.snap.Store(next)
 	if rerr != nil && errors.Is(rerr, os.ErrNotExist) {
 		rerr = nil // no resolv.conf: no resolvers to protect
 	}

@@ -119,6 +119,15 @@ func (o *OwnAddrs) Contains(a netip.Addr) bool {
 	return alwaysOwnSet.Contains(a) // zero OwnAddrs
 }
 
+// Set returns the addresses Contains answers for, as an immutable set. It is the same
+// pointer until they change.
+func (o *OwnAddrs) Set() *Set {
+	if s := o.snap.Load(); s != nil {
+		return s.set
+	}
+	return alwaysOwnSet
+}
+
 // Addrs returns the addresses the kernel currently reports, sorted (IPv4 first). The
 // always-own prefixes are not listed unless the kernel reports them (it normally
 // reports 127.0.0.1 and ::1 on lo).

@@ -59,6 +59,18 @@ func (s *Set) Contains(a netip.Addr) bool {
 	return false // the zero Addr
 }
 
+// Union returns a set holding every network of the given sets (nil ones count as
+// empty).
+func Union(sets ...*Set) *Set {
+	var ps []netip.Prefix
+	for _, s := range sets {
+		if s != nil {
+			ps = append(ps, s.prefixes...)
+		}
+	}
+	return NewSet(ps)
+}
+
 // Len is the number of distinct normalised networks in the set.
 func (s *Set) Len() int {
 	if s == nil {

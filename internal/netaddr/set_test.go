@@ -246,3 +246,19 @@ func BenchmarkNaiveContains(b *testing.B) {
 		})
 	}
 }
+
+func TestUnion(t *testing.T) {
+	a := NewSet([]netip.Prefix{netip.MustParsePrefix("198.18.0.0/24")})
+	b := NewSet([]netip.Prefix{netip.MustParsePrefix("198.18.1.7/32"), netip.MustParsePrefix("2001:db8::/64")})
+	u := Union(a, nil, b)
+	for addr, want := range map[string]bool{
+		"198.18.0.9": true, "198.18.1.7": true, "198.18.1.8": false, "2001:db8::5": true, "2001:db8:1::5": false,
+	} {
+		if got := u.Contains(netip.MustParseAddr(addr)); got != want {
+			t.Errorf("union contains %s: %v, want %v", addr, got, want)
+		}
+	}
+	if u.Len() != 3 || Union().Len() != 0 {
+		t.Errorf("union of %d and %d networks has %d; empty union has %d", a.Len(), b.Len(), u.Len(), Union().Len())
+	}
+}

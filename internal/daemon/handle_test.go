@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/portsentry-go/portsentry/internal/netaddr"
 	"github.com/portsentry-go/portsentry/internal/packet"
 	"github.com/portsentry-go/portsentry/internal/probe"
 )
@@ -22,23 +23,30 @@ func BenchmarkHandleFlood(b *testing.B) {
 	}
 }
 
-func benchHandle(b *testing.B, batch int) {
-	dir := b.TempDir()
+// floodDaemon is a daemon on Debian's settings with TCP_PORTS 31337, nothing blocked,
+// and 127.0.0.1 and 10.9.8.0/24 in its ignore file; it is not started.
+func floodDaemon(tb testing.TB) *Daemon {
+	dir := tb.TempDir()
 	conf := filepath.Join(dir, "portsentry.conf")
 	body := "TCP_PORTS=\"31337\"\nBLOCK_TCP=\"0\"\nSCAN_TRIGGER=\"0\"\n" +
 		"IGNORE_FILE=\"" + filepath.Join(dir, "ignore") + "\"\n" +
 		"HISTORY_FILE=\"" + filepath.Join(dir, "history") + "\"\n" +
 		"BLOCKED_FILE=\"" + filepath.Join(dir, "blocked") + "\"\n"
 	if err := os.WriteFile(conf, []byte(body), 0o600); err != nil {
-		b.Fatal(err)
+		tb.Fatal(err)
 	}
 	if err := os.WriteFile(filepath.Join(dir, "ignore"), []byte("127.0.0.1\n10.9.8.0/24\n"), 0o600); err != nil {
-		b.Fatal(err)
+		tb.Fatal(err)
 	}
 	d, err := New(Options{ConfigPath: conf, Modes: []probe.Mode{probe.ModeSTCP}})
 	if err != nil {
-		b.Fatal(err)
+		tb.Fatal(err)
 	}
+	return d
+}
+
+func benchHandle(b *testing.B, batch int) {
+	d := floodDaemon(b)
 	p := probe.Probe{
 		Dst: netip.MustParseAddrPort("198.18.200.1:31337"), Proto: probe.TCP, Mode: probe.ModeSTCP,
 		ScanType: packet.Classify(packet.FlagSYN), Spoofable: true, Time: time.Unix(1795539421, 0),
@@ -56,5 +64,21 @@ func benchHandle(b *testing.B, batch int) {
 		if i%batch == batch-1 {
 			d.HandleBatch(ps)
 		}
+	}
+}
+
+// TestIgnoredFollowsChanges: the cached union behind ignored follows a reload of the
+// ignore file.
+func TestIgnoredFollowsChanges(t *testing.T) {
+	d := floodDaemon(t)
+	inFile, other := netip.MustParseAddr("10.9.8.7"), netip.MustParseAddr("198.18.5.5")
+	if !d.ignored(inFile) || d.ignored(other) || !d.ignored(netip.MustParseAddr("127.0.0.1")) {
+		t.Fatal("ignored does not match the ignore file")
+	}
+	st := *d.state.Load()
+	st.ignore = netaddr.NewSet([]netip.Prefix{netip.PrefixFrom(other, 32)})
+	d.state.Store(&st)
+	if d.ignored(inFile) || !d.ignored(other) {
+		t.Fatal("ignored still answers from the old ignore set")
 	}
 }
