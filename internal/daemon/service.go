@@ -78,12 +78,14 @@ func (s service) Status() control.Status {
 		"hits": d.stats.Hits.Load(), "ignored": d.stats.Ignored.Load(),
 		"detections": d.stats.Detections.Load(), "responses": d.stats.Responses.Load(),
 		"failures": d.stats.Failures.Load(), "queue_drops": d.stats.QueueDrops.Load(),
-		"suppressed": d.stats.Suppressed.Load(), "reloads": d.stats.Reloads.Load(),
+		"suppressed": d.stats.Suppressed.Load(), "dismissed": d.stats.Dismissed.Load(),
+		"reloads": d.stats.Reloads.Load(),
 	}
 	if d.stealth != nil {
 		st := d.stealth.Stats()
 		c["capture_frames"], c["capture_probes"] = st.Frames.Load(), st.Probes.Load()
 		c["capture_malformed"], c["capture_kernel_drops"] = st.Malformed.Load(), st.KernelDrop.Load()
+		c["capture_replies"] = st.Replies.Load()
 	}
 	return control.Status{Version: d.opts.Version, Modes: modes, Backend: d.bans.backend,
 		ActiveBans: d.bans.journal.Len(), Counters: c, Started: d.started}

@@ -367,7 +367,7 @@ func TestStealthSmartVerify(t *testing.T) {
 	at := newAttackers(p)
 	f := newFiles(t)
 	f.write(t, nil,
-		testnet.Setting{Key: "TCP_PORTS", Value: "143,1080,12345,31337"},
+		testnet.Setting{Key: "TCP_PORTS", Value: "143,1080,2049,12345,31337"},
 		testnet.Setting{Key: "UDP_PORTS", Value: "513,635,700"})
 	// Listening before the daemon starts: a dual-stack wildcard TCP and UDP socket, and
 	// a TCP socket bound to the IPv4 address only.
@@ -433,6 +433,19 @@ func TestStealthSmartVerify(t *testing.T) {
 		injectUDP(t, p, e2, def, 635)
 		waitMsg(t, d.Log, 0, udpScanMsg(e2, 635))
 	}
+
+	// A service started a moment ago, before the daemon's next periodic look (once a
+	// second): the fresh look the daemon takes before acting on a host keeps its first
+	// client from being reported.
+	mark := d.Mark()
+	testnet.Serve(p.Listen(t, p.Defended, "tcp", ":2049"), "nfs\n")
+	n := at.addr(t, 9, false)
+	injectTCP(t, p, n, p.DefV4, 2049, testnet.TCPSyn)
+	s2 := at.addr(t, 10, false)
+	injectTCP(t, p, s2, p.DefV4, 31337, testnet.TCPSyn)
+	waitMsg(t, d.Log, mark, stealthMsg(scanSYN, s2, 31337))
+	time.Sleep(settle)
+	noMentions(t, d.Log, mark, "probe to a port a service opened a moment ago", n)
 }
 
 // TestAdvancedTCP: -atcp with ADVANCED_PORTS_TCP="1024" and ADVANCED_EXCLUDE_TCP=
