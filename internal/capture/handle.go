@@ -225,11 +225,11 @@ func (h *Handle) ReadBlocks(fn func(frame []byte, info Info), end func()) error 
 	return nil
 }
 
-// pause sleeps busyPause without telling the Go scheduler: a scheduler-visible
-// sleep costs wakeups of other threads (the P is handed over and taken back), which
-// are what pausing is meant to save. busyPause is short of the 10 ms after which the
-// runtime preempts a goroutine that holds its P, and a stop-the-world waits at most
-// that long for this one.
+// pause sleeps busyPause without telling the Go scheduler, keeping the goroutine's P:
+// a scheduler-visible sleep (time.Sleep) hands the P over and takes it back, and cost
+// more context switches than the pause saves (measured, docs/performance.md). A
+// stop-the-world waits at most busyPause for this goroutine. During a flood the
+// runtime preempts the reader every 10 ms, as one that never yields; that is cheaper.
 func pause() {
 	ts := unix.NsecToTimespec(int64(busyPause))
 	unix.RawSyscall(unix.SYS_NANOSLEEP, uintptr(unsafe.Pointer(&ts)), 0, 0)
