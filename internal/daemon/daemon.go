@@ -360,7 +360,9 @@ func shard(a netip.Addr) int {
 // (BAN_CAP): a flood of spoofed sources is then counted, and summarised every ten
 // seconds, instead of acted on. Then, for a stealth probe, it looks at the local
 // sockets again, as of the packet's time: a service may have opened the port since
-// the last periodic look (once a second).
+// the last periodic look (once a second). It runs under d.mu, so that look (a few
+// sock_diag system calls, at most one per protocol per 10 ms) briefly holds up the
+// other sensors; it is here because only hosts about to be acted on need it.
 func (d *Daemon) mayRespond(p probe.Probe) detect.Action {
 	// The rate limit first: under a flood it refuses almost everything, cheaply, and
 	// the look at the sockets, a few system calls, is spared.

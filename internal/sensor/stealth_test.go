@@ -12,6 +12,7 @@ import (
 	"github.com/portsentry-go/portsentry/internal/detect"
 	"github.com/portsentry-go/portsentry/internal/packet"
 	"github.com/portsentry-go/portsentry/internal/probe"
+	"github.com/portsentry-go/portsentry/internal/testnet"
 )
 
 var (
@@ -43,35 +44,7 @@ func tcp4(src, dst netip.Addr, dport uint16, flags uint8, optWords int) []byte {
 
 // udp6 builds an IPv6 UDP packet from port 5353.
 func udp6(src, dst netip.Addr, dport uint16) []byte {
-	return udp(netip.AddrPortFrom(src, 5353), netip.AddrPortFrom(dst, dport))
-}
-
-// udp builds a UDP packet over IPv4 or IPv6, by the family of the addresses.
-func udp(src, dst netip.AddrPort) []byte {
-	var b, u []byte
-	if src.Addr().Is4() {
-		b = make([]byte, 28)
-		b[0] = 0x45
-		binary.BigEndian.PutUint16(b[2:], 28)
-		b[8], b[9] = 64, 17
-		s, d := src.Addr().As4(), dst.Addr().As4()
-		copy(b[12:], s[:])
-		copy(b[16:], d[:])
-		u = b[20:]
-	} else {
-		b = make([]byte, 48)
-		b[0] = 0x60
-		binary.BigEndian.PutUint16(b[4:], 8)
-		b[6], b[7] = 17, 64
-		s, d := src.Addr().As16(), dst.Addr().As16()
-		copy(b[8:], s[:])
-		copy(b[24:], d[:])
-		u = b[40:]
-	}
-	binary.BigEndian.PutUint16(u[0:], src.Port())
-	binary.BigEndian.PutUint16(u[2:], dst.Port())
-	binary.BigEndian.PutUint16(u[4:], 8)
-	return b
+	return testnet.BuildUDP(netip.AddrPortFrom(src, 5353), netip.AddrPortFrom(dst, dport), nil)
 }
 
 // judge runs one packet through the sensor as if it were alone in its ring block.
@@ -157,22 +130,22 @@ func TestFrameUDPReplies(t *testing.T) {
 	local6, server6 := netip.AddrPortFrom(us6, 7), netip.MustParseAddrPort("[2001:db8:1::2]:53")
 	at := func(sec uint32) capture.Info { return capture.Info{Sec: 1795539421 + sec} }
 	out := func(sec uint32) capture.Info { i := at(sec); i.Outgoing = true; return i }
-	s.judge(udp(local, server), out(0))
-	s.judge(udp(local6, server6), out(0))
-	s.judge(udp(netip.AddrPortFrom(us, 8), server), out(0)) // port 8 is not watched
+	s.judge(testnet.BuildUDP(local, server, nil), out(0))
+	s.judge(testnet.BuildUDP(local6, server6, nil), out(0))
+	s.judge(testnet.BuildUDP(netip.AddrPortFrom(us, 8), server, nil), out(0)) // port 8 is not watched
 	cases := []struct {
 		name    string
 		frame   []byte
 		info    capture.Info
 		isProbe bool
 	}{
-		{"answer", udp(server, local), at(1), false},
-		{"answer over IPv6", udp(server6, local6), at(1), false},
-		{"answer at the end of the window", udp(server, local), at(30), false},
-		{"other remote port", udp(netip.AddrPortFrom(scanner, 54), local), at(1), true},
-		{"other remote host", udp(netip.AddrPortFrom(netip.MustParseAddr("198.18.1.3"), 53), local), at(1), true},
-		{"after the window", udp(server, local), at(31), true},
-		{"long before the question", udp(server, local), capture.Info{Sec: 1795539421 - 5}, true},
+		{"answer", testnet.BuildUDP(server, local, nil), at(1), false},
+		{"answer over IPv6", testnet.BuildUDP(server6, local6, nil), at(1), false},
+		{"answer at the end of the window", testnet.BuildUDP(server, local, nil), at(30), false},
+		{"other remote port", testnet.BuildUDP(netip.AddrPortFrom(scanner, 54), local, nil), at(1), true},
+		{"other remote host", testnet.BuildUDP(netip.AddrPortFrom(netip.MustParseAddr("198.18.1.3"), 53), local, nil), at(1), true},
+		{"after the window", testnet.BuildUDP(server, local, nil), at(31), true},
+		{"long before the question", testnet.BuildUDP(server, local, nil), capture.Info{Sec: 1795539421 - 5}, true},
 	}
 	for _, c := range cases {
 		*got = (*got)[:0]
