@@ -7,46 +7,29 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
-	"unsafe"
 
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
 )
 
-// Ring defaults: 32 blocks of 256 KiB, 8 MiB in all.
+// Ring defaults: 128 blocks of 64 KiB, 8 MiB in all.
 //
-// A captured SYN takes about 160 bytes of ring (96 of headers + 60 of packet, aligned), so
-// a block holds some 1600 of them and the ring about 52000: 300 ms of the 170k packets/s
-// flood measured on these machines before anything is dropped (with 16 blocks, bench/
-// flood.sh saw occasional drops on a busy 2-core machine). Many smaller blocks rather
-// than a few big ones because the retire timeout hands over a block with even a single
-// packet in it: under a trickle each block carries only a few packets, and 32 blocks give
-// the reader 32 timeouts of slack. 256 KiB blocks still keep wakeups under a flood to a
-// few hundred per second.
+// A captured SYN takes about 160 bytes of ring (96 of headers + 60 of packet, aligned),
+// so a block holds some 400 of them and the ring about 52000: 300 ms of the 170k
+// packets/s flood measured on these machines. Many small blocks rather than a few big
+// ones because the retire timeout hands over a block with even a single packet in it,
+// one a millisecond: under a trickle each block carries only a few packets, and while
+// Read pauses under a flood (see pacer) the ring must hold every block retired during
+// the pause.
 const (
-	DefaultBlockSize = 256 << 10
-	DefaultNumBlocks = 32
+	DefaultBlockSize = 64 << 10
+	DefaultNumBlocks = 128
 	// DefaultTimeout is the block retire timeout: a packet waits at most this long in a
 	// half-filled block before it is handed over. An empty block is never retired, so
-	// an idle ring costs no wakeups. Under a flood it means up to a thousand wakeups a
-	// second, which on small virtual machines cost a third of the daemon's CPU (10 ms
-	// took CPU per packet from 3.9 to 2.7 times tcpdump's in bench/flood.sh), but
-	// bench/banlatency's probe-to-ban target (p99 under 5 ms) needs it: with 10 ms the
-	// p99 was 12.9 ms.
+	// an idle ring costs no wakeups. bench/banlatency's probe-to-ban target (p99 under
+	// 5 ms) needs it this short: with 10 ms the p99 was 12.9 ms. Under a flood the
+	// pacer keeps it from costing a wakeup a millisecond.
 	DefaultTimeout = time.Millisecond
-)
-
-// Under a flood, the retire timeout hands over a block every millisecond and each one
-// costs a wakeup of the reader, which on small virtual machines costs more than the
-// packets in it. So after a busy block (at least busyPackets packets) Read pauses for
-// busyPause before it looks for the next one, and then takes every block ready at once:
-// an eighth of the wakeups, for a few milliseconds' delay while packets pour in anyway.
-// A lone probe, in a block of its own, is still handed over within DefaultTimeout.
-// A pause of 8 ms fills at most 8 of the ring's 32 blocks below 1.6 million packets/s
-// (the timeout retires a block a millisecond) and the whole ring only above 6 million.
-const (
-	busyPackets = 64
-	busyPause   = 8 * time.Millisecond
 )
 
 // downPoll is how often Read checks whether an interface that went down was deleted.
@@ -125,6 +108,7 @@ type Handle struct {
 	blockSize int
 	numBlocks int
 	ifindex   int
+	maxPause  time.Duration
 
 	closed  atomic.Bool
 	mu      sync.Mutex // guards reading, the descriptors and the ring's lifetime
@@ -135,8 +119,9 @@ type Handle struct {
 	stats   Stats
 
 	// Used only by the goroutine in Read.
-	cur  int  // index of the next block to read
-	down bool // the interface went down: poll for its removal
+	cur   int  // index of the next block to read
+	down  bool // the interface went down: poll for its removal
+	pacer pacer
 }
 
 // Open creates the socket, installs the filter, maps the ring and binds, in that order.
@@ -164,7 +149,9 @@ func Open(opts Options) (*Handle, error) {
 		unix.Close(fd)
 		return nil, fmt.Errorf("capture: eventfd: %w", err)
 	}
-	return &Handle{fd: fd, wake: wake, ring: ring, blockSize: o.BlockSize, numBlocks: o.NumBlocks, ifindex: o.Ifindex}, nil
+	h := &Handle{fd: fd, wake: wake, ring: ring, blockSize: o.BlockSize, numBlocks: o.NumBlocks, ifindex: o.Ifindex}
+	h.pacer = newPacer(o)
+	return h, nil
 }
 
 func (h *Handle) block(i int) []byte {
@@ -203,6 +190,10 @@ func (h *Handle) ReadBlocks(fn func(frame []byte, info Info), end func()) error 
 
 	for !h.closed.Load() {
 		if !h.ready(h.cur) {
+			if d := h.pacer.caughtUp(); d > 0 {
+				time.Sleep(d)
+				continue
+			}
 			if err := h.wait(); err != nil {
 				return err
 			}
@@ -218,21 +209,9 @@ func (h *Handle) ReadBlocks(fn func(frame []byte, info Info), end func()) error 
 		if end != nil {
 			end()
 		}
-		if n >= busyPackets && !h.ready(h.cur) {
-			pause()
-		}
+		h.pacer.read(n)
 	}
 	return nil
-}
-
-// pause sleeps busyPause without telling the Go scheduler, keeping the goroutine's P:
-// a scheduler-visible sleep (time.Sleep) hands the P over and takes it back, and cost
-// more context switches than the pause saves (measured, docs/performance.md). A
-// stop-the-world waits at most busyPause for this goroutine. During a flood the
-// runtime preempts the reader every 10 ms, as one that never yields; that is cheaper.
-func pause() {
-	ts := unix.NsecToTimespec(int64(busyPause))
-	unix.RawSyscall(unix.SYS_NANOSLEEP, uintptr(unsafe.Pointer(&ts)), 0, 0)
 }
 
 // wait blocks in poll(2) until the socket has a block for us, Close is called, or an
@@ -353,8 +332,9 @@ func (h *Handle) Stats() (Stats, error) {
 	return h.stats, err
 }
 
-// Close stops the capture. A Read in progress returns promptly (within busyPause) with
-// nil; the socket is closed and the ring unmapped once it has. Close is idempotent.
+// Close stops the capture. A Read in progress returns promptly (within one pause, at
+// most maxPauseCap) with nil; the socket is closed and the ring unmapped once it has.
+// Close is idempotent.
 func (h *Handle) Close() error {
 	h.mu.Lock()
 	defer h.mu.Unlock()

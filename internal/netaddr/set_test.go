@@ -262,3 +262,38 @@ func TestUnion(t *testing.T) {
 		t.Errorf("union of %d and %d networks has %d; empty union has %d", a.Len(), b.Len(), u.Len(), Union().Len())
 	}
 }
+
+// BenchmarkSetContainsFlood looks up a stream of random sources, as under a spoofed
+// flood, in a set the size of the daemon's ignore union.
+func BenchmarkSetContainsFlood(b *testing.B) {
+	var ps []netip.Prefix
+	for _, p := range []string{"127.0.0.0/8", "10.0.0.0/8", "192.168.1.0/24", "198.18.200.1/32", "198.18.200.254/32", "172.16.0.1/32", "::1/128", "fe80::/10", "2001:db8::1/128"} {
+		ps = append(ps, netip.MustParsePrefix(p))
+	}
+	s := NewSet(ps)
+	r := rand.New(rand.NewPCG(7, 7))
+	addrs := make([]netip.Addr, 1<<16)
+	for i := range addrs {
+		if i%2 == 0 {
+			addrs[i] = netip.AddrFrom4([4]byte{byte(r.Uint32()), byte(r.Uint32()), byte(r.Uint32()), byte(r.Uint32())})
+			continue
+		}
+		var a [16]byte
+		for j := range a {
+			a[j] = byte(r.Uint32())
+		}
+		addrs[i] = netip.AddrFrom16(a)
+	}
+	for _, fam := range []struct {
+		name string
+		off  int
+	}{{"v4", 0}, {"v6", 1}} {
+		b.Run(fam.name, func(b *testing.B) {
+			i := fam.off
+			for b.Loop() {
+				s.Contains(addrs[i&(len(addrs)-1)])
+				i += 2
+			}
+		})
+	}
+}
