@@ -5,11 +5,11 @@ import "time"
 // Under a flood the retire timeout hands over a block every millisecond, and waking
 // the reader for each would cost more than the packets in it: a context switch takes
 // tens of microseconds on small virtual machines. So once Read has caught up with the
-// kernel after a busy block, it sleeps and then reads every block retired meanwhile at
-// once. The pause adapts so that about a quarter of the ring fills during it: long at
+// kernel after a busy stretch, it sleeps and then reads every block retired meanwhile
+// at once. The pause adapts so that about a quarter of the ring fills during it: long at
 // the rates floods reach on a veth (one block a millisecond, retired by the timeout),
 // shorter when blocks fill faster than that, so the ring never runs full because of
-// it. A lone probe makes no busy block and is handed over within the retire timeout;
+// it. A lone probe is no busy stretch and is handed over within the retire timeout;
 // under a flood a probe waits at most one pause.
 //
 // The pause is a time.Sleep, so the goroutine gives its P back and the Go runtime can
@@ -18,8 +18,8 @@ import "time"
 // switch more: 10–15% more CPU per packet, measured with both versions on the same
 // flood (docs/performance.md).
 const (
-	// busyPackets is the block size, in packets, that marks a flood: 64 packets in a
-	// block retired after 1 ms is 64,000 packets a second.
+	// busyPackets is the number of packets read since the last wait or pause that
+	// marks a flood: 64 packets in one block retired after 1 ms is 64,000 a second.
 	busyPackets = 64
 	// firstPause is the first pause of a flood, before the pacer has seen a rate.
 	firstPause = 8 * time.Millisecond
@@ -30,11 +30,11 @@ const (
 // pacer decides how long Read pauses when no block is ready. Only Read's goroutine
 // uses it.
 type pacer struct {
-	max    time.Duration // the longest pause: a quarter of the ring at a block per timeout
-	target int           // blocks a pause should let the kernel retire: a quarter of the ring
-	pause  time.Duration // the current pause; 0 outside a flood
-	blocks int           // blocks read since the last pause
-	busy   bool          // the last block read held busyPackets packets or more
+	max     time.Duration // the longest pause: a quarter of the ring at a block per timeout
+	target  int           // blocks a pause should let the kernel retire: a quarter of the ring
+	pause   time.Duration // the current pause; 0 outside a flood
+	blocks  int           // blocks read since the last pause
+	packets int           // packets read since the last wait or pause
 }
 
 func newPacer(o Options) pacer {
@@ -46,13 +46,15 @@ func newPacer(o Options) pacer {
 // read records a block of n packets.
 func (p *pacer) read(n int) {
 	p.blocks++
-	p.busy = n >= busyPackets
+	p.packets += n
 }
 
 // caughtUp returns how long to pause now that no block is ready; 0 means wait for the
 // kernel to retire one.
 func (p *pacer) caughtUp() time.Duration {
-	if !p.busy || p.max <= 0 {
+	busy := p.packets >= busyPackets
+	p.packets = 0
+	if !busy || p.max <= 0 {
 		p.pause, p.blocks = 0, 0
 		return 0
 	}
@@ -63,6 +65,6 @@ func (p *pacer) caughtUp() time.Duration {
 		p.pause = p.pause * time.Duration(p.target) / time.Duration(p.blocks)
 	}
 	p.pause = min(max(p.pause, time.Millisecond), p.max)
-	p.blocks, p.busy = 0, false // with nothing ready after the pause, wait for the kernel
+	p.blocks = 0
 	return p.pause
 }

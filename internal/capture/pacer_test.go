@@ -22,6 +22,21 @@ func TestPacerIdleWaits(t *testing.T) {
 	}
 }
 
+// TestPacerCountsTheStretch: the blocks read after a pause count together, so a flood's
+// partly filled last block does not end the pausing (one wakeup per block again).
+func TestPacerCountsTheStretch(t *testing.T) {
+	p := newPacer(Options{NumBlocks: DefaultNumBlocks, Timeout: DefaultTimeout})
+	p.read(busyPackets)
+	first := p.caughtUp()
+	for range 8 {
+		p.read(busyPackets / 2)
+	}
+	p.read(1)
+	if d := p.caughtUp(); d <= 0 || d == first {
+		t.Fatalf("pause %v after a stretch of small blocks (first pause %v)", d, first)
+	}
+}
+
 func TestPacerSmallRingNeverPauses(t *testing.T) {
 	p := newPacer(Options{NumBlocks: 3, Timeout: DefaultTimeout})
 	p.read(1000)
