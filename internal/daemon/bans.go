@@ -225,10 +225,13 @@ func (m *banManager) start(ctx context.Context) {
 	m.wg.Go(func() { m.run(ctx) })
 }
 
-// run commits queued bans in batches and records expiries every second.
+// run commits queued bans in batches and, while there are bans, records expiries every
+// second. With none the ticker stops: an idle daemon's every wakeup costs (a few
+// context switches, 100-200 µs of CPU on small virtual machines).
 func (m *banManager) run(ctx context.Context) {
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
+	ticking := true
 	for {
 		select {
 		case <-ctx.Done():
@@ -236,8 +239,16 @@ func (m *banManager) run(ctx context.Context) {
 			return
 		case b := <-m.in:
 			m.commit(m.gather(b))
+			if !ticking && m.journal.Len() > 0 {
+				tick.Reset(time.Second)
+				ticking = true
+			}
 		case now := <-tick.C:
 			m.expire(now)
+			if m.journal.Len() == 0 {
+				tick.Stop()
+				ticking = false
+			}
 		}
 	}
 }
