@@ -80,7 +80,7 @@ type Daemon struct {
 	policy    detect.Policy // mayRespond, bound once (a method value per packet would allocate)
 	// stillFree, set with the stealth modes, takes a fresh look at the local sockets
 	// before a stealth probe is acted on: false if its port has just been taken.
-	stillFree func(probe.Probe) bool
+	stillFree func(*probe.Probe) bool
 	connect   map[probe.Mode]*sensor.Connect
 	stealth   *sensor.Stealth    // nil without stealth modes
 	listening *listening.Tracker // local services, for smart verify; nil without stealth modes
@@ -363,7 +363,7 @@ func shard(a netip.Addr) int {
 // the last periodic look (once a second). It runs under d.mu, so that look (a few
 // sock_diag system calls, at most one per protocol per 10 ms) briefly holds up the
 // other sensors; it is here because only hosts about to be acted on need it.
-func (d *Daemon) mayRespond(p probe.Probe) detect.Action {
+func (d *Daemon) mayRespond(p *probe.Probe) detect.Action {
 	// The rate limit first: under a flood it refuses almost everything, cheaply, and
 	// the look at the sockets, a few system calls, is spared.
 	if !d.limit.Load().allow(p.Time) || (d.bans != nil && d.bans.full()) {

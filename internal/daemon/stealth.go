@@ -66,7 +66,7 @@ func (d *Daemon) startStealth(ctx context.Context, cfg *config.Config, modes []p
 	}
 	w := buildWatch(cfg, modes)
 	deps := sensor.StealthDeps{Own: d.own.Contains, InUse: d.listening.InUse}
-	d.stillFree = func(p probe.Probe) bool {
+	d.stillFree = func(p *probe.Probe) bool {
 		return !d.listening.InUseNow(p.Proto, p.Dst, p.Time, recheckAge)
 	}
 	s, err := sensor.NewStealth(w, deps, d.log, d.HandleBatch, ifindexes)

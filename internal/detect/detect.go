@@ -101,7 +101,7 @@ func (d *Detector) Observe(p probe.Probe, ignored bool) Verdict {
 // is marked: a flood of spoofed sources then costs no table churn. Checks that cost
 // more than a table lookup belong here rather than before Observe: they then run only
 // for the few probes that would be acted on.
-type Policy func(probe.Probe) Action
+type Policy func(*probe.Probe) Action
 
 // ObserveWith is Observe with a policy (nil: always Respond).
 func (d *Detector) ObserveWith(p probe.Probe, ignored bool, policy Policy) Verdict {
@@ -129,7 +129,7 @@ func (d *Detector) Judge(p *probe.Probe, policy Policy) (a Action, hits int) {
 		return AlreadyBlocked, hits
 	}
 	if policy != nil {
-		if a := policy(*p); a != Respond {
+		if a := policy(p); a != Respond {
 			return a, hits
 		}
 	}

@@ -111,5 +111,8 @@ type Probe struct {
 // Canonical returns a with any IPv4-mapped IPv6 form unmapped and the zone dropped, the
 // only form that may reach logs, files and command macros.
 func Canonical(a netip.Addr) netip.Addr {
+	if a.Is4() {
+		return a // what the decoders produce for IPv4: nothing to undo
+	}
 	return a.Unmap().WithZone("")
 }
