@@ -237,15 +237,19 @@ func (d *Daemon) Config() *config.Config { return d.state.Load().cfg }
 // own addresses, loopback and the unspecified addresses (the last two are always part
 // of OwnAddrs), and the host's default gateways and DNS resolvers, which a spoofed probe
 // would otherwise get banned (SPEC §8).
-func (d *Daemon) ignored(a netip.Addr) bool {
+func (d *Daemon) ignored(a netip.Addr) bool { return d.protectedSet().Contains(a) }
+
+// protectedSet returns the union of the addresses ignored checks, rebuilt when one of
+// its parts has changed (an address, a reload, a new gateway). A batch of probes
+// looks it up once.
+func (d *Daemon) protectedSet() *netaddr.Set {
 	own, ignore, infra := d.own.Set(), d.state.Load().ignore, d.infra.Set()
 	p := d.protected.Load()
 	if p == nil || p.own != own || p.ignore != ignore || p.infra != infra {
-		// One of them changed (an address, a reload, a new gateway): a rare rebuild.
 		p = &protected{own: own, ignore: ignore, infra: infra, all: netaddr.Union(own, ignore, infra)}
 		d.protected.Store(p)
 	}
-	return p.all.Contains(a)
+	return p.all
 }
 
 // protected is the union of the sets ignored checks, with the sets it was built from:
@@ -259,7 +263,7 @@ type protected struct {
 func (d *Daemon) Handle(p probe.Probe) {
 	var t tally
 	d.mu.Lock()
-	d.judge(&p, &t)
+	d.judge(&p, &t, d.protectedSet())
 	d.mu.Unlock()
 	t.flush(d)
 }
@@ -271,8 +275,9 @@ func (d *Daemon) Handle(p probe.Probe) {
 func (d *Daemon) HandleBatch(ps []probe.Probe) {
 	var t tally
 	d.mu.Lock()
+	protected := d.protectedSet()
 	for i := range ps {
-		d.judge(&ps[i], &t)
+		d.judge(&ps[i], &t, protected)
 	}
 	d.mu.Unlock()
 	t.flush(d)
@@ -317,10 +322,11 @@ func (t *tally) flush(d *Daemon) {
 	}
 }
 
-// judge runs one probe through the detector (d.mu held) and queues its verdict.
-func (d *Daemon) judge(p *probe.Probe, t *tally) {
+// judge runs one probe through the detector (d.mu held) and queues its verdict;
+// protected is what ignored would look in.
+func (d *Daemon) judge(p *probe.Probe, t *tally, protected *netaddr.Set) {
 	p.Src = netip.AddrPortFrom(probe.Canonical(p.Src.Addr()), p.Src.Port())
-	if d.ignored(p.Src.Addr()) {
+	if protected.Contains(p.Src.Addr()) {
 		// Silent and uncounted by the detector (SPEC §4).
 		t.hits++
 		t.ignored++
