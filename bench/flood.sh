@@ -14,6 +14,9 @@
 #               IGNORE_FILE, which leaves the capture path alone)
 #     classic   Debian's /usr/sbin/portsentry -stcp, blocking with blackhole routes
 #               (it reports hosts, not packets: its "seen" is hosts acted on)
+# then, unless PAIRED=0, ROUNDS more floods with tcpdump and ours running side by side,
+# each's CPU read from the scheduler's nanosecond counters: both then pay for the same
+# packets at the same moment, which a shared, noisy machine cannot skew between them;
 # then an "established" scenario: a bulk TCP transfer into a port below
 # ADVANCED_PORTS_TCP while ours runs -atcp, to show that established traffic costs it
 # nothing. Everything is measured in one run and compared with tcpdump measured in the
@@ -29,6 +32,7 @@
 #   BULK_GSO=1500         gso_max_size of the sender's veth during the transfer, so that
 #                         every MTU-sized segment crosses the filter as its own packet;
 #                         empty keeps the kernel's 64 KB super-packets
+#   PAIRED=1              0 skips the side-by-side rounds (tcpdump and ours on the same floods)
 #   CONTENDERS="tcpdump ours classic"
 #   PORTSENTRY=           our binary; empty: build bin/portsentry from ./cmd/portsentry
 #   CLASSIC=/usr/sbin/portsentry
@@ -43,6 +47,7 @@ MAX_PACKETS=${MAX_PACKETS:-3000000}
 BULK_BYTES=${BULK_BYTES:-1073741824}
 BULK_TIMEOUT=${BULK_TIMEOUT:-30}
 BULK_GSO=${BULK_GSO-1500}
+PAIRED=${PAIRED:-1}
 CONTENDERS=${CONTENDERS:-tcpdump ours classic}
 PORTSENTRY=${PORTSENTRY:-}
 CLASSIC=${CLASSIC:-/usr/sbin/portsentry}
@@ -170,6 +175,13 @@ ticks() { # PID: CPU clock ticks of the process and its waited-for children
   awk '{ sub(/^.*\) /, ""); print $12 + $13 + $14 + $15 }' "/proc/$1/stat"
 }
 hwm_kib() { awk '/^VmHWM:/ { print $2 }' "/proc/$1/status"; }
+cpu_ns() { # PID: CPU time of the process's threads in nanoseconds (schedstat), to the ns
+  local s=0 f a
+  for f in /proc/"$1"/task/*/schedstat; do
+    read -r a _ <"$f" 2>/dev/null && s=$((s + a))
+  done
+  echo "$s"
+}
 
 wait_idle() { # PID: until its CPU time stops moving (the flood's backlog is drained), at most 10 s
   local pid=$1 a b i
@@ -435,6 +447,57 @@ run_classic() { # LABEL SECONDS
   ip -n "$NSD" route flush type blackhole 2>/dev/null || true
 }
 
+# Side by side: tcpdump and ours capture the same floods at once. Every flood packet
+# passes both filters (the sequential rounds show each seeing all of them), so each's
+# CPU is divided by the packets the defended veth received.
+PAIRED_OUT=""
+run_paired() { # ROUNDS SECONDS
+  local rounds=$1 secs=$2 d=$T/paired err=$T/paired-tcpdump.err
+  if [ -n "$OURS_WHY" ]; then PAIRED_OUT="side by side: ours not available: $OURS_WHY"; return; fi
+  say "side by side: tcpdump and ours on the same $rounds flood(s)"
+  ip netns exec "$NSD" tcpdump -i "$NSD" -w /dev/null -n "$FILTER" 2>"$err" &
+  local tpid=$!
+  track "$tpid"
+  ours_conf "$d"
+  if ! wait_line "$err" "listening on" 10 "$tpid" || ! start_ours "$d" stcp; then
+    PAIRED_OUT="side by side: a contender did not start: $(tr '\n' ' ' <"$err") $OURS_WHY"
+    stop_pid "$tpid"
+    [ -z "${OURS_PID:-}" ] || stop_pid "$OURS_PID"
+    return
+  fi
+  local opid=$OURS_PID r t0 t1 o0 o1 lines="" rx=0
+  for ((r = 1; r <= rounds; r++)); do
+    t0=$(cpu_ns "$tpid")
+    o0=$(cpu_ns "$opid")
+    flood "$secs" "paired-$r"
+    wait_idle "$opid"
+    wait_idle "$tpid"
+    t1=$(cpu_ns "$tpid")
+    o1=$(cpu_ns "$opid")
+    lines="$lines$r $F_RX $((t1 - t0)) $((o1 - o0))
+"
+    rx=$((rx + F_RX))
+  done
+  stop_pid "$opid" 20
+  stop_pid "$tpid"
+  local tseen oseen
+  tseen=$(awk '/packets captured/ { print $1 }' "$err")
+  oseen=$(counter "$d/stderr" frames)
+  PAIRED_OUT=$(printf '%s' "$lines" | awk -v rx="$rx" -v ts="${tseen:-?}" -v os="${oseen:-?}" '
+    { n++; pk[n] = $2; tc[n] = $3; oc[n] = $4; P += $2; T += $3; O += $4 }
+    END {
+      print "side by side, tcpdump and ours on the same floods (CPU from schedstat, per packet the veth received):"
+      line = ""
+      for (i = 1; i <= n; i++) {
+        printf "  flood %d: %d packets; tcpdump %.1f ns, ours %.1f ns per packet\n", i, pk[i], tc[i] / pk[i], oc[i] / pk[i]
+        line = line sprintf(" %.2f", (oc[i] / pk[i]) / (tc[i] / pk[i]))
+      }
+      c = O / T
+      printf "  CPU per packet  %7.2f [%s ]  target <= 1.5: %s\n", c, line, (c <= 1.5 ? "met" : "NOT met")
+      printf "  seen: tcpdump %s, ours %s, of %d received\n", ts, os, rx
+    }')
+}
+
 # The established scenario: a bulk transfer into port 80 (below ADVANCED_PORTS_TCP) of
 # the defended namespace while ours runs -atcp. Every packet of it has ACK set, so the
 # kernel filter should drop all of them: ours should use next to no CPU.
@@ -501,6 +564,7 @@ done
 want ours && run_ours "ours-$((2 * DURATION))s" $((2 * DURATION))
 want ours && run_ours ours-ignore "$DURATION" all
 want classic && run_classic classic "$DURATION"
+[ "$PAIRED" = 0 ] || { want ours && want tcpdump && run_paired "$ROUNDS" "$DURATION"; }
 want ours && run_established
 
 # ---------------------------------------------------------------- report
@@ -561,6 +625,7 @@ if [ ${#OURS_HWM[@]} -ge 2 ]; then
       g, n, per, (per < 8 ? "met" : "NOT met")
   }'
 fi
+[ -z "$PAIRED_OUT" ] || printf '%s\n' "$PAIRED_OUT"
 [ -z "$EST" ] || printf '%s\n' "$EST"
 echo "CPU s: utime+stime (+ waited-for children) of the contender from /proc/PID/stat, flood start to idle; the kernel's"
 echo "filtering runs in softirq and is charged to whoever is interrupted (mostly hping3), not to the contender."
