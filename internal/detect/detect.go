@@ -70,7 +70,7 @@ type Detector struct {
 	// blocked is per mode (indexed by Mode.Index; the last slot takes any unknown
 	// mode), as classic keeps one blocked file per mode: a host blocked by -tcp is still
 	// new to -udp, whose BLOCK_UDP setting may differ.
-	blocked [modeSlots]*fifo.Map[netip.Addr, struct{}]
+	blocked [modeSlots]*actedSet
 	memory  int
 }
 
@@ -125,7 +125,7 @@ func (d *Detector) Judge(p *probe.Probe, policy Policy) (a Action, hits int) {
 		}
 	}
 	set := d.acted(p.Mode)
-	if _, ok := set.Get(src); ok {
+	if set.has(src) {
 		return AlreadyBlocked, hits
 	}
 	if policy != nil {
@@ -135,7 +135,7 @@ func (d *Detector) Judge(p *probe.Probe, policy Policy) (a Action, hits int) {
 	}
 	// Marked at once, before the response runs, so hits arriving while it runs are
 	// "already blocked" rather than starting a second response.
-	set.Set(src, struct{}{})
+	set.add(src)
 	return Respond, hits
 }
 
@@ -143,20 +143,20 @@ func (d *Detector) Judge(p *probe.Probe, policy Policy) (a Action, hits int) {
 // its next hit tries again.
 func (d *Detector) Forget(mode probe.Mode, a netip.Addr) {
 	if set := d.blocked[mode.Index()]; set != nil {
-		set.Delete(a)
+		set.remove(a)
 	}
 }
 
 // Mark records that the mode has acted on the host (bans carried over a restart).
 func (d *Detector) Mark(mode probe.Mode, a netip.Addr) {
-	d.acted(mode).Set(a, struct{}{})
+	d.acted(mode).add(a)
 }
 
 // acted returns the mode's set of acted-on hosts, creating it on first use.
-func (d *Detector) acted(mode probe.Mode) *fifo.Map[netip.Addr, struct{}] {
+func (d *Detector) acted(mode probe.Mode) *actedSet {
 	i := mode.Index()
 	if d.blocked[i] == nil {
-		d.blocked[i] = fifo.New[netip.Addr, struct{}](d.memory)
+		d.blocked[i] = newActedSet(d.memory)
 	}
 	return d.blocked[i]
 }
@@ -168,11 +168,7 @@ func (d *Detector) ForgetPrefix(p netip.Prefix) {
 		if set == nil {
 			continue
 		}
-		set.Range(func(a netip.Addr, _ struct{}) {
-			if p.Contains(a) {
-				set.Delete(a)
-			}
-		})
+		set.removeIn(p)
 	}
 }
 
@@ -182,8 +178,7 @@ func (d *Detector) Blocked(mode probe.Mode, a netip.Addr) bool {
 	if set == nil {
 		return false
 	}
-	_, ok := set.Get(a)
-	return ok
+	return set.has(a)
 }
 
 // Tracked is the number of hosts whose hits are being counted.
@@ -192,7 +187,7 @@ func (d *Detector) Tracked() int { return d.hits.Len() }
 // Remembered is the number of acted-on hosts a mode remembers.
 func (d *Detector) Remembered(mode probe.Mode) int {
 	if set := d.blocked[mode.Index()]; set != nil {
-		return set.Len()
+		return set.len()
 	}
 	return 0
 }
