@@ -24,7 +24,7 @@ const (
 	// firstPause is the first pause of a flood, before the pacer has seen a rate.
 	firstPause = 8 * time.Millisecond
 	// maxPauseCap bounds a pause whatever the ring size: Close waits for it.
-	maxPauseCap = 64 * time.Millisecond
+	maxPauseCap = 128 * time.Millisecond
 )
 
 // pacer decides how long Read pauses when no block is ready. Only Read's goroutine

@@ -101,7 +101,7 @@ func TestWalkBlockCorrupt(t *testing.T) {
 }
 
 func TestWalkBlockAllocs(t *testing.T) {
-	pkts, infos := synthPackets(200)
+	pkts, infos := synthPackets(64) // fits a default block
 	b := synthBlock(DefaultBlockSize, pkts, infos)
 	var stop atomic.Bool
 	var h packet.Header
@@ -126,7 +126,7 @@ func synthPackets(n int) ([][]byte, []Info) {
 }
 
 // BenchmarkWalkBlock measures the per-packet cost of reading the ring (without the
-// syscalls): one full 256 KiB block of SYN-sized packets, each decoded.
+// syscalls): one full default-sized block of SYN-sized packets, each decoded.
 func BenchmarkWalkBlock(b *testing.B) {
 	n := (DefaultBlockSize - blkHdrLen) / tpacketAlign(tpacketAlign(tpHdrLen)+16+60)
 	pkts, infos := synthPackets(n)

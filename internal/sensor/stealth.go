@@ -110,8 +110,9 @@ func (s *StealthStats) String() string {
 // once it returns.
 type BatchHandler func([]probe.Probe)
 
-// maxBatch bounds the probes handed over at once (a 256 KiB block holds about 1600).
-const maxBatch = 512
+// maxBatch bounds the probes handed over at once. A default 16 KiB ring block holds
+// about 100; bigger ones are handed over in parts, so the batch stays in the cache.
+const maxBatch = 128
 
 // reader is the state of one capture goroutine: the decoder's scratch header, the
 // probes of the current block, and counts added to the shared counters once per block
