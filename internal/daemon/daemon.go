@@ -77,10 +77,11 @@ type Daemon struct {
 	limit   atomic.Pointer[limiter] // BAN_RATE; nil: no limit
 	// protected caches what ignored looks addresses up in.
 	protected atomic.Pointer[protected]
-	policy    detect.Policy // mayRespond, bound once (a method value per packet would allocate)
 	// stillFree, set with the stealth modes, takes a fresh look at the local sockets
-	// before a stealth probe is acted on: false if its port has just been taken.
-	stillFree func(*probe.Probe) bool
+	// before a stealth probe is acted on: false if its port has just been taken. (No
+	// pointer to the probe: passed to a function value, the probe would escape to the
+	// heap.)
+	stillFree func(probe.Proto, netip.AddrPort, time.Time) bool
 	connect   map[probe.Mode]*sensor.Connect
 	stealth   *sensor.Stealth    // nil without stealth modes
 	listening *listening.Tracker // local services, for smart verify; nil without stealth modes
@@ -131,7 +132,6 @@ func New(opts Options) (*Daemon, error) {
 	d.state.Store(st)
 	d.det = detect.New(st.cfg.ScanTrigger, detect.DefaultTableSize)
 	d.limit.Store(newLimiter(st.cfg.BanRate))
-	d.policy = d.mayRespond
 	if d.own == nil {
 		d.own = netaddr.NewOwnAddrs(opts.Log)
 	}
@@ -333,7 +333,12 @@ func (d *Daemon) judge(p *probe.Probe, t *tally, protected *netaddr.Set) {
 		return
 	}
 	t.hit(d, p)
-	a, hits := d.det.Judge(p, d.policy)
+	a, hits := d.det.Judge(p)
+	if a == detect.Respond {
+		if a = d.mayRespond(p); a == detect.Respond {
+			d.det.Mark(p.Mode, p.Src.Addr()) // before the response runs: see Judge
+		}
+	}
 	switch a {
 	case detect.Counted, detect.Dismissed:
 		return
@@ -375,7 +380,7 @@ func (d *Daemon) mayRespond(p *probe.Probe) detect.Action {
 	if !d.limit.Load().allow(p.Time) || (d.bans != nil && d.bans.full()) {
 		return detect.Suppressed // counted by the caller, once per batch
 	}
-	if d.stillFree != nil && !p.Mode.Connect() && !d.stillFree(p) {
+	if d.stillFree != nil && !p.Mode.Connect() && !d.stillFree(p.Proto, p.Dst, p.Time) {
 		d.stats.Dismissed.Add(1)
 		return detect.Dismissed
 	}

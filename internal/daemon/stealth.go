@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"net/netip"
 	"slices"
 	"strings"
 	"time"
@@ -66,8 +67,8 @@ func (d *Daemon) startStealth(ctx context.Context, cfg *config.Config, modes []p
 	}
 	w := buildWatch(cfg, modes)
 	deps := sensor.StealthDeps{Own: d.own.Contains, InUse: d.listening.InUse}
-	d.stillFree = func(p *probe.Probe) bool {
-		return !d.listening.InUseNow(p.Proto, p.Dst, p.Time, recheckAge)
+	d.stillFree = func(proto probe.Proto, dst netip.AddrPort, at time.Time) bool {
+		return !d.listening.InUseNow(proto, dst, at, recheckAge)
 	}
 	s, err := sensor.NewStealth(w, deps, d.log, d.HandleBatch, ifindexes)
 	if err != nil {

@@ -101,20 +101,31 @@ func (d *Detector) Observe(p probe.Probe, ignored bool) Verdict {
 // is marked: a flood of spoofed sources then costs no table churn. Checks that cost
 // more than a table lookup belong here rather than before Observe: they then run only
 // for the few probes that would be acted on.
-type Policy func(*probe.Probe) Action
+type Policy func(probe.Probe) Action
 
 // ObserveWith is Observe with a policy (nil: always Respond).
 func (d *Detector) ObserveWith(p probe.Probe, ignored bool, policy Policy) Verdict {
 	if ignored {
 		return Verdict{Probe: p, Action: Ignored}
 	}
-	a, hits := d.Judge(&p, policy)
+	a, hits := d.Judge(&p)
+	if a == Respond && policy != nil {
+		a = policy(p)
+	}
+	if a == Respond {
+		d.Mark(p.Mode, p.Src.Addr())
+	}
 	return Verdict{Probe: p, Action: a, Hits: hits}
 }
 
-// Judge is ObserveWith for a source that is not ignored, without building a Verdict:
-// the daemon's hot path, where most probes under a flood end as Suppressed.
-func (d *Detector) Judge(p *probe.Probe, policy Policy) (a Action, hits int) {
+// Judge is ObserveWith for a source that is not ignored, for the daemon's hot path,
+// where most probes under a flood end refused by its policy: no Verdict is built, and
+// the policy is the caller's to apply. Respond means the host is new to the mode; the
+// caller then applies its policy and, if that agrees, Marks the host at once, before
+// responding, so that hits arriving meanwhile are "already blocked" rather than start
+// a second response. (A policy passed in as a function value would make the probe
+// escape to the heap: one allocation per probe.)
+func (d *Detector) Judge(p *probe.Probe) (a Action, hits int) {
 	src := p.Src.Addr()
 	hits = 1
 	if d.trigger > 1 {
@@ -124,18 +135,9 @@ func (d *Detector) Judge(p *probe.Probe, policy Policy) (a Action, hits int) {
 			return Counted, hits
 		}
 	}
-	set := d.acted(p.Mode)
-	if set.has(src) {
+	if d.acted(p.Mode).has(src) {
 		return AlreadyBlocked, hits
 	}
-	if policy != nil {
-		if a := policy(p); a != Respond {
-			return a, hits
-		}
-	}
-	// Marked at once, before the response runs, so hits arriving while it runs are
-	// "already blocked" rather than starting a second response.
-	set.add(src)
 	return Respond, hits
 }
 

@@ -148,10 +148,10 @@ func TestBlockedMemoryIsBounded(t *testing.T) {
 
 func TestPolicyRefusalMarksNothing(t *testing.T) {
 	d := New(0, 0)
-	deny := func(*probe.Probe) Action { return Suppressed }
+	deny := func(probe.Probe) Action { return Suppressed }
 	p := hit("198.18.0.2", probe.ModeSTCP)
 	for _, a := range []Action{Suppressed, Dismissed} {
-		if v := d.ObserveWith(p, false, func(*probe.Probe) Action { return a }); v.Action != a {
+		if v := d.ObserveWith(p, false, func(probe.Probe) Action { return a }); v.Action != a {
 			t.Fatalf("policy said %v, verdict %v", a, v.Action)
 		}
 		if d.Remembered(probe.ModeSTCP) != 0 {
