@@ -121,6 +121,19 @@ type reader struct {
 	h      packet.Header
 	probes []probe.Probe
 	n      struct{ frames, malformed, fragments, notForUs, inUse, replies, outgoing, unwatched uint64 }
+	last   lastDst
+}
+
+// lastDst remembers the answers for the last destination judged in the current block:
+// a flood, and most scans, aim at one address, often one port, packet after packet.
+// It is forgotten at the end of each block, so a change of addresses or listeners
+// counts from the next block on.
+type lastDst struct {
+	own, inUse struct {
+		known, yes bool
+		proto      probe.Proto
+		dst        netip.AddrPort // own: only the address counts
+	}
 }
 
 // Stealth watches packets for the -stcp -sudp -atcp -audp modes through AF_PACKET
@@ -230,13 +243,13 @@ func (s *Stealth) frame(b []byte, info capture.Info, r *reader) {
 		r.n.unwatched++
 		return
 	}
-	if !s.deps.Own(h.Dst) {
+	dst := h.Destination()
+	if !r.isOwn(dst.Addr(), s.deps.Own) {
 		r.n.notForUs++
 		return
 	}
-	dst := h.Destination()
 	at := info.Time()
-	if s.deps.InUse(h.Proto, dst) {
+	if r.isInUse(h.Proto, dst, s.deps.InUse) {
 		r.n.inUse++
 		return
 	}
@@ -257,8 +270,25 @@ func (s *Stealth) frame(b []byte, info capture.Info, r *reader) {
 	}
 }
 
+func (r *reader) isOwn(a netip.Addr, own func(netip.Addr) bool) bool {
+	c := &r.last.own
+	if !c.known || c.dst.Addr() != a {
+		c.known, c.yes, c.dst = true, own(a), netip.AddrPortFrom(a, 0)
+	}
+	return c.yes
+}
+
+func (r *reader) isInUse(p probe.Proto, dst netip.AddrPort, inUse func(probe.Proto, netip.AddrPort) bool) bool {
+	c := &r.last.inUse
+	if !c.known || c.proto != p || c.dst != dst {
+		c.known, c.yes, c.proto, c.dst = true, inUse(p, dst), p, dst
+	}
+	return c.yes
+}
+
 // flush hands over the queued probes and adds the reader's counts to the shared ones.
 func (s *Stealth) flush(r *reader) {
+	r.last = lastDst{}
 	if n := len(r.probes); n > 0 {
 		s.stats.Probes.Add(uint64(n))
 		s.handle(r.probes)

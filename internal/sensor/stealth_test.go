@@ -121,6 +121,31 @@ func TestFrameJudgesPackets(t *testing.T) {
 	}
 }
 
+// TestFrameRemembersPerBlock: within a ring block the answers for the last destination
+// are reused; a new block asks again, so a service that started (or an address that
+// was added) counts from the next block on.
+func TestFrameRemembersPerBlock(t *testing.T) {
+	s, got := testStealth(nil)
+	var asked int
+	listening := false
+	s.deps.InUse = func(probe.Proto, netip.AddrPort) bool { asked++; return listening }
+	syn := tcp4(scanner, us, 143, packet.FlagSYN, 0)
+	r := &reader{probes: make([]probe.Probe, 0, maxBatch)}
+	s.frame(syn, capture.Info{}, r)
+	listening = true
+	s.frame(syn, capture.Info{}, r) // the same block: the first answer stands
+	s.flush(r)
+	if asked != 1 || len(*got) != 2 {
+		t.Fatalf("one block: socket table asked %d times (want 1), %d probes (want 2)", asked, len(*got))
+	}
+	s.frame(syn, capture.Info{}, r)
+	s.frame(tcp4(scanner, us, 31337, packet.FlagSYN, 0), capture.Info{}, r) // another port
+	s.flush(r)
+	if asked != 3 || len(*got) != 2 {
+		t.Fatalf("next block: asked %d times (want 3), %d probes (want still 2): the listener was not seen", asked, len(*got))
+	}
+}
+
 // TestFrameUDPReplies: a datagram a local client sent from a watched UDP port makes
 // the answers from the same remote address and port, within the reply window, not
 // probes, even when the client's socket is gone by then (the socket check says no).
