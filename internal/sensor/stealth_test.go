@@ -244,3 +244,23 @@ func BenchmarkFrameDetect(b *testing.B) {
 		}
 	}
 }
+
+// TestFrameDoesNotAllocate: decoding and judging a block of packets allocates nothing.
+func TestFrameDoesNotAllocate(t *testing.T) {
+	s, _ := testStealth(nil)
+	s.handle = func([]probe.Probe) {}
+	frames := [][]byte{
+		tcp4(scanner, us, 143, packet.FlagSYN, 0), tcp4(scanner, us, 777, packet.FlagFIN, 1),
+		tcp4(scanner, us, 143, packet.FlagACK, 0), udp6(netip.MustParseAddr("2001:db8::9"), us6, 7),
+	}
+	r := &reader{probes: make([]probe.Probe, 0, maxBatch)}
+	info := capture.Info{Sec: 1795539421}
+	if a := testing.AllocsPerRun(100, func() {
+		for _, f := range frames {
+			s.frame(f, info, r)
+		}
+		s.flush(r)
+	}); a != 0 {
+		t.Errorf("%v allocations per block", a)
+	}
+}
