@@ -110,7 +110,6 @@ type Handle struct {
 	blockSize int
 	numBlocks int
 	ifindex   int
-	maxPause  time.Duration
 
 	closed  atomic.Bool
 	mu      sync.Mutex // guards reading, the descriptors and the ring's lifetime

@@ -6,17 +6,16 @@ import "time"
 // the reader for each would cost more than the packets in it: a context switch takes
 // tens of microseconds on small virtual machines. So once Read has caught up with the
 // kernel after a busy stretch, it sleeps and then reads every block retired meanwhile
-// at once. The pause adapts so that about a quarter of the ring fills during it: long at
-// the rates floods reach on a veth (one block a millisecond, retired by the timeout),
-// shorter when blocks fill faster than that, so the ring never runs full because of
-// it. A lone probe is no busy stretch and is handed over within the retire timeout;
+// at once. The pause adapts so that about a quarter of the ring fills during it: long
+// while blocks are retired by the timeout, one a millisecond, shorter when packets fill
+// them faster than that, so the ring never runs full because of it. A lone probe is no busy stretch and is handed over within the retire timeout;
 // under a flood a probe waits at most one pause.
 //
 // The pause is a time.Sleep, so the goroutine gives its P back and the Go runtime can
 // let its monitor thread sleep too. A raw nanosleep that kept the P (the design until
 // 2026-11-29) let the monitor wake every 10 ms and preempt the reader, each a context
-// switch more: 10–15% more CPU per packet, measured with both versions on the same
-// flood (docs/performance.md).
+// switch more: 15–21% more CPU per packet, measured with both versions on the same
+// floods (docs/performance.md).
 const (
 	// busyPackets is the number of packets read since the last wait or pause that
 	// marks a flood: 64 packets in one block retired after 1 ms is 64,000 a second.

@@ -149,7 +149,8 @@ func (d *Detector) Forget(mode probe.Mode, a netip.Addr) {
 	}
 }
 
-// Mark records that the mode has acted on the host (bans carried over a restart).
+// Mark records that the mode has acted on the host: after Judge said Respond, and for
+// bans carried over a restart.
 func (d *Detector) Mark(mode probe.Mode, a netip.Addr) {
 	d.acted(mode).add(a)
 }
