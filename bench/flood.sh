@@ -459,10 +459,11 @@ run_paired() { # ROUNDS SECONDS
   local tpid=$!
   track "$tpid"
   ours_conf "$d"
+  OURS_PID= # never an earlier run's, long reaped
   if ! wait_line "$err" "listening on" 10 "$tpid" || ! start_ours "$d" stcp; then
     PAIRED_OUT="side by side: a contender did not start: $(tr '\n' ' ' <"$err") $OURS_WHY"
     stop_pid "$tpid"
-    [ -z "${OURS_PID:-}" ] || stop_pid "$OURS_PID"
+    [ -z "$OURS_PID" ] || stop_pid "$OURS_PID"
     return
   fi
   local opid=$OURS_PID r t0 t1 o0 o1 lines="" rx=0
