@@ -24,8 +24,8 @@
 #
 # Usage: sudo bench/flood.sh
 # Environment:
-#   DURATION=3            seconds of each flood (ours also runs 2*DURATION)
-#   ROUNDS=2              tcpdump/ours pairs, run in ABBA order; ratios use the sums
+#   DURATION=5            seconds of each flood (ours also runs 2*DURATION)
+#   ROUNDS=3              tcpdump/ours pairs, run in ABBA order; ratios use the sums
 #   MAX_PACKETS=3000000   packet bound of each flood
 #   BULK_BYTES=1073741824 bytes of the established transfer (0 skips the scenario)
 #   BULK_TIMEOUT=30       seconds bound of the established transfer
@@ -41,8 +41,8 @@
 #                         (perf record -e cpu-clock -g; perf report -i DIR/LABEL.data)
 set -euo pipefail
 
-DURATION=${DURATION:-3}
-ROUNDS=${ROUNDS:-2}
+DURATION=${DURATION:-5}
+ROUNDS=${ROUNDS:-3}
 MAX_PACKETS=${MAX_PACKETS:-3000000}
 BULK_BYTES=${BULK_BYTES:-1073741824}
 BULK_TIMEOUT=${BULK_TIMEOUT:-30}
