@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/portsentry-go/portsentry/internal/detect"
 	"github.com/portsentry-go/portsentry/internal/netaddr"
 	"github.com/portsentry-go/portsentry/internal/packet"
 	"github.com/portsentry-go/portsentry/internal/probe"
@@ -109,5 +110,32 @@ func TestHandleDoesNotAllocate(t *testing.T) {
 		d.HandleBatch(ps)
 	}); a != 0 {
 		t.Errorf("HandleBatch: %v allocations per batch", a)
+	}
+}
+
+// TestRefusedHostIsNewLater: a host BAN_RATE refused is not remembered as acted on, so
+// its next probe, once the rate allows, is answered.
+func TestRefusedHostIsNewLater(t *testing.T) {
+	d := floodDaemon(t)
+	for i := range d.jobs { // queues for the verdicts, with no workers taking them
+		d.jobs[i] = make(chan detect.Verdict, 4)
+	}
+	d.limit.Store(newLimiter(1)) // one response a minute
+	probeFrom := func(src string) probe.Probe {
+		return probe.Probe{
+			Src: netip.MustParseAddrPort(src + ":40000"), Dst: netip.MustParseAddrPort("198.18.200.1:31337"),
+			Proto: probe.TCP, Mode: probe.ModeSTCP, ScanType: packet.Classify(packet.FlagSYN), Time: time.Now(),
+		}
+	}
+	d.Handle(probeFrom("198.18.7.1")) // takes the minute's response
+	refused := netip.MustParseAddr("198.18.7.2")
+	d.Handle(probeFrom(refused.String()))
+	if n := d.stats.Suppressed.Load(); n != 1 || d.det.Blocked(probe.ModeSTCP, refused) {
+		t.Fatalf("suppressed %d (want 1), refused host remembered: %v", n, d.det.Blocked(probe.ModeSTCP, refused))
+	}
+	d.limit.Store(nil)
+	d.Handle(probeFrom(refused.String()))
+	if !d.det.Blocked(probe.ModeSTCP, refused) {
+		t.Fatal("the refused host's next probe was not acted on")
 	}
 }

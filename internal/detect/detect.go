@@ -90,41 +90,28 @@ func New(trigger, tableSize int) *Detector {
 // SetTrigger changes SCAN_TRIGGER (on reload); counts gathered so far are kept.
 func (d *Detector) SetTrigger(n int) { d.trigger = n }
 
-// Observe classifies one probe. ignored reports whether the source is in the ignore set;
-// it is passed in so the detector stays free of address-tracking state.
+// Observe classifies one probe and, when it is time to respond, marks the host as
+// acted on. ignored reports whether the source is in the ignore set; it is passed in so
+// the detector stays free of address-tracking state.
 func (d *Detector) Observe(p probe.Probe, ignored bool) Verdict {
-	return d.ObserveWith(p, ignored, nil)
-}
-
-// Policy is asked before a host new to a mode is acted on. It returns Respond to go
-// ahead, or the action to report instead (Suppressed, Dismissed), in which case nothing
-// is marked: a flood of spoofed sources then costs no table churn. Checks that cost
-// more than a table lookup belong here rather than before Observe: they then run only
-// for the few probes that would be acted on.
-type Policy func(probe.Probe) Action
-
-// ObserveWith is Observe with a policy (nil: always Respond).
-func (d *Detector) ObserveWith(p probe.Probe, ignored bool, policy Policy) Verdict {
 	if ignored {
 		return Verdict{Probe: p, Action: Ignored}
 	}
 	a, hits := d.Judge(&p)
-	if a == Respond && policy != nil {
-		a = policy(p)
-	}
 	if a == Respond {
 		d.Mark(p.Mode, p.Src.Addr())
 	}
 	return Verdict{Probe: p, Action: a, Hits: hits}
 }
 
-// Judge is ObserveWith for a source that is not ignored, for the daemon's hot path,
-// where most probes under a flood end refused by its policy: no Verdict is built, and
-// the policy is the caller's to apply. Respond means the host is new to the mode; the
-// caller then applies its policy and, if that agrees, Marks the host at once, before
-// responding, so that hits arriving meanwhile are "already blocked" rather than start
-// a second response. (A policy passed in as a function value would make the probe
-// escape to the heap: one allocation per probe.)
+// Judge is Observe for a source that is not ignored, for the daemon's hot path, where
+// most probes under a flood end refused by its own checks (the spoofing defences): no
+// Verdict is built, and nothing is marked. Respond means the host is new to the mode;
+// a caller that goes ahead Marks it at once, before responding, so that hits arriving
+// meanwhile are "already blocked" rather than start a second response. A caller that
+// refuses marks nothing, so a flood of spoofed sources costs no table churn. (The
+// checks are the caller's to run rather than a function passed in: a probe passed by
+// pointer to a function value escapes to the heap, one allocation per probe.)
 func (d *Detector) Judge(p *probe.Probe) (a Action, hits int) {
 	src := p.Src.Addr()
 	hits = 1

@@ -146,23 +146,21 @@ func TestBlockedMemoryIsBounded(t *testing.T) {
 	}
 }
 
-func TestPolicyRefusalMarksNothing(t *testing.T) {
+// TestJudgeMarksNothing: Judge leaves the marking to its caller, so a host whose
+// response the caller refused is still new to the mode next time.
+func TestJudgeMarksNothing(t *testing.T) {
 	d := New(0, 0)
-	deny := func(probe.Probe) Action { return Suppressed }
 	p := hit("198.18.0.2", probe.ModeSTCP)
-	for _, a := range []Action{Suppressed, Dismissed} {
-		if v := d.ObserveWith(p, false, func(probe.Probe) Action { return a }); v.Action != a {
-			t.Fatalf("policy said %v, verdict %v", a, v.Action)
-		}
-		if d.Remembered(probe.ModeSTCP) != 0 {
-			t.Fatalf("a host the policy refused (%v) was remembered", a)
+	for range 2 {
+		if a, _ := d.Judge(&p); a != Respond {
+			t.Fatalf("unmarked host: %v, want respond", a)
 		}
 	}
-	if v := d.ObserveWith(p, false, nil); v.Action != Respond {
-		t.Fatalf("after the policy allows: %v", v.Action)
+	if n := d.Remembered(probe.ModeSTCP); n != 0 {
+		t.Fatalf("Judge remembered %d hosts by itself", n)
 	}
-	// An already-blocked host is not asked about again.
-	if v := d.ObserveWith(p, false, deny); v.Action != AlreadyBlocked {
-		t.Fatalf("known host under a denying policy: %v", v.Action)
+	d.Mark(p.Mode, p.Src.Addr())
+	if a, _ := d.Judge(&p); a != AlreadyBlocked {
+		t.Fatalf("marked host: %v, want already-blocked", a)
 	}
 }
