@@ -233,15 +233,12 @@ func (d *Daemon) StatsSnapshot() *Stats { return &d.stats }
 // Config returns the configuration in force.
 func (d *Daemon) Config() *config.Config { return d.state.Load().cfg }
 
-// ignored reports whether a source must never be acted on: the ignore file, the host's
-// own addresses, loopback and the unspecified addresses (the last two are always part
-// of OwnAddrs), and the host's default gateways and DNS resolvers, which a spoofed probe
-// would otherwise get banned (SPEC §8).
-func (d *Daemon) ignored(a netip.Addr) bool { return d.protectedSet().Contains(a) }
-
-// protectedSet returns the union of the addresses ignored checks, rebuilt when one of
-// its parts has changed (an address, a reload, a new gateway). A batch of probes
-// looks it up once.
+// protectedSet returns the sources that must never be acted on: the ignore file, the
+// host's own addresses, loopback and the unspecified addresses (the last two are always
+// part of OwnAddrs), and the host's default gateways and DNS resolvers, which a spoofed
+// probe would otherwise get banned (SPEC §8). It is one set, the union of the three,
+// rebuilt when one of them has changed (an address, a reload, a new gateway); a batch
+// of probes fetches it once.
 func (d *Daemon) protectedSet() *netaddr.Set {
 	own, ignore, infra := d.own.Set(), d.state.Load().ignore, d.infra.Set()
 	p := d.protected.Load()
@@ -252,8 +249,7 @@ func (d *Daemon) protectedSet() *netaddr.Set {
 	return p.all
 }
 
-// protected is the union of the sets ignored checks, with the sets it was built from:
-// one lookup per probe instead of three.
+// protected is the union protectedSet returns, with the sets it was built from.
 type protected struct {
 	own, ignore, infra, all *netaddr.Set
 }
@@ -323,7 +319,7 @@ func (t *tally) flush(d *Daemon) {
 }
 
 // judge runs one probe through the detector (d.mu held) and queues its verdict;
-// protected is what ignored would look in.
+// protected is protectedSet's answer, fetched by the caller.
 func (d *Daemon) judge(p *probe.Probe, t *tally, protected *netaddr.Set) {
 	p.Src = netip.AddrPortFrom(probe.Canonical(p.Src.Addr()), p.Src.Port())
 	if protected.Contains(p.Src.Addr()) {
@@ -366,14 +362,15 @@ func shard(a netip.Addr) int {
 	return int(h % workers)
 }
 
-// mayRespond is the detector's policy for a host about to be acted on. It applies the
-// spoofing defences, the rate of new responses (BAN_RATE) and the cap on active bans
-// (BAN_CAP): a flood of spoofed sources is then counted, and summarised every ten
-// seconds, instead of acted on. Then, for a stealth probe, it looks at the local
-// sockets again, as of the packet's time: a service may have opened the port since
-// the last periodic look (once a second). It runs under d.mu, so that look (a few
-// sock_diag system calls, at most one per protocol per 10 ms) briefly holds up the
-// other sensors; it is here because only hosts about to be acted on need it.
+// mayRespond decides whether a host the detector found new to its mode is acted on
+// (Respond) or not (Suppressed, Dismissed). It applies the spoofing defences, the rate
+// of new responses (BAN_RATE) and the cap on active bans (BAN_CAP): a flood of spoofed
+// sources is then counted, and summarised every ten seconds, instead of acted on.
+// Then, for a stealth probe, it looks at the local sockets again, as of the packet's
+// time: a service may have opened the port since the last periodic look (once a
+// second). It runs under d.mu, so that look (a few sock_diag system calls, at most one
+// per protocol per 10 ms) briefly holds up the other sensors; it is here because only
+// hosts about to be acted on need it.
 func (d *Daemon) mayRespond(p *probe.Probe) detect.Action {
 	// The rate limit first: under a flood it refuses almost everything, cheaply, and
 	// the look at the sockets, a few system calls, is spared.

@@ -59,11 +59,8 @@ func NewInfra(log *slog.Logger, resolvConf string) *Infra {
 	return i
 }
 
-// Contains reports whether a is a gateway or a resolver.
-func (i *Infra) Contains(a netip.Addr) bool { return i.snap.Load().set.Contains(a) }
-
-// Set returns the gateways and resolvers as an immutable set. It is the same pointer
-// until they change.
+// Set returns the gateways and resolvers as an immutable set, for lookups. It is the
+// same pointer until they change.
 func (i *Infra) Set() *Set { return i.snap.Load().set }
 
 // Gateways and Resolvers return the current lists, sorted.
