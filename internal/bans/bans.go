@@ -23,6 +23,10 @@ type Reason struct {
 	Port uint16     `json:"port,omitempty"`
 	Scan string     `json:"scan,omitempty"` // classic scan-type string; empty for connects
 	By   string     `json:"by,omitempty"`   // "detect" or "operator"
+	// Spoofable is set when the evidence could have been forged (anything but a
+	// completed TCP handshake): such bans always expire, so forged probes cannot fill
+	// BAN_CAP for good.
+	Spoofable bool `json:"spoofable,omitempty"`
 }
 
 // Ban is one active ban.

@@ -52,7 +52,7 @@ var keys = []keySpec{
 	intKey("BAN_TIME_MAX", 0, maxBanSeconds, "a number of seconds (0: no maximum)", func(c *Config) *int { return &c.BanTimeMax }),
 	intKey("BAN_RATE", 0, 1000000, "new responses per minute (0: no limit)", func(c *Config) *int { return &c.BanRate }),
 	intKey("BAN_CAP", 0, 10000000, "a number of bans (0: no limit)", func(c *Config) *int { return &c.BanCap }),
-	intKey("BAN_IPV6_PREFIX", 1, 128, "a prefix length from 1 to 128", func(c *Config) *int { return &c.BanIPv6Prefix }),
+	intKey("BAN_IPV6_PREFIX", 48, 128, "a prefix length from 48 to 128", func(c *Config) *int { return &c.BanIPv6Prefix }),
 	stringKey("BAN_JOURNAL", nil, func(c *Config) *string { return &c.BanJournal }),
 	stringKey("CONTROL_SOCKET", nil, func(c *Config) *string { return &c.ControlSocket }),
 	boolKey("UNSPOOFABLE_ONLY", func(c *Config) *bool { return &c.UnspoofableOnly }),

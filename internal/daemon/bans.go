@@ -21,6 +21,7 @@ import (
 	"github.com/portsentry-go/portsentry/internal/respond/ipset"
 	"github.com/portsentry-go/portsentry/internal/respond/nft"
 	"github.com/portsentry-go/portsentry/internal/respond/route"
+	"github.com/portsentry-go/portsentry/internal/safety"
 	"github.com/portsentry-go/portsentry/internal/web"
 )
 
@@ -70,6 +71,10 @@ type banManager struct {
 	kernel  respond.Backend // nil: bans are recorded but only the classic commands block
 	backend string
 	cfg     func() *config.Config // the configuration in force (BAN_TIME etc. follow reloads)
+	// view is the safety gate's current picture; checked is the one the active bans
+	// were last checked against.
+	view    func() *safety.View
+	checked *safety.View
 	in      chan bans.Ban
 	onLift  func([]bans.Ban) // the daemon forgets lifted hosts, so they can be caught again
 	// suppressed counts bans refused because BAN_CAP was reached (the daemon's counter).
@@ -85,7 +90,7 @@ type banManager struct {
 //
 // Debian starts one process per protocol (-tcp and -udp); a second process finding the
 // journal locked by the first uses its own, named after its modes.
-func openBans(cfgFn func() *config.Config, modes []probe.Mode, log *slog.Logger, now time.Time) (*banManager, error) {
+func openBans(cfgFn func() *config.Config, view func() *safety.View, modes []probe.Mode, log *slog.Logger, now time.Time) (*banManager, error) {
 	cfg := cfgFn()
 	path := cfg.BanJournalPath()
 	j, rep, err := bans.Open(path, now)
@@ -97,7 +102,7 @@ func openBans(cfgFn func() *config.Config, modes []probe.Mode, log *slog.Logger,
 	if err != nil {
 		return nil, err
 	}
-	m := &banManager{log: log, journal: j, cfg: cfgFn, backend: cfg.BlockBackend, in: make(chan bans.Ban, banBatch)}
+	m := &banManager{log: log, journal: j, cfg: cfgFn, view: view, backend: cfg.BlockBackend, in: make(chan bans.Ban, banBatch)}
 	for _, line := range rep.Corrupt {
 		log.Warn(fmt.Sprintf("adminalert: %s:%d: unreadable ban journal line skipped", path, line))
 	}
@@ -116,6 +121,7 @@ func openBans(cfgFn func() *config.Config, modes []probe.Mode, log *slog.Logger,
 		return nil, fmt.Errorf("BLOCK_BACKEND %s: %w", cfg.BlockBackend, err)
 	}
 	m.kernel = k
+	m.recheck(now) // a record the gate refuses now is lifted, not re-asserted
 	active := j.Active()
 	if err := m.assert(active); err != nil {
 		log.Error("adminalert: ERROR: re-asserting bans: " + err.Error())
@@ -160,13 +166,18 @@ func (m *banManager) prefixFor(a netip.Addr) netip.Prefix {
 }
 
 // newBan builds a ban of p lasting d, or with d < 0 the duration its offence count
-// earns. With the classic backend bans are permanent: nothing would undo KILL_ROUTE.
+// earns. With the classic backend a ban on unspoofable evidence is permanent, as
+// classic's were (nothing undoes a KILL_ROUTE); one on spoofable evidence lasts
+// BAN_TIME in the journal (at least an hour), so that forged probes cannot fill
+// BAN_CAP for good and lock detection out.
 func (m *banManager) newBan(p netip.Prefix, reason bans.Reason, d time.Duration, now time.Time) bans.Ban {
 	b := bans.Ban{Prefix: p, Start: now, Reason: reason}
 	cfg := m.cfg()
 	switch {
-	case m.kernel == nil:
+	case m.kernel == nil && !reason.Spoofable:
 		d = 0
+	case m.kernel == nil:
+		d = max(time.Duration(cfg.BanTime)*time.Second, time.Hour)
 	case d < 0:
 		d = bans.EscalatedDuration(time.Duration(cfg.BanTime)*time.Second,
 			time.Duration(cfg.BanTimeMax)*time.Second, m.journal.NextOffence(p))
@@ -244,6 +255,7 @@ func (m *banManager) run(ctx context.Context) {
 				ticking = true
 			}
 		case now := <-tick.C:
+			m.recheck(now)
 			m.expire(now)
 			if m.journal.Len() == 0 {
 				tick.Stop()
@@ -336,6 +348,54 @@ func describe(b bans.Ban) string {
 	return fmt.Sprintf("for %v (offence %d)", b.Until.Sub(b.Start).Round(time.Second), b.Offences)
 }
 
+// recheck lifts, when the safety view has changed since the last look, every active
+// ban that now covers something protected: a new own address, gateway or resolver, or
+// an ignore entry added by a reload. Each is logged with what it covers. The lifted
+// host can be caught again, with a ban the gate then narrows.
+func (m *banManager) recheck(now time.Time) {
+	v := m.view()
+	if v == m.checked {
+		return
+	}
+	m.checked = v
+	var refused []netip.Prefix
+	why := map[netip.Prefix]error{}
+	for _, b := range m.journal.Active() {
+		if err := v.Check(b.Prefix); err != nil {
+			refused = append(refused, b.Prefix)
+			why[b.Prefix] = err
+		}
+	}
+	if len(refused) == 0 {
+		return
+	}
+	ended, err := m.journal.Lift(bans.OpUnban, refused, now)
+	if err != nil {
+		m.log.Error("adminalert: ERROR: ban journal: " + err.Error())
+	}
+	if m.kernel != nil && len(ended) > 0 {
+		if err := m.kernel.Revoke(prefixesOf(ended)); err != nil {
+			m.log.Error("adminalert: ERROR: " + m.backend + ": " + err.Error())
+		}
+	}
+	for _, b := range ended {
+		text := fmt.Sprintf("adminalert: Ban on %s lifted: %v (the protected addresses changed)", b.Prefix, why[b.Prefix])
+		m.log.Warn(text)
+		m.record(web.KindUnban, b, text)
+	}
+	if len(ended) > 0 && m.onLift != nil {
+		m.onLift(ended)
+	}
+}
+
+func prefixesOf(list []bans.Ban) []netip.Prefix {
+	out := make([]netip.Prefix, len(list))
+	for i, b := range list {
+		out[i] = b.Prefix
+	}
+	return out
+}
+
 // expire records the bans that have run out.
 func (m *banManager) expire(now time.Time) {
 	ended, err := m.journal.Lift(bans.OpExpire, m.journal.Due(now), now)
@@ -347,11 +407,7 @@ func (m *banManager) expire(now time.Time) {
 		return
 	}
 	if m.kernel != nil {
-		prefixes := make([]netip.Prefix, len(ended))
-		for i, b := range ended {
-			prefixes[i] = b.Prefix
-		}
-		if err := m.kernel.Expire(prefixes); err != nil {
+		if err := m.kernel.Expire(prefixesOf(ended)); err != nil {
 			m.log.Error("adminalert: ERROR: " + m.backend + ": " + err.Error())
 		}
 	}

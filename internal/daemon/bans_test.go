@@ -12,6 +12,7 @@ import (
 	"github.com/portsentry-go/portsentry/internal/bans"
 	"github.com/portsentry-go/portsentry/internal/config"
 	"github.com/portsentry-go/portsentry/internal/probe"
+	"github.com/portsentry-go/portsentry/internal/safety"
 )
 
 // TestBanExpiresAfterIdle: the expiry ticker stops while there are no bans; a ban
@@ -20,7 +21,8 @@ func TestBanExpiresAfterIdle(t *testing.T) {
 	cfg := config.Default()
 	cfg.BanJournal = filepath.Join(t.TempDir(), "journal")
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	m, err := openBans(func() *config.Config { return cfg }, []probe.Mode{probe.ModeSTCP}, log, time.Now())
+	view := safety.NewView(safety.Inputs{})
+	m, err := openBans(func() *config.Config { return cfg }, func() *safety.View { return view }, []probe.Mode{probe.ModeSTCP}, log, time.Now())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -22,6 +22,7 @@ import (
 	"github.com/portsentry-go/portsentry/internal/netaddr"
 	"github.com/portsentry-go/portsentry/internal/probe"
 	"github.com/portsentry-go/portsentry/internal/respond"
+	"github.com/portsentry-go/portsentry/internal/safety"
 	"github.com/portsentry-go/portsentry/internal/sensor"
 	"github.com/portsentry-go/portsentry/internal/web"
 )
@@ -40,9 +41,11 @@ const (
 	workers   = 4
 )
 
-// Where the resolvers come from, and how often gateways and resolvers are re-read.
+// Where the resolvers come from (systemd-resolved lists its upstream servers in the
+// second file), and how often gateways and resolvers are re-read.
 const (
 	resolvConf   = "/etc/resolv.conf"
+	resolvedConf = "/run/systemd/resolve/resolv.conf"
 	infraRefresh = 10 * time.Second
 )
 
@@ -73,9 +76,10 @@ type Daemon struct {
 	started time.Time
 	metrics *web.Metrics
 	events  *web.Events
-	jsonLog *jsonLog                // nil without JSON_LOG
-	limit   atomic.Pointer[limiter] // BAN_RATE; nil: no limit
-	// protected caches what ignored looks addresses up in.
+	jsonLog *jsonLog    // nil without JSON_LOG
+	flood   *floodMeter // guarded by mu
+	// protected caches the safety view built from the own addresses, the ignore set
+	// and the gateways and resolvers.
 	protected atomic.Pointer[protected]
 	// stillFree, set with the stealth modes, takes a fresh look at the local sockets
 	// before a stealth probe is acted on: false if its port has just been taken. (No
@@ -86,6 +90,7 @@ type Daemon struct {
 	stealth   *sensor.Stealth    // nil without stealth modes
 	listening *listening.Tracker // local services, for smart verify; nil without stealth modes
 	jobs      [workers]chan detect.Verdict
+	commands  *commandPool    // classic KILL_ commands, off the workers
 	ctx       context.Context // for responses; cancelled at shutdown
 	stats     Stats
 }
@@ -101,8 +106,13 @@ type state struct {
 // Stats are the daemon's running counters.
 type Stats struct {
 	Hits, Ignored, Detections, Responses, Failures, QueueDrops, Reloads atomic.Uint64
-	// Suppressed counts new hosts not acted on because of BAN_RATE or BAN_CAP.
+	// Impossible counts probes from sources no real host sends from.
+	Impossible atomic.Uint64
+	// Suppressed counts probes held back because their rank's BAN_RATE budget was
+	// spent, and bans refused because BAN_CAP was reached.
 	Suppressed atomic.Uint64
+	// Repeated counts hits from already-blocked hosts counted instead of logged.
+	Repeated atomic.Uint64
 	// Dismissed counts stealth probes found, at the last moment, to be aimed at a port
 	// a local service had just opened.
 	Dismissed atomic.Uint64
@@ -110,9 +120,9 @@ type Stats struct {
 
 // String renders the counters for the log.
 func (s *Stats) String() string {
-	return fmt.Sprintf("hits=%d ignored=%d detections=%d responses=%d failures=%d queue_drops=%d suppressed=%d dismissed=%d reloads=%d",
-		s.Hits.Load(), s.Ignored.Load(), s.Detections.Load(), s.Responses.Load(), s.Failures.Load(),
-		s.QueueDrops.Load(), s.Suppressed.Load(), s.Dismissed.Load(), s.Reloads.Load())
+	return fmt.Sprintf("hits=%d ignored=%d impossible=%d detections=%d responses=%d failures=%d queue_drops=%d suppressed=%d repeated=%d dismissed=%d reloads=%d",
+		s.Hits.Load(), s.Ignored.Load(), s.Impossible.Load(), s.Detections.Load(), s.Responses.Load(), s.Failures.Load(),
+		s.QueueDrops.Load(), s.Suppressed.Load(), s.Repeated.Load(), s.Dismissed.Load(), s.Reloads.Load())
 }
 
 // New loads the configuration and ignore file; it opens nothing yet.
@@ -124,18 +134,17 @@ func New(opts Options) (*Daemon, error) {
 		return nil, errors.New("no mode given: use one or more of -tcp -udp -stcp -sudp -atcp -audp")
 	}
 	d := &Daemon{opts: opts, log: opts.Log, own: opts.OwnAddrs, connect: map[probe.Mode]*sensor.Connect{},
-		metrics: web.NewMetrics(), events: web.NewEvents(web.DefaultEvents)}
+		metrics: web.NewMetrics(), events: web.NewEvents(web.DefaultEvents), flood: newFloodMeter()}
 	st, err := d.load()
 	if err != nil {
 		return nil, err
 	}
 	d.state.Store(st)
-	d.det = detect.New(st.cfg.ScanTrigger, detect.DefaultTableSize)
-	d.limit.Store(newLimiter(st.cfg.BanRate))
+	d.det = detect.New(st.cfg.ScanTrigger, detect.DefaultTableSize, st.cfg.BanRate)
 	if d.own == nil {
 		d.own = netaddr.NewOwnAddrs(opts.Log)
 	}
-	d.infra = netaddr.NewInfra(opts.Log, resolvConf)
+	d.infra = netaddr.NewInfra(opts.Log, resolvConf, resolvedConf)
 	return d, nil
 }
 
@@ -233,25 +242,28 @@ func (d *Daemon) StatsSnapshot() *Stats { return &d.stats }
 // Config returns the configuration in force.
 func (d *Daemon) Config() *config.Config { return d.state.Load().cfg }
 
-// protectedSet returns the sources that must never be acted on: the ignore file, the
-// host's own addresses, loopback and the unspecified addresses (the last two are always
-// part of OwnAddrs), and the host's default gateways and DNS resolvers, which a spoofed
-// probe would otherwise get banned (SPEC §8). It is one set, the union of the three,
-// rebuilt when one of them has changed (an address, a reload, a new gateway); a batch
-// of probes fetches it once.
-func (d *Daemon) protectedSet() *netaddr.Set {
+// view returns the safety view every decision and every ban is checked against: the
+// ignore file, the host's own addresses and networks (loopback and the unspecified
+// addresses are always in), and its gateways and DNS resolvers, which a spoofed probe
+// would otherwise get banned (SPEC §8), plus the sources no real host sends from. It
+// is rebuilt when one of its parts has changed (an address, a reload, a new gateway);
+// a batch of probes fetches it once.
+func (d *Daemon) view() *safety.View {
 	own, ignore, infra := d.own.Set(), d.state.Load().ignore, d.infra.Set()
 	p := d.protected.Load()
 	if p == nil || p.own != own || p.ignore != ignore || p.infra != infra {
-		p = &protected{own: own, ignore: ignore, infra: infra, all: netaddr.Union(own, ignore, infra)}
+		v := safety.NewView(safety.Inputs{Own: d.own.Addrs(), Networks: d.own.Networks(),
+			Gateways: d.infra.Gateways(), Resolvers: d.infra.Resolvers(), Ignore: ignore})
+		p = &protected{own: own, ignore: ignore, infra: infra, view: v}
 		d.protected.Store(p)
 	}
-	return p.all
+	return p.view
 }
 
-// protected is the union protectedSet returns, with the sets it was built from.
+// protected is the view, with the sets it was built from.
 type protected struct {
-	own, ignore, infra, all *netaddr.Set
+	own, ignore, infra *netaddr.Set
+	view               *safety.View
 }
 
 // Handle is the connect sensors' entry point: judge the probe and queue whatever needs
@@ -259,7 +271,7 @@ type protected struct {
 func (d *Daemon) Handle(p probe.Probe) {
 	var t tally
 	d.mu.Lock()
-	d.judge(&p, &t, d.protectedSet())
+	d.judge(&p, &t, d.view())
 	d.mu.Unlock()
 	t.flush(d)
 }
@@ -271,9 +283,9 @@ func (d *Daemon) Handle(p probe.Probe) {
 func (d *Daemon) HandleBatch(ps []probe.Probe) {
 	var t tally
 	d.mu.Lock()
-	protected := d.protectedSet()
+	view := d.view()
 	for i := range ps {
-		d.judge(&ps[i], &t, protected)
+		d.judge(&ps[i], &t, view)
 	}
 	d.mu.Unlock()
 	t.flush(d)
@@ -281,7 +293,7 @@ func (d *Daemon) HandleBatch(ps []probe.Probe) {
 
 // tally gathers a batch's counts; flush adds them to the shared counters.
 type tally struct {
-	hits, ignored, suppressed, queueDrops uint64
+	hits, ignored, impossible, suppressed, repeated, queueDrops uint64
 	// Hits per mode and scan type, kept as runs: a batch is mostly one kind of probe.
 	run        uint64
 	mode, scan string
@@ -301,52 +313,73 @@ func (t *tally) flush(d *Daemon) {
 	if t.run > 0 {
 		d.metrics.Hit(t.mode, t.scan, t.run)
 	}
-	add := func(c *atomic.Uint64, n uint64) {
+	add := func(c *atomic.Uint64, n uint64, metric func(uint64)) {
 		if n > 0 {
 			c.Add(n)
+			if metric != nil {
+				metric(n)
+			}
 		}
 	}
-	add(&d.stats.Hits, t.hits)
-	add(&d.stats.Ignored, t.ignored)
-	add(&d.stats.Suppressed, t.suppressed)
-	add(&d.stats.QueueDrops, t.queueDrops)
-	if t.ignored > 0 {
-		d.metrics.Ignored(t.ignored)
-	}
-	if t.suppressed > 0 {
-		d.metrics.Suppressed(t.suppressed)
-	}
+	add(&d.stats.Hits, t.hits, nil)
+	add(&d.stats.Ignored, t.ignored, d.metrics.Ignored)
+	add(&d.stats.Impossible, t.impossible, d.metrics.Impossible)
+	add(&d.stats.Suppressed, t.suppressed, d.metrics.Suppressed)
+	add(&d.stats.Repeated, t.repeated, d.metrics.Repeated)
+	add(&d.stats.QueueDrops, t.queueDrops, nil)
 }
 
-// judge runs one probe through the detector (d.mu held) and queues its verdict;
-// protected is protectedSet's answer, fetched by the caller.
-func (d *Daemon) judge(p *probe.Probe, t *tally, protected *netaddr.Set) {
+// judge runs one probe through the detector (d.mu held) and queues its verdict.
+func (d *Daemon) judge(p *probe.Probe, t *tally, view *safety.View) {
 	p.Src = netip.AddrPortFrom(probe.Canonical(p.Src.Addr()), p.Src.Port())
-	if protected.Contains(p.Src.Addr()) {
-		// Silent and uncounted by the detector (SPEC §4).
+	v := d.det.Judge(p, view.Source(p.Src.Addr()))
+	switch v.Action {
+	case detect.Ignored: // silent and uncounted by the detector (SPEC §4)
 		t.hits++
 		t.ignored++
 		return
+	case detect.Impossible:
+		t.hits++
+		t.impossible++
+		return
 	}
 	t.hit(d, p)
-	a, hits := d.det.Judge(p)
-	if a == detect.Respond {
-		if a = d.mayRespond(p); a == detect.Respond {
-			d.det.Mark(p.Mode, p.Src.Addr()) // before the response runs: see Judge
-		}
-	}
-	switch a {
-	case detect.Counted, detect.Dismissed:
+	switch v.Action {
+	case detect.Counted:
+		return
+	case detect.Repeated:
+		t.repeated++
 		return
 	case detect.Suppressed:
 		t.suppressed++
+		d.flood.held(p, &v)
+		return
+	case detect.Respond:
+		// A stealth probe's port may have been taken by a service since the last
+		// periodic look at the sockets (once a second): look again, as of the packet's
+		// time. It runs under d.mu, so that look (a few sock_diag calls, at most one per
+		// protocol per 10 ms) briefly holds up the other sensors; only hosts about to be
+		// acted on need it.
+		if d.stillFree != nil && !p.Mode.Connect() && !d.stillFree(p.Proto, p.Dst, p.Time) {
+			d.stats.Dismissed.Add(1)
+			return
+		}
+		d.det.Mark(p.Mode, p.Src.Addr()) // before the response runs: see Judge
+	}
+	q := d.jobs[shard(p.Src.Addr())]
+	if v.Action == detect.AlreadyBlocked && len(q) >= cap(q)/2 {
+		// The second half of a queue is kept for hosts not yet acted on: a flood from
+		// one banned host must not take the slots new scanners need.
+		d.det.Unsay(p.Mode, p.Src.Addr(), v)
+		t.repeated++
 		return
 	}
+	v.Probe = *p
 	select {
-	case d.jobs[shard(p.Src.Addr())] <- detect.Verdict{Probe: *p, Action: a, Hits: hits}:
+	case q <- v:
 	default:
 		t.queueDrops++
-		if a == detect.Respond {
+		if v.Action == detect.Respond {
 			d.det.Forget(p.Mode, p.Src.Addr())
 		}
 	}
@@ -360,28 +393,6 @@ func shard(a netip.Addr) int {
 		h = (h ^ uint32(c)) * 16777619
 	}
 	return int(h % workers)
-}
-
-// mayRespond decides whether a host the detector found new to its mode is acted on
-// (Respond) or not (Suppressed, Dismissed). It applies the spoofing defences, the rate
-// of new responses (BAN_RATE) and the cap on active bans (BAN_CAP): a flood of spoofed
-// sources is then counted, and summarised every ten seconds, instead of acted on.
-// Then, for a stealth probe, it looks at the local sockets again, as of the packet's
-// time: a service may have opened the port since the last periodic look (once a
-// second). It runs under d.mu, so that look (a few sock_diag system calls, at most one
-// per protocol per 10 ms) briefly holds up the other sensors; it is here because only
-// hosts about to be acted on need it.
-func (d *Daemon) mayRespond(p *probe.Probe) detect.Action {
-	// The rate limit first: under a flood it refuses almost everything, cheaply, and
-	// the look at the sockets, a few system calls, is spared.
-	if !d.limit.Load().allow(p.Time) || (d.bans != nil && d.bans.full()) {
-		return detect.Suppressed // counted by the caller, once per batch
-	}
-	if d.stillFree != nil && !p.Mode.Connect() && !d.stillFree(p.Proto, p.Dst, p.Time) {
-		d.stats.Dismissed.Add(1)
-		return detect.Dismissed
-	}
-	return detect.Respond
 }
 
 func (d *Daemon) forget(m probe.Mode, a netip.Addr) {
@@ -448,7 +459,7 @@ func (d *Daemon) openStores(cfg *config.Config) error {
 	d.files = f
 	d.rec = newRecorder(f, d.log)
 	d.started = time.Now()
-	if d.bans, err = openBans(d.Config, d.opts.Modes, d.log, d.started); err != nil {
+	if d.bans, err = openBans(d.Config, d.view, d.opts.Modes, d.log, d.started); err != nil {
 		d.rec.close()
 		d.files.close()
 		return err
@@ -481,6 +492,7 @@ func (d *Daemon) closeStores() error {
 func (d *Daemon) startWorkers(ctx context.Context) (stop func()) {
 	respCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	d.ctx = respCtx
+	d.commands = newCommandPool(respCtx)
 	var wg sync.WaitGroup
 	for i := range d.jobs {
 		d.jobs[i] = make(chan detect.Verdict, queueSize)
@@ -496,6 +508,7 @@ func (d *Daemon) startWorkers(ctx context.Context) (stop func()) {
 		}
 		timer := time.AfterFunc(10*time.Second, cancel)
 		wg.Wait()
+		d.commands.close()
 		timer.Stop()
 		cancel()
 	}
@@ -504,25 +517,21 @@ func (d *Daemon) startWorkers(ctx context.Context) (stop func()) {
 func (d *Daemon) serve(ctx context.Context, reload <-chan os.Signal) {
 	tick := time.NewTicker(10 * time.Second)
 	defer tick.Stop()
-	var lastDrops, lastSuppressed uint64
+	var lastDrops uint64
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-reload:
 			d.reload()
+		case <-d.flood.begun:
+			d.reportFlood(true)
 		case <-tick.C:
 			if n := d.stats.QueueDrops.Load(); n != lastDrops {
 				d.log.Warn(fmt.Sprintf("adminalert: response queue full: %d detections dropped so far", n))
 				lastDrops = n
 			}
-			if n := d.stats.Suppressed.Load(); n != lastSuppressed {
-				cfg := d.Config()
-				d.log.Warn(fmt.Sprintf("adminalert: Possible spoofed flood: %d new hosts not acted on in the last 10 s "+
-					"(BAN_RATE %d/min, BAN_CAP %d, %d bans active); detection continues",
-					n-lastSuppressed, cfg.BanRate, cfg.BanCap, d.bans.journal.Len()))
-				lastSuppressed = n
-			}
+			d.reportFlood(false)
 		}
 	}
 }
@@ -579,10 +588,10 @@ func (d *Daemon) reload() {
 	d.state.Store(st)
 	d.mu.Lock()
 	d.det.SetTrigger(st.cfg.ScanTrigger)
-	d.mu.Unlock()
 	if st.cfg.BanRate != old.BanRate {
-		d.limit.Store(newLimiter(st.cfg.BanRate))
+		d.det.SetRate(st.cfg.BanRate)
 	}
+	d.mu.Unlock()
 	for m, c := range d.connect {
 		c.Update(portsFor(st.cfg, m), st.cfg.PortBanner)
 	}

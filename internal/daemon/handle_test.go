@@ -11,6 +11,7 @@ import (
 	"github.com/portsentry-go/portsentry/internal/netaddr"
 	"github.com/portsentry-go/portsentry/internal/packet"
 	"github.com/portsentry-go/portsentry/internal/probe"
+	"github.com/portsentry-go/portsentry/internal/safety"
 )
 
 // BenchmarkHandleFlood is the daemon's share of a spoofed SYN flood's per-packet cost:
@@ -73,7 +74,7 @@ func benchHandle(b *testing.B, batch int) {
 func TestIgnoredFollowsChanges(t *testing.T) {
 	d := floodDaemon(t)
 	inFile, other := netip.MustParseAddr("10.9.8.7"), netip.MustParseAddr("198.18.5.5")
-	ignored := func(a netip.Addr) bool { return d.protectedSet().Contains(a) }
+	ignored := func(a netip.Addr) bool { return d.view().Source(a) == safety.Protected }
 	if !ignored(inFile) || ignored(other) || !ignored(netip.MustParseAddr("127.0.0.1")) {
 		t.Fatal("ignored does not match the ignore file")
 	}
@@ -121,11 +122,12 @@ func TestRefusedHostIsNewLater(t *testing.T) {
 	for i := range d.jobs { // queues for the verdicts, with no workers taking them
 		d.jobs[i] = make(chan detect.Verdict, 4)
 	}
-	d.limit.Store(newLimiter(1)) // one response a minute
+	d.det.SetRate(1) // one response a minute per rank
 	probeFrom := func(src string) probe.Probe {
 		return probe.Probe{
 			Src: netip.MustParseAddrPort(src + ":40000"), Dst: netip.MustParseAddrPort("198.18.200.1:31337"),
 			Proto: probe.TCP, Mode: probe.ModeSTCP, ScanType: packet.Classify(packet.FlagSYN), Time: time.Now(),
+			Spoofable: true,
 		}
 	}
 	d.Handle(probeFrom("198.18.7.1")) // takes the minute's response
@@ -134,7 +136,7 @@ func TestRefusedHostIsNewLater(t *testing.T) {
 	if n := d.stats.Suppressed.Load(); n != 1 || d.det.Blocked(probe.ModeSTCP, refused) {
 		t.Fatalf("suppressed %d (want 1), refused host remembered: %v", n, d.det.Blocked(probe.ModeSTCP, refused))
 	}
-	d.limit.Store(nil)
+	// Its next probe ranks higher (a source seen twice) and has a budget of its own.
 	d.Handle(probeFrom(refused.String()))
 	if !d.det.Blocked(probe.ModeSTCP, refused) {
 		t.Fatal("the refused host's next probe was not acted on")

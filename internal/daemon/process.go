@@ -1,7 +1,10 @@
 package daemon
 
 import (
+	"context"
 	"fmt"
+	"net/netip"
+	"sync"
 
 	"github.com/portsentry-go/portsentry/internal/bans"
 	"github.com/portsentry-go/portsentry/internal/config"
@@ -14,18 +17,18 @@ import (
 
 // process handles one verdict on a worker: resolve, log the detection, then either note
 // that the host is already blocked or respond and record it, in classic order (SPEC §4).
+//
+// Nothing slow runs here. With a native backend the ban is queued at once, before any
+// classic command; the KILL_ commands run on the command pool, so a hanging one holds up
+// neither this worker's other hosts nor the ban.
 func (d *Daemon) process(v detect.Verdict) {
 	st := d.state.Load()
 	p := v.Probe
 	addr := p.Src.Addr()
 	port := p.Dst.Port()
 	name := st.resolver.name(d.ctx, addr)
-	d.stats.Detections.Add(1)
-	d.metrics.Detection(string(p.Mode))
 	line := detectionLine(p, name)
 	d.log.Info(line)
-	d.event(web.Event{Time: p.Time, Kind: web.KindDetection, Addr: addr.String(), Name: name, Port: port,
-		Proto: p.Proto.String(), Mode: string(p.Mode), Scan: p.ScanType, Text: line})
 	if p.IPOptions {
 		d.log.Info(fmt.Sprintf("attackalert: Packet from host: %s/%s to %s port: %d has IP options set (detection avoidance technique).", name, addr, p.Proto, port))
 	}
@@ -35,26 +38,84 @@ func (d *Daemon) process(v detect.Verdict) {
 		} else {
 			d.log.Info(fmt.Sprintf("attackalert: Host: %s/%s is already blocked Ignoring", name, addr))
 		}
+		if v.Repeats > 0 {
+			d.log.Info(fmt.Sprintf("attackalert: Host: %s/%s: %d more probes while blocked (counted, not logged one by one)", name, addr, v.Repeats))
+		}
 		return
 	}
+	d.stats.Detections.Add(1)
+	d.metrics.Detection(string(p.Mode))
+	d.event(web.Event{Time: p.Time, Kind: web.KindDetection, Addr: addr.String(), Name: name, Port: port,
+		Proto: p.Proto.String(), Mode: string(p.Mode), Scan: p.ScanType, Text: line})
 	if st.cfg.UnspoofableOnly && p.Spoofable {
 		d.log.Info(fmt.Sprintf("attackalert: Not acting on host %s/%s: the probe could be spoofed (UNSPOOFABLE_ONLY)", name, addr))
 		d.forget(p.Mode, addr)
 		return
 	}
+	level := blockLevel(st.cfg, p.Proto)
 	t := respond.Target{Addr: addr, Name: name, Port: port, Mode: p.Mode}
-	if !st.responder.Respond(d.ctx, t) {
-		d.stats.Failures.Add(1)
-		d.log.Error(fmt.Sprintf("attackalert: ERROR: Could not block host %s/%s !!", name, addr))
+	if level == config.BlockLogOnly {
+		st.responder.Respond(d.ctx, t) // only logs that the configuration says not to act
+		d.stats.Responses.Add(1)
+		d.rec.record(p.Mode, journal.Line(p.Time.Local(), name, addr, port, p.Proto))
+		return
+	}
+	native := level == config.BlockKill && d.bans.kernel != nil
+	if native && !d.banFor(v) {
 		d.forget(p.Mode, addr)
 		return
 	}
-	d.stats.Responses.Add(1)
-	if blockLevel(st.cfg, p.Proto) == config.BlockKill {
-		reason := bans.Reason{Mode: p.Mode, Port: port, Scan: p.ScanType, By: "detect"}
-		d.bans.ban(d.bans.newBan(d.bans.prefixFor(addr), reason, -1, p.Time))
+	if native { // the host is blocked now, whatever the commands do
+		d.rec.record(p.Mode, journal.Line(p.Time.Local(), name, addr, port, p.Proto))
 	}
-	d.rec.record(p.Mode, journal.Line(p.Time.Local(), name, addr, port, p.Proto))
+	d.commands.run(func(ctx context.Context) {
+		ok := st.responder.Respond(ctx, t)
+		switch {
+		case native:
+			if !ok {
+				d.stats.Failures.Add(1)
+				d.log.Error(fmt.Sprintf("attackalert: ERROR: classic KILL_ commands failed for host %s/%s; the %s ban stays", name, addr, d.bans.backend))
+			}
+		case !ok:
+			d.stats.Failures.Add(1)
+			d.log.Error(fmt.Sprintf("attackalert: ERROR: Could not block host %s/%s !!", name, addr))
+			d.forget(p.Mode, addr)
+			return
+		default:
+			if level == config.BlockKill {
+				d.banFor(v)
+			}
+			d.rec.record(p.Mode, journal.Line(p.Time.Local(), name, addr, port, p.Proto))
+		}
+		d.stats.Responses.Add(1)
+	}, func() {
+		d.stats.Failures.Add(1)
+		d.log.Error(fmt.Sprintf("attackalert: ERROR: command queue full: KILL_ commands not run for host %s/%s", name, addr))
+		if !native {
+			d.forget(p.Mode, addr)
+		}
+	})
+}
+
+// banFor queues the ban a verdict earns: the source, or for IPv6 the widest network
+// up to BAN_IPV6_PREFIX that covers nothing protected. It reports false, and logs
+// why, when the safety gate refuses even the address alone (the view changed between
+// the decision and now).
+func (d *Daemon) banFor(v detect.Verdict) bool {
+	p := v.Probe
+	addr := p.Src.Addr()
+	bits := addr.BitLen()
+	if addr.Is6() {
+		bits = d.Config().BanIPv6Prefix
+	}
+	prefix, ok := d.view().Widen(addr, bits)
+	if !ok {
+		d.log.Warn(fmt.Sprintf("attackalert: Not banning %s: %v", addr, d.view().Check(netip.PrefixFrom(addr, addr.BitLen()))))
+		return false
+	}
+	reason := bans.Reason{Mode: p.Mode, Port: p.Dst.Port(), Scan: p.ScanType, By: "detect", Spoofable: p.Spoofable}
+	d.bans.ban(d.bans.newBan(prefix, reason, -1, p.Time))
+	return true
 }
 
 func blockLevel(cfg *config.Config, proto probe.Proto) config.BlockLevel {
@@ -75,4 +136,46 @@ func detectionLine(p probe.Probe, name string) string {
 	default:
 		return fmt.Sprintf("attackalert: %s from host: %s/%s to TCP port: %d", p.ScanType, name, addr, port)
 	}
+}
+
+// commandPool runs classic KILL_ commands off the detection workers: a few at a time,
+// with a bounded queue, so that hanging commands delay only other commands.
+type commandPool struct {
+	jobs chan func(context.Context)
+	ctx  context.Context
+	wg   sync.WaitGroup
+}
+
+// Command pool sizes: commandWorkers run at once (each bounded by KILL_CMD_TIMEOUT);
+// commandQueue more may wait.
+const (
+	commandWorkers = 8
+	commandQueue   = 1024
+)
+
+func newCommandPool(ctx context.Context) *commandPool {
+	c := &commandPool{jobs: make(chan func(context.Context), commandQueue), ctx: ctx}
+	for range commandWorkers {
+		c.wg.Go(func() {
+			for job := range c.jobs {
+				job(c.ctx)
+			}
+		})
+	}
+	return c
+}
+
+// run queues job, or calls full when the queue is full.
+func (c *commandPool) run(job func(context.Context), full func()) {
+	select {
+	case c.jobs <- job:
+	default:
+		full()
+	}
+}
+
+// close runs what is queued and waits.
+func (c *commandPool) close() {
+	close(c.jobs)
+	c.wg.Wait()
 }

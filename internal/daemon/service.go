@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
-	"slices"
 	"strings"
 	"time"
 
@@ -91,7 +90,8 @@ func (s service) Status() control.Status {
 		ActiveBans: d.bans.journal.Len(), Counters: c, Started: d.started}
 }
 
-// blockable refuses prefixes an operator must not ban.
+// blockable refuses prefixes an operator must not ban: implausibly wide ones, and
+// any the safety gate refuses (as it refuses detections' bans).
 func (d *Daemon) blockable(p netip.Prefix) error {
 	narrowest := minBlockBits6
 	if p.Addr().Is4() {
@@ -100,27 +100,7 @@ func (d *Daemon) blockable(p netip.Prefix) error {
 	if p.Bits() < narrowest {
 		return fmt.Errorf("%s is too wide: at most /%d for IPv4, /%d for IPv6", p, minBlockBits4, minBlockBits6)
 	}
-	var hits []string
-	check := func(kind string, addrs []netip.Addr) {
-		for _, a := range addrs {
-			if p.Contains(a) {
-				hits = append(hits, kind+" "+a.String())
-			}
-		}
-	}
-	check("this host's address", d.own.Addrs())
-	check("gateway", d.infra.Gateways())
-	check("resolver", d.infra.Resolvers())
-	for _, q := range d.state.Load().ignore.Prefixes() {
-		if q.Overlaps(p) {
-			hits = append(hits, "ignored "+q.String())
-		}
-	}
-	if len(hits) > 0 {
-		slices.Sort(hits)
-		return fmt.Errorf("%s covers %s: refused", p, strings.Join(hits, ", "))
-	}
-	return nil
+	return d.view().Check(p)
 }
 
 // listenControl opens the control socket; a second process (Debian's -udp beside

@@ -14,15 +14,21 @@ import (
 // packet on the same floods). Bits are only ever set: a forgotten host leaves its bit
 // behind, which costs a map lookup now and then, until the filter is rebuilt.
 type actedSet struct {
-	m     *fifo.Map[netip.Addr, struct{}]
+	m     *fifo.Map[netip.Addr, *repeats]
 	bits  [filterWords]uint64
 	marks int // bits set since the last rebuild, counting repeats
+}
+
+// repeats counts the hits of an acted-on host that were not logged one by one.
+type repeats struct {
+	count    uint32
+	lastLine int64 // unix nanoseconds of the last "already blocked" line; 0: none yet
 }
 
 const filterWords = 1 << 10 // 8 KiB
 
 func newActedSet(size int) *actedSet {
-	return &actedSet{m: fifo.New[netip.Addr, struct{}](size)}
+	return &actedSet{m: fifo.New[netip.Addr, *repeats](size)}
 }
 
 // filterSlot hashes an address to its word and bit in the filter (a multiplicative
@@ -34,16 +40,17 @@ func filterSlot(a netip.Addr) (int, uint64) {
 	return int(i >> 6), 1 << (i & 63)
 }
 
-func (s *actedSet) has(a netip.Addr) bool {
+// get returns the host's repeat counter, nil when the mode has not acted on it.
+func (s *actedSet) get(a netip.Addr) *repeats {
 	if w, bit := filterSlot(a); s.bits[w]&bit == 0 {
-		return false
+		return nil
 	}
-	_, ok := s.m.Get(a)
-	return ok
+	r, _ := s.m.Get(a)
+	return r
 }
 
 func (s *actedSet) add(a netip.Addr) {
-	s.m.Set(a, struct{}{})
+	s.m.Set(a, &repeats{})
 	s.mark(a)
 	// Forgotten and evicted hosts leave bits behind; rebuild once they could be as many
 	// as the live ones (amortised: at least Len adds between rebuilds).
@@ -61,14 +68,14 @@ func (s *actedSet) mark(a netip.Addr) {
 func (s *actedSet) rebuild() {
 	clear(s.bits[:])
 	s.marks = 0
-	s.m.Range(func(a netip.Addr, _ struct{}) { s.mark(a) })
+	s.m.Range(func(a netip.Addr, _ *repeats) { s.mark(a) })
 }
 
 func (s *actedSet) remove(a netip.Addr) { s.m.Delete(a) }
 
 // removeIn forgets the hosts inside p.
 func (s *actedSet) removeIn(p netip.Prefix) {
-	s.m.Range(func(a netip.Addr, _ struct{}) {
+	s.m.Range(func(a netip.Addr, _ *repeats) {
 		if p.Contains(a) {
 			s.m.Delete(a)
 		}

@@ -1,38 +1,49 @@
-// Package detect decides what a probe means: ignored, counted toward the scan trigger,
-// already blocked, or time to respond. It is pure: no I/O, no clock, no goroutines, and
-// not safe for concurrent use (the caller serialises access), so it can be tested and
-// benchmarked in isolation.
+// Package detect is the decision core: for each probe it decides, once, what happens
+// to it: nothing (a protected or impossible source), a count toward SCAN_TRIGGER, a
+// note that the host is already blocked (or a silent count of that, once the note was
+// made), a response, or a refusal because the response budget is spent. It is pure:
+// no I/O, no goroutines, the clock is the probe's time, and it is not safe for
+// concurrent use (the caller serialises access), so it can be tested and benchmarked
+// in isolation.
+//
+// Limits bound responses and log volume, never sight. The response budget (BAN_RATE)
+// is kept per rank of evidence: a completed handshake (unspoofable), a source seen
+// several times or on several ports, a single probe. A flood of one-off forged sources
+// spends only the last, so a real scanner in the middle of it is still answered.
 package detect
 
 import (
-	"github.com/portsentry-go/portsentry/internal/fifo"
 	"net/netip"
+	"time"
 
 	"github.com/portsentry-go/portsentry/internal/probe"
+	"github.com/portsentry-go/portsentry/internal/safety"
 )
 
 // Action is the outcome of one probe.
 type Action uint8
 
 const (
-	// Ignored: the source is in the ignore set. Nothing is logged or counted.
+	// Ignored: the source is protected (own, gateway, resolver, ignore file). Silent.
 	Ignored Action = iota
+	// Impossible: the source cannot be a real host (multicast, broadcast, reserved).
+	// Counted, never logged per packet, never acted on.
+	Impossible
 	// Counted: the hit was counted but the host has not reached SCAN_TRIGGER yet.
 	Counted
-	// AlreadyBlocked: the trigger fired but this mode has already acted on the host.
+	// AlreadyBlocked: the mode has already acted on the host, and it is time for a
+	// line saying so (the first repeat, then at most one per RepeatEvery).
 	AlreadyBlocked
-	// Respond: the trigger fired and the host is new to this mode: act on it.
+	// Repeated: the mode has already acted on the host and said so recently: the hit
+	// is only counted, for the next AlreadyBlocked line.
+	Repeated
+	// Respond: the host is new to this mode and the budget of its rank allows it.
 	Respond
-	// Suppressed: the host would be acted on, but the caller's policy (the spoofing
-	// defences' rate limit and cap) refused; nothing was recorded.
+	// Suppressed: the host would be acted on but its rank's budget is spent.
 	Suppressed
-	// Dismissed: the host would be acted on, but the caller's policy found that the
-	// probe was no hit after all (its port has just been taken by a local service);
-	// nothing was recorded.
-	Dismissed
 )
 
-var actionNames = [...]string{"ignored", "counted", "already-blocked", "respond", "suppressed", "dismissed"}
+var actionNames = [...]string{"ignored", "impossible", "counted", "already-blocked", "repeated", "respond", "suppressed"}
 
 func (a Action) String() string {
 	if int(a) < len(actionNames) {
@@ -41,20 +52,53 @@ func (a Action) String() string {
 	return "unknown"
 }
 
+// Rank is the strength of the evidence against a source.
+type Rank uint8
+
+const (
+	// Single: a spoofable probe from a source not seen beyond its trigger.
+	Single Rank = iota
+	// Repeat: a source seen more often than its trigger needs, or on several ports:
+	// forging it costs the attacker several packets per fake source.
+	Repeat
+	// Handshake: a completed TCP handshake, which cannot be forged.
+	Handshake
+	rankCount
+)
+
+var rankNames = [...]string{"single", "repeat", "handshake"}
+
+func (r Rank) String() string {
+	if int(r) < len(rankNames) {
+		return rankNames[r]
+	}
+	return "unknown"
+}
+
 // Verdict is the detector's answer for one probe.
 type Verdict struct {
 	Probe  probe.Probe
 	Action Action
-	// Hits is how many hits the host has made so far (1 when the trigger is off).
+	Rank   Rank
+	// Hits is how many hits the host has made so far (1 when it is not counted).
 	Hits int
+	// Repeats is, for AlreadyBlocked, how many hits were only counted (Repeated) since
+	// the previous such line.
+	Repeats uint32
+	// Fresh is set when the source was new to the hit counters (for flood summaries:
+	// the number of distinct sources).
+	Fresh bool
 }
+
+// RepeatEvery is how often at most a host's "already blocked" line is logged per mode;
+// the hits in between are counted and the next line says how many.
+const RepeatEvery = 10 * time.Second
 
 // modeSlots is the number of acted-on sets: one per mode and one for anything else.
 const modeSlots = probe.ModeCount + 1
 
-// DefaultTableSize bounds the per-host hit counters. An entry costs about 120 bytes
-// (measured, map overhead included), so a full table holds under 8 MiB however many
-// distinct sources probe us.
+// DefaultTableSize bounds the per-host hit counters: 65,536 entries of 32 bytes, 2 MiB
+// however many distinct sources probe us.
 const DefaultTableSize = 65536
 
 // DefaultBlockedMemory bounds, per mode, how many acted-on hosts are remembered for the
@@ -63,69 +107,128 @@ const DefaultTableSize = 65536
 // on again should it come back (a second history line, a repeated KILL_ command).
 const DefaultBlockedMemory = 65536
 
-// Detector holds the trigger counters and the per-mode record of acted-on hosts.
+// Detector holds the trigger counters, the per-mode record of acted-on hosts and the
+// response budgets.
 type Detector struct {
 	trigger int
-	hits    *fifo.Map[netip.Addr, int] // per-host hit counts
+	hits    *hostTable
 	// blocked is per mode (indexed by Mode.Index; the last slot takes any unknown
 	// mode), as classic keeps one blocked file per mode: a host blocked by -tcp is still
 	// new to -udp, whose BLOCK_UDP setting may differ.
 	blocked [modeSlots]*actedSet
 	memory  int
+	budget  [rankCount]*limiter // nil: no limit
 }
 
 // New returns a detector that fires on the trigger-th hit of a host (0 and 1 both mean
-// the first hit) and remembers at most tableSize hosts' counts.
-func New(trigger, tableSize int) *Detector {
+// the first hit), remembers at most tableSize hosts' counts, and allows perMinute new
+// responses a minute per rank of evidence (0: no limit).
+func New(trigger, tableSize, perMinute int) *Detector {
 	if tableSize <= 0 {
 		tableSize = DefaultTableSize
 	}
-	return &Detector{
-		trigger: trigger,
-		hits:    fifo.New[netip.Addr, int](tableSize),
-		memory:  DefaultBlockedMemory,
-	}
+	d := &Detector{trigger: trigger, hits: newHostTable(tableSize), memory: DefaultBlockedMemory}
+	d.SetRate(perMinute)
+	return d
 }
 
 // SetTrigger changes SCAN_TRIGGER (on reload); counts gathered so far are kept.
 func (d *Detector) SetTrigger(n int) { d.trigger = n }
 
-// Observe classifies one probe and, when it is time to respond, marks the host as
-// acted on. ignored reports whether the source is in the ignore set; it is passed in so
-// the detector stays free of address-tracking state.
-func (d *Detector) Observe(p probe.Probe, ignored bool) Verdict {
-	if ignored {
-		return Verdict{Probe: p, Action: Ignored}
+// SetRate changes BAN_RATE (on reload); the budgets start full.
+func (d *Detector) SetRate(perMinute int) {
+	for r := range d.budget {
+		d.budget[r] = newLimiter(perMinute)
 	}
-	a, hits := d.Judge(&p)
-	if a == Respond {
-		d.Mark(p.Mode, p.Src.Addr())
-	}
-	return Verdict{Probe: p, Action: a, Hits: hits}
 }
 
-// Judge is Observe for a source that is not ignored, for the daemon's hot path, where
-// most probes under a flood end refused by its own checks (the spoofing defences): no
-// Verdict is built, and nothing is marked. Respond means the host is new to the mode;
-// a caller that goes ahead Marks it at once, before responding, so that hits arriving
-// meanwhile are "already blocked" rather than start a second response. A caller that
-// refuses marks nothing, so a flood of spoofed sources costs no table churn. (The
-// checks are the caller's to run rather than a function passed in: a probe passed by
-// pointer to a function value escapes to the heap, one allocation per probe.)
-func (d *Detector) Judge(p *probe.Probe) (a Action, hits int) {
+// Judge decides what a probe from a source of the given class means. Respond means
+// the host is new to the mode and within budget; a caller that goes ahead Marks it at
+// once, before responding, so that hits arriving meanwhile are "already blocked"
+// rather than start a second response; a caller that finds a reason not to go ahead
+// after all marks nothing. (The caller's own last check is its to run rather than a
+// function passed in: a probe passed by pointer to a function value escapes to the
+// heap, one allocation per probe.)
+//
+// Hits are counted when SCAN_TRIGGER is above 1 and, with any trigger, for sources
+// that were refused: a refused source's next hit ranks Repeat. So under a flood of
+// one-off sources with the default trigger, counting costs one table insert a packet,
+// and without a flood, nothing.
+func (d *Detector) Judge(p *probe.Probe, class safety.Class) Verdict {
+	switch class {
+	case safety.Protected:
+		return Verdict{Action: Ignored}
+	case safety.Impossible:
+		return Verdict{Action: Impossible}
+	}
 	src := p.Src.Addr()
-	hits = 1
+	v := Verdict{Hits: 1}
+	var e *hostEntry
 	if d.trigger > 1 {
-		// Counting is skipped when every hit fires: a flood then costs no table space.
-		hits = inc(d.hits, src)
-		if hits < d.trigger {
-			return Counted, hits
+		e, v.Fresh = d.hits.hit(src, p.Dst.Port())
+		if v.Hits = int(e.hits); v.Hits < d.trigger {
+			v.Action = Counted
+			return v
 		}
 	}
-	if d.acted(p.Mode).has(src) {
-		return AlreadyBlocked, hits
+	if set := d.blocked[p.Mode.Index()]; set != nil {
+		if r := set.get(src); r != nil {
+			return d.repeat(v, r, p.Time)
+		}
 	}
-	return Respond, hits
+	if e == nil {
+		e = d.hits.get(src) // refused before, with the trigger off
+		if e != nil {
+			e.hits++
+			v.Hits = int(e.hits)
+		}
+	}
+	v.Rank = d.rank(p, e)
+	if !d.budget[v.Rank].allow(p.Time) {
+		v.Action = Suppressed
+		if e == nil {
+			_, v.Fresh = d.hits.hit(src, p.Dst.Port())
+		}
+		return v
+	}
+	v.Action = Respond
+	return v
+}
+
+// rank grades the evidence; e is the source's hit counters, if it has any.
+func (d *Detector) rank(p *probe.Probe, e *hostEntry) Rank {
+	switch {
+	case !p.Spoofable:
+		return Handshake
+	case e != nil && (int(e.hits) > max(d.trigger, 1) || e.ports > 0):
+		return Repeat
+	}
+	return Single
+}
+
+// repeat handles a hit from a host the mode has acted on.
+func (d *Detector) repeat(v Verdict, r *repeats, now time.Time) Verdict {
+	t := now.UnixNano()
+	if r.lastLine != 0 && t-r.lastLine < int64(RepeatEvery) && t >= r.lastLine {
+		r.count++
+		v.Action = Repeated
+		return v
+	}
+	v.Action, v.Repeats = AlreadyBlocked, r.count
+	r.count, r.lastLine = 0, t
+	return v
+}
+
+// Unsay undoes the bookkeeping of an AlreadyBlocked verdict the caller could not
+// deliver (its queue was full): the hit counts as Repeated, and the next hit may try
+// to say it again.
+func (d *Detector) Unsay(mode probe.Mode, a netip.Addr, v Verdict) {
+	if set := d.blocked[mode.Index()]; set != nil {
+		if r := set.get(a); r != nil {
+			r.count += v.Repeats + 1
+			r.lastLine = 0
+		}
+	}
 }
 
 // Forget removes a host from a mode's acted-on set, after its response failed, so that
@@ -165,14 +268,11 @@ func (d *Detector) ForgetPrefix(p netip.Prefix) {
 // Blocked reports whether the mode has acted on the host.
 func (d *Detector) Blocked(mode probe.Mode, a netip.Addr) bool {
 	set := d.blocked[mode.Index()]
-	if set == nil {
-		return false
-	}
-	return set.has(a)
+	return set != nil && set.get(a) != nil
 }
 
 // Tracked is the number of hosts whose hits are being counted.
-func (d *Detector) Tracked() int { return d.hits.Len() }
+func (d *Detector) Tracked() int { return d.hits.len }
 
 // Remembered is the number of acted-on hosts a mode remembers.
 func (d *Detector) Remembered(mode probe.Mode) int {
@@ -180,11 +280,4 @@ func (d *Detector) Remembered(mode probe.Mode) int {
 		return set.len()
 	}
 	return 0
-}
-
-// inc adds one to a's count and returns the new count.
-func inc(m *fifo.Map[netip.Addr, int], a netip.Addr) int {
-	n, _ := m.Get(a)
-	m.Set(a, n+1)
-	return n + 1
 }

@@ -5,20 +5,30 @@ import (
 	"testing"
 
 	"github.com/portsentry-go/portsentry/internal/probe"
+	"github.com/portsentry-go/portsentry/internal/safety"
 	"pgregory.net/rapid"
 )
 
 func hit(src string, mode probe.Mode) probe.Probe {
-	return probe.Probe{Src: netip.AddrPortFrom(netip.MustParseAddr(src), 40000), Mode: mode, Proto: mode.Proto()}
+	return probe.Probe{Src: netip.AddrPortFrom(netip.MustParseAddr(src), 40000), Mode: mode, Proto: mode.Proto(), Spoofable: true}
+}
+
+// observe judges p as the daemon does: an allowed source, marked when acted on.
+func (d *Detector) observe(p probe.Probe) Verdict {
+	v := d.Judge(&p, safety.Allowed)
+	if v.Action == Respond {
+		d.Mark(p.Mode, p.Src.Addr())
+	}
+	return v
 }
 
 func TestTriggerZeroAndOneFireOnFirstHit(t *testing.T) {
 	for _, trig := range []int{0, 1} {
-		d := New(trig, 0)
-		if v := d.Observe(hit("198.18.0.2", probe.ModeTCP), false); v.Action != Respond {
+		d := New(trig, 0, 0)
+		if v := d.observe(hit("198.18.0.2", probe.ModeTCP)); v.Action != Respond {
 			t.Errorf("trigger %d: first hit gave %v", trig, v.Action)
 		}
-		if v := d.Observe(hit("198.18.0.2", probe.ModeTCP), false); v.Action != AlreadyBlocked {
+		if v := d.observe(hit("198.18.0.2", probe.ModeTCP)); v.Action != AlreadyBlocked {
 			t.Errorf("trigger %d: second hit gave %v", trig, v.Action)
 		}
 		if d.Tracked() != 0 {
@@ -28,14 +38,14 @@ func TestTriggerZeroAndOneFireOnFirstHit(t *testing.T) {
 }
 
 func TestTriggerCountsPerHost(t *testing.T) {
-	d := New(3, 0)
+	d := New(3, 0, 0)
 	want := []Action{Counted, Counted, Respond, AlreadyBlocked}
 	for i, w := range want {
-		if v := d.Observe(hit("198.18.0.2", probe.ModeTCP), false); v.Action != w || v.Hits != i+1 {
+		if v := d.observe(hit("198.18.0.2", probe.ModeTCP)); v.Action != w || v.Hits != i+1 {
 			t.Fatalf("hit %d: %v/%d, want %v/%d", i+1, v.Action, v.Hits, w, i+1)
 		}
 		// Another host's hits never advance this one's count.
-		if v := d.Observe(hit("198.18.0.3", probe.ModeTCP), false); v.Hits != i+1 {
+		if v := d.observe(hit("198.18.0.3", probe.ModeTCP)); v.Hits != i+1 {
 			t.Fatalf("other host hit %d: hits %d", i+1, v.Hits)
 		}
 	}
@@ -43,29 +53,30 @@ func TestTriggerCountsPerHost(t *testing.T) {
 
 func TestExactAddressNotSubstring(t *testing.T) {
 	// Classic matched blocked hosts by substring: 1.2.3.4 looked blocked once 21.2.3.4 was.
-	d := New(0, 0)
-	d.Observe(hit("21.2.3.4", probe.ModeTCP), false)
-	if v := d.Observe(hit("1.2.3.4", probe.ModeTCP), false); v.Action != Respond {
+	d := New(0, 0, 0)
+	d.observe(hit("21.2.3.4", probe.ModeTCP))
+	if v := d.observe(hit("1.2.3.4", probe.ModeTCP)); v.Action != Respond {
 		t.Fatalf("1.2.3.4 after 21.2.3.4: %v", v.Action)
 	}
 }
 
 func TestBlockedIsPerModeAndForgettable(t *testing.T) {
-	d := New(0, 0)
-	d.Observe(hit("2001:db8::2", probe.ModeTCP), false)
-	if v := d.Observe(hit("2001:db8::2", probe.ModeUDP), false); v.Action != Respond {
+	d := New(0, 0, 0)
+	d.observe(hit("2001:db8::2", probe.ModeTCP))
+	if v := d.observe(hit("2001:db8::2", probe.ModeUDP)); v.Action != Respond {
 		t.Fatalf("udp after tcp: %v", v.Action)
 	}
 	d.Forget(probe.ModeTCP, netip.MustParseAddr("2001:db8::2"))
-	if v := d.Observe(hit("2001:db8::2", probe.ModeTCP), false); v.Action != Respond {
+	if v := d.observe(hit("2001:db8::2", probe.ModeTCP)); v.Action != Respond {
 		t.Fatalf("after Forget: %v", v.Action)
 	}
 }
 
 func TestIgnoredIsSilentAndUncounted(t *testing.T) {
-	d := New(2, 0)
+	d := New(2, 0, 0)
 	for i := 0; i < 5; i++ {
-		if v := d.Observe(hit("198.18.0.9", probe.ModeTCP), true); v.Action != Ignored {
+		p := hit("198.18.0.9", probe.ModeTCP)
+		if v := d.Judge(&p, safety.Protected); v.Action != Ignored {
 			t.Fatalf("ignored host gave %v", v.Action)
 		}
 	}
@@ -82,18 +93,18 @@ func TestTableIsBoundedAndMatchesModel(t *testing.T) {
 		trigger := rapid.IntRange(0, 5).Draw(t, "trigger")
 		size := rapid.IntRange(1, 8).Draw(t, "size")
 		pool := rapid.IntRange(1, 12).Draw(t, "pool")
-		d := New(trigger, size)
+		d := New(trigger, size, 0)
 		counts := map[netip.Addr]int{}
 		blocked := map[probe.Mode]map[netip.Addr]bool{}
 		modes := []probe.Mode{probe.ModeTCP, probe.ModeUDP}
 		for _, step := range rapid.SliceOfN(rapid.IntRange(0, 2*pool-1), 1, 200).Draw(t, "steps") {
 			a := netip.AddrFrom4([4]byte{198, 18, 0, byte(step % pool)})
 			mode := modes[step/pool]
-			v := d.Observe(probe.Probe{Src: netip.AddrPortFrom(a, 1), Mode: mode}, false)
-			if d.Tracked() > size {
-				t.Fatalf("table holds %d > %d", d.Tracked(), size)
+			v := d.observe(probe.Probe{Src: netip.AddrPortFrom(a, 1), Mode: mode})
+			if capacity := len(d.hits.slots); d.Tracked() > capacity {
+				t.Fatalf("table holds %d > %d", d.Tracked(), capacity)
 			}
-			if pool > size {
+			if pool > len(d.hits.slots) {
 				continue // evictions make counts restart; only the bound is checked
 			}
 			counts[a]++
@@ -102,6 +113,9 @@ func TestTableIsBoundedAndMatchesModel(t *testing.T) {
 				want = Respond
 				if blocked[mode][a] {
 					want = AlreadyBlocked
+					if v.Action == Repeated {
+						want = Repeated // the probes share one time: said once
+					}
 				}
 				if blocked[mode] == nil {
 					blocked[mode] = map[netip.Addr]bool{}
@@ -116,23 +130,23 @@ func TestTableIsBoundedAndMatchesModel(t *testing.T) {
 }
 
 func BenchmarkObserve(b *testing.B) {
-	d := New(3, DefaultTableSize)
+	d := New(3, DefaultTableSize, 0)
 	probes := make([]probe.Probe, 1024)
 	for i := range probes {
 		probes[i] = probe.Probe{Src: netip.AddrPortFrom(netip.AddrFrom4([4]byte{198, 18, byte(i >> 8), byte(i)}), 1), Mode: probe.ModeSTCP}
 	}
 	b.ReportAllocs()
 	for i := 0; b.Loop(); i++ {
-		d.Observe(probes[i%len(probes)], false)
+		d.observe(probes[i%len(probes)])
 	}
 }
 
 func TestBlockedMemoryIsBounded(t *testing.T) {
-	d := New(0, 0)
+	d := New(0, 0, 0)
 	d.memory = 100
 	for i := 0; i < 10000; i++ {
 		src := netip.AddrFrom4([4]byte{198, 18, byte(i >> 8), byte(i)})
-		if v := d.Observe(probe.Probe{Src: netip.AddrPortFrom(src, 1), Mode: probe.ModeSTCP}, false); v.Action != Respond {
+		if v := d.observe(probe.Probe{Src: netip.AddrPortFrom(src, 1), Mode: probe.ModeSTCP}); v.Action != Respond {
 			t.Fatalf("new source %v: %v", src, v.Action)
 		}
 	}
@@ -149,18 +163,18 @@ func TestBlockedMemoryIsBounded(t *testing.T) {
 // TestJudgeMarksNothing: Judge leaves the marking to its caller, so a host whose
 // response the caller refused is still new to the mode next time.
 func TestJudgeMarksNothing(t *testing.T) {
-	d := New(0, 0)
+	d := New(0, 0, 0)
 	p := hit("198.18.0.2", probe.ModeSTCP)
 	for range 2 {
-		if a, _ := d.Judge(&p); a != Respond {
-			t.Fatalf("unmarked host: %v, want respond", a)
+		if v := d.Judge(&p, safety.Allowed); v.Action != Respond {
+			t.Fatalf("unmarked host: %v, want respond", v.Action)
 		}
 	}
 	if n := d.Remembered(probe.ModeSTCP); n != 0 {
 		t.Fatalf("Judge remembered %d hosts by itself", n)
 	}
 	d.Mark(p.Mode, p.Src.Addr())
-	if a, _ := d.Judge(&p); a != AlreadyBlocked {
-		t.Fatalf("marked host: %v, want already-blocked", a)
+	if v := d.Judge(&p, safety.Allowed); v.Action != AlreadyBlocked {
+		t.Fatalf("marked host: %v, want already-blocked", v.Action)
 	}
 }

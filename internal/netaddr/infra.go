@@ -20,14 +20,16 @@ import (
 	"github.com/vishvananda/netlink"
 )
 
-// Infra follows the hosts this machine depends on: its default gateways (from the
-// routing table) and its DNS resolvers (from resolv.conf). A spoofed probe "from" one of
+// Infra follows the hosts this machine depends on: its gateways (the next hops of every
+// route, link-local ones included) and its DNS resolvers (from resolv.conf files: with
+// systemd-resolved, /etc/resolv.conf names only the local stub 127.0.0.53, and the
+// upstream servers behind it are in the file resolved writes for other programs). A spoofed probe "from" one of
 // them must never get it banned, or an attacker could cut the host off its own network
 // with a single packet. Contains reads an immutable snapshot: lock-free, for the
 // detection path.
 type Infra struct {
-	log        *slog.Logger
-	resolvConf string
+	log         *slog.Logger
+	resolvConfs []string
 	snap       atomic.Pointer[infraSnap]
 
 	mu   sync.Mutex // Start/Stop bookkeeping
@@ -48,13 +50,13 @@ func newInfraSnap(gateways, resolvers []netip.Addr) *infraSnap {
 	return &infraSnap{gateways: gateways, resolvers: resolvers, set: NewSet(ps)}
 }
 
-// NewInfra returns a tracker reading resolvers from resolvConf (usually
-// /etc/resolv.conf). It knows nothing until Refresh or Start.
-func NewInfra(log *slog.Logger, resolvConf string) *Infra {
+// NewInfra returns a tracker reading resolvers from the given resolv.conf files (those
+// missing are skipped). It knows nothing until Refresh or Start.
+func NewInfra(log *slog.Logger, resolvConfs ...string) *Infra {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	i := &Infra{log: log, resolvConf: resolvConf}
+	i := &Infra{log: log, resolvConfs: resolvConfs}
 	i.snap.Store(newInfraSnap(nil, nil))
 	return i
 }
@@ -76,16 +78,13 @@ func (i *Infra) Refresh() error {
 	if gerr == nil {
 		gateways = gws
 	}
-	res, rerr := readResolvers(i.resolvConf)
-	if rerr == nil || errors.Is(rerr, os.ErrNotExist) {
+	res, rerr := readResolvers(i.resolvConfs)
+	if rerr == nil {
 		resolvers = res
 	}
 	if !slices.Equal(gateways, old.gateways) || !slices.Equal(resolvers, old.resolvers) {
 		i.log.Info("protected infrastructure", "gateways", fmt.Sprint(gateways), "resolvers", fmt.Sprint(resolvers))
 		i.snap.Store(newInfraSnap(gateways, resolvers))
-	}
-	if rerr != nil && errors.Is(rerr, os.ErrNotExist) {
-		rerr = nil // no resolv.conf: no resolvers to protect
 	}
 	return errors.Join(gerr, rerr)
 }
@@ -132,8 +131,9 @@ func (i *Infra) Stop() {
 	}
 }
 
-// defaultGateways lists the next hops of the default routes, IPv4 and IPv6, multipath
-// included, sorted and without zones.
+// defaultGateways lists the next hops of every route, IPv4 and IPv6, multipath
+// included, sorted and without zones: a host behind a gateway for one network only
+// (a VPN, a management LAN) is cut off from it as surely as from a default gateway.
 func defaultGateways() ([]netip.Addr, error) {
 	routes, err := netlink.RouteList(nil, netlink.FAMILY_ALL)
 	if err != nil && !errors.Is(err, netlink.ErrDumpInterrupted) {
@@ -146,11 +146,6 @@ func defaultGateways() ([]netip.Addr, error) {
 		}
 	}
 	for _, r := range routes {
-		if r.Dst != nil {
-			if ones, _ := r.Dst.Mask.Size(); ones != 0 {
-				continue
-			}
-		}
 		add(r.Gw)
 		for _, nh := range r.MultiPath {
 			add(nh.Gw)
@@ -160,13 +155,23 @@ func defaultGateways() ([]netip.Addr, error) {
 	return slices.Compact(out), nil
 }
 
-// readResolvers returns the "nameserver" addresses of a resolv.conf, sorted.
-func readResolvers(path string) ([]netip.Addr, error) {
-	data, err := os.ReadFile(path)
-	if err != nil {
-		return nil, err
+// readResolvers returns the "nameserver" addresses of the resolv.conf files, sorted. A
+// missing file holds none; any other failure fails the read, so the caller keeps what
+// it had.
+func readResolvers(paths []string) ([]netip.Addr, error) {
+	var out []netip.Addr
+	for _, path := range paths {
+		data, err := os.ReadFile(path)
+		if errors.Is(err, os.ErrNotExist) {
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, parseResolvers(data)...)
 	}
-	return parseResolvers(data), nil
+	slices.SortFunc(out, netip.Addr.Compare)
+	return slices.Compact(out), nil
 }
 
 func parseResolvers(data []byte) []netip.Addr {

@@ -45,8 +45,14 @@ func TestInfraInNamespace(t *testing.T) {
 	run("ip", "-n", ns, "addr", "add", "2001:db8:77::1/64", "dev", "psv0", "nodad")
 	run("ip", "-n", ns, "route", "add", "default", "via", "198.18.77.254")
 	run("ip", "-n", ns, "-6", "route", "add", "default", "via", "2001:db8:77::fe")
-	resolv := filepath.Join(t.TempDir(), "resolv.conf")
-	os.WriteFile(resolv, []byte("nameserver 198.18.77.53\n"), 0o644)
+	// A gateway for one network only, and a link-local next hop.
+	run("ip", "-n", ns, "route", "add", "10.99.0.0/16", "via", "198.18.77.250")
+	run("ip", "-n", ns, "-6", "route", "add", "2001:db8:99::/48", "via", "fe80::99", "dev", "psv0")
+	dir := t.TempDir()
+	resolv := filepath.Join(dir, "resolv.conf")
+	os.WriteFile(resolv, []byte("nameserver 127.0.0.53\n"), 0o644)
+	// systemd-resolved's list of the upstream servers behind its stub.
+	os.WriteFile(filepath.Join(dir, "upstream.conf"), []byte("nameserver 198.18.77.53\nnameserver 2001:db8:77::53\n"), 0o644)
 	cmd := exec.Command("ip", "netns", "exec", ns, os.Args[0], "-test.run", "^TestInfraInNamespace$")
 	cmd.Env = append(os.Environ(), "PS_INFRA_CHILD=1", "PS_INFRA_RESOLV="+resolv)
 	if out, err := cmd.CombinedOutput(); err != nil {
@@ -55,11 +61,13 @@ func TestInfraInNamespace(t *testing.T) {
 }
 
 func infraChild(t *testing.T) {
-	i := NewInfra(nil, os.Getenv("PS_INFRA_RESOLV"))
+	resolv := os.Getenv("PS_INFRA_RESOLV")
+	i := NewInfra(nil, resolv, filepath.Join(filepath.Dir(resolv), "upstream.conf"), "/nonexistent/resolv.conf")
 	if err := i.Refresh(); err != nil {
 		t.Fatal(err)
 	}
-	for _, a := range []string{"198.18.77.254", "2001:db8:77::fe", "198.18.77.53", "::ffff:198.18.77.254"} {
+	for _, a := range []string{"198.18.77.254", "2001:db8:77::fe", "198.18.77.53", "::ffff:198.18.77.254",
+		"198.18.77.250", "fe80::99", "127.0.0.53", "2001:db8:77::53"} {
 		if !i.Set().Contains(netip.MustParseAddr(a)) {
 			t.Errorf("%s not protected; gateways %v resolvers %v", a, i.Gateways(), i.Resolvers())
 		}

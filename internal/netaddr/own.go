@@ -73,11 +73,13 @@ type OwnAddrs struct {
 type linkAddr struct {
 	link int
 	addr netip.Addr
+	bits int // the on-link prefix length the kernel gave the address
 }
 
 type ownSnapshot struct {
 	set   *Set
-	addrs []netip.Addr // sorted, kernel-reported only
+	addrs []netip.Addr   // sorted, kernel-reported only
+	nets  []netip.Prefix // the on-link networks of those addresses, masked, sorted
 }
 
 // Option configures an OwnAddrs.
@@ -134,6 +136,15 @@ func (o *OwnAddrs) Set() *Set {
 func (o *OwnAddrs) Addrs() []netip.Addr {
 	if s := o.snap.Load(); s != nil {
 		return slices.Clone(s.addrs)
+	}
+	return nil
+}
+
+// Networks returns the on-link networks of the kernel-reported addresses (10.0.0.5/24
+// gives 10.0.0.0/24), sorted: their network and broadcast addresses are no real source.
+func (o *OwnAddrs) Networks() []netip.Prefix {
+	if s := o.snap.Load(); s != nil {
+		return slices.Clone(s.nets)
 	}
 	return nil
 }
@@ -331,8 +342,16 @@ func (o *OwnAddrs) publish() {
 		addrs = append(addrs, a)
 		prefixes = append(prefixes, netip.PrefixFrom(a, a.BitLen()))
 	}
+	var nets []netip.Prefix
+	for k := range o.present {
+		if p, err := k.addr.Prefix(k.bits); err == nil {
+			nets = append(nets, p)
+		}
+	}
 	slices.SortFunc(addrs, netip.Addr.Compare)
-	o.snap.Store(&ownSnapshot{set: NewSet(prefixes), addrs: addrs})
+	slices.SortFunc(nets, netip.Prefix.Compare)
+	nets = slices.Compact(nets)
+	o.snap.Store(&ownSnapshot{set: NewSet(prefixes), addrs: addrs, nets: nets})
 	select {
 	case o.changes <- struct{}{}:
 	default:
@@ -348,7 +367,14 @@ func keyOf(link int, n *net.IPNet) (linkAddr, bool) {
 	if !ok {
 		return linkAddr{}, false
 	}
-	return linkAddr{link: link, addr: a.Unmap()}, true
+	a = a.Unmap()
+	ones, size := n.Mask.Size()
+	if size == 0 {
+		ones = a.BitLen() // no mask given: the address alone
+	} else if size == 128 && a.Is4() {
+		ones -= 96
+	}
+	return linkAddr{link: link, addr: a, bits: max(ones, 0)}, true
 }
 
 // subscription is one rtnetlink address-group socket and the netlink goroutine

@@ -59,6 +59,44 @@ func (s *Set) Contains(a netip.Addr) bool {
 	return false // the zero Addr
 }
 
+// Overlaps reports whether any address of p lies in the set: the set holds p, lies
+// inside it, or shares part of it. It is for ban checks, off the per-packet path.
+func (s *Set) Overlaps(p netip.Prefix) bool {
+	if s == nil {
+		return false
+	}
+	if p = normalise(p); !p.IsValid() {
+		return false
+	}
+	if p.Addr().Is4() {
+		lo := v4num(p.Addr())
+		hi := lo | ^uint32(0)>>p.Bits()
+		// The first range ending at or above lo must start at or below hi.
+		i, j := 0, len(s.hi4)
+		for i < j {
+			m := int(uint(i+j) >> 1)
+			if s.hi4[m] < lo {
+				i = m + 1
+			} else {
+				j = m
+			}
+		}
+		return i < len(s.lo4) && s.lo4[i] <= hi
+	}
+	lo := v6num(p.Addr())
+	hi := lo.or(hostMask6(p.Bits()))
+	i, j := 0, len(s.hi6)
+	for i < j {
+		m := int(uint(i+j) >> 1)
+		if s.hi6[m].less(lo) {
+			i = m + 1
+		} else {
+			j = m
+		}
+	}
+	return i < len(s.lo6) && !hi.less(s.lo6[i])
+}
+
 // Union returns a set holding every network of the given sets (nil ones count as
 // empty).
 func Union(sets ...*Set) *Set {

@@ -297,3 +297,27 @@ func BenchmarkSetContainsFlood(b *testing.B) {
 		})
 	}
 }
+
+func TestOverlapsMatchesNaive(t *testing.T) {
+	rapid.Check(t, func(t *rapid.T) {
+		raw := rapid.SliceOfN(genPrefix(), 0, 20).Draw(t, "prefixes")
+		s := NewSet(raw)
+		queries := rapid.SliceOfN(genPrefix(), 1, 10).Draw(t, "queries")
+		for _, p := range raw { // edges: the set's own networks, one bit wider and narrower
+			queries = append(queries, p, netip.PrefixFrom(p.Addr(), max(p.Bits()-1, 0)),
+				netip.PrefixFrom(p.Addr(), min(p.Bits()+1, p.Addr().BitLen())))
+		}
+		for _, q := range queries {
+			want := false
+			nq := normalise(q)
+			for _, p := range raw {
+				if np := normalise(p); np.IsValid() && nq.IsValid() && np.Overlaps(nq) {
+					want = true
+				}
+			}
+			if got := s.Overlaps(q); got != want {
+				t.Fatalf("Overlaps(%s) = %v, naive scan says %v; set %v", q, got, want, s.Prefixes())
+			}
+		}
+	})
+}

@@ -12,6 +12,7 @@ import (
 	"github.com/portsentry-go/portsentry/internal/detect"
 	"github.com/portsentry-go/portsentry/internal/packet"
 	"github.com/portsentry-go/portsentry/internal/probe"
+	"github.com/portsentry-go/portsentry/internal/safety"
 	"github.com/portsentry-go/portsentry/internal/testnet"
 )
 
@@ -211,12 +212,14 @@ func TestExplicitListWinsOverAdvancedRange(t *testing.T) {
 // probing (most verdicts are then "already blocked", as under a real scan).
 func BenchmarkFrameDetect(b *testing.B) {
 	var mu sync.Mutex
-	det := detect.New(0, detect.DefaultTableSize)
+	det := detect.New(0, detect.DefaultTableSize, 0)
 	s, _ := testStealth(nil)
 	s.handle = func(ps []probe.Probe) {
 		mu.Lock()
-		for _, p := range ps {
-			det.Observe(p, false)
+		for i := range ps {
+			if v := det.Judge(&ps[i], safety.Allowed); v.Action == detect.Respond {
+				det.Mark(ps[i].Mode, ps[i].Src.Addr())
+			}
 		}
 		mu.Unlock()
 	}

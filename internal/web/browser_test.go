@@ -59,8 +59,8 @@ func browserServer(t *testing.T) (ts *testServer, late *atomic.Bool, lateID *ato
 				Text: "Host " + h.addr + " has been blocked via nftables"})
 		}
 	}
-	ev.Add(Event{Time: now.Add(-20 * time.Second), Kind: KindSuppressed, Addr: "10.0.0.9", Port: 22, Proto: "TCP", Mode: "stcp",
-		Text: "attackalert: spoofing defence: not blocking 10.0.0.9 (unconfirmed SYN)"})
+	ev.Add(Event{Time: now.Add(-20 * time.Second), Kind: KindFlood, Addr: "", Port: 22, Proto: "TCP", Mode: "stcp",
+		Text: "attackalert: Possible spoofed flood continues (for 20s): 41021 probes from 40950 new sources held back"})
 
 	late, lateID = new(atomic.Bool), new(atomic.Uint64)
 	dir := t.TempDir()

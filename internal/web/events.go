@@ -11,7 +11,7 @@ const (
 	KindBan        = "ban"        // a ban was imposed (by detection or an operator)
 	KindUnban      = "unban"      // a ban was lifted by an operator
 	KindExpire     = "expire"     // a ban ran out
-	KindSuppressed = "suppressed" // the spoofing defence refused to act
+	KindFlood      = "flood"      // a flood of forged sources started, goes on or ended: a summary
 )
 
 // Event is one entry of the live feed.

@@ -27,6 +27,7 @@ type Metrics struct {
 	detByMode  [len(modeNames)]prometheus.Counter
 
 	ignored, suppressed, reloads prometheus.Counter
+	impossible, repeated         prometheus.Counter
 	commands, commandFailures    prometheus.Counter
 
 	bans, backendErrors *prometheus.CounterVec
@@ -129,7 +130,15 @@ func NewMetrics() *Metrics {
 		}),
 		suppressed: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "portsentry_suppressed_total",
-			Help: "Detections the spoofing defence refused to act on.",
+			Help: "Probes held back because the response budget (BAN_RATE) of their kind of evidence was spent: a flood.",
+		}),
+		impossible: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "portsentry_impossible_total",
+			Help: "Probes from sources no real host sends from (multicast, broadcast, reserved), never acted on.",
+		}),
+		repeated: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "portsentry_repeated_total",
+			Help: "Hits from already-blocked hosts that were counted instead of logged one by one.",
 		}),
 		reloads: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "portsentry_reloads_total",
@@ -173,7 +182,7 @@ func NewMetrics() *Metrics {
 		}
 		m.detByMode[mi] = m.detections.WithLabelValues(mode)
 	}
-	m.reg.MustRegister(m.hits, m.detections, m.ignored, m.suppressed, m.reloads,
+	m.reg.MustRegister(m.hits, m.detections, m.ignored, m.suppressed, m.impossible, m.repeated, m.reloads,
 		m.commands, m.commandFailures, m.bans, m.backendErrors, m.active, m.capture,
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
@@ -207,6 +216,12 @@ func (m *Metrics) Detection(mode string) {
 
 // Ignored counts n hits from ignored addresses.
 func (m *Metrics) Ignored(n uint64) { m.ignored.Add(float64(n)) }
+
+// Impossible counts probes from impossible sources.
+func (m *Metrics) Impossible(n uint64) { m.impossible.Add(float64(n)) }
+
+// Repeated counts hits from blocked hosts that were not logged one by one.
+func (m *Metrics) Repeated(n uint64) { m.repeated.Add(float64(n)) }
 
 // Suppressed counts n detections the spoofing defence refused.
 func (m *Metrics) Suppressed(n uint64) { m.suppressed.Add(float64(n)) }

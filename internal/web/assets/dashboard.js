@@ -149,12 +149,13 @@
   var status = null, statusAt = 0;
   var counterNames = {
     hits: "Hits", detections: "Detections", ignored: "Ignored hits", responses: "Responses run",
-    failures: "Response failures", queue_drops: "Queue drops", suppressed: "Suppressed (spoofing defence)",
+    failures: "Response failures", queue_drops: "Queue drops", suppressed: "Held back (flood)",
+    impossible: "Impossible sources", repeated: "Repeats from blocked hosts", dismissed: "Dismissed (port just taken)",
     reloads: "Reloads", capture_frames: "Packets captured", capture_probes: "Stealth probes",
-    capture_malformed: "Malformed packets", capture_kernel_drops: "Kernel drops"
+    capture_malformed: "Malformed packets", capture_kernel_drops: "Kernel drops", capture_replies: "Replies to own datagrams"
   };
-  var counterOrder = ["hits", "detections", "ignored", "suppressed", "responses", "failures",
-    "queue_drops", "reloads", "capture_frames", "capture_probes", "capture_malformed", "capture_kernel_drops"];
+  var counterOrder = ["hits", "detections", "ignored", "impossible", "suppressed", "repeated", "dismissed",
+    "responses", "failures", "queue_drops", "reloads", "capture_frames", "capture_probes", "capture_malformed", "capture_kernel_drops", "capture_replies"];
   var prevCounters = {};
 
   function showStatus(s) {

@@ -1,4 +1,4 @@
-package daemon
+package detect
 
 import (
 	"sync/atomic"
