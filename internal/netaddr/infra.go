@@ -30,7 +30,7 @@ import (
 type Infra struct {
 	log         *slog.Logger
 	resolvConfs []string
-	snap       atomic.Pointer[infraSnap]
+	snap        atomic.Pointer[infraSnap]
 
 	mu   sync.Mutex // Start/Stop bookkeeping
 	stop context.CancelFunc

@@ -7,11 +7,11 @@ import (
 
 // Event kinds.
 const (
-	KindDetection  = "detection"  // a host crossed the trigger: the classic attackalert
-	KindBan        = "ban"        // a ban was imposed (by detection or an operator)
-	KindUnban      = "unban"      // a ban was lifted by an operator
-	KindExpire     = "expire"     // a ban ran out
-	KindFlood      = "flood"      // a flood of forged sources started, goes on or ended: a summary
+	KindDetection = "detection" // a host crossed the trigger: the classic attackalert
+	KindBan       = "ban"       // a ban was imposed (by detection or an operator)
+	KindUnban     = "unban"     // a ban was lifted by an operator
+	KindExpire    = "expire"    // a ban ran out
+	KindFlood     = "flood"     // a flood of forged sources started, goes on or ended: a summary
 )
 
 // Event is one entry of the live feed.
