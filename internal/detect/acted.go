@@ -21,8 +21,9 @@ type actedSet struct {
 
 // repeats counts the hits of an acted-on host that were not logged one by one.
 type repeats struct {
-	count    uint32
-	lastLine int64 // unix nanoseconds of the last "already blocked" line; 0: none yet
+	count  uint32 // hits counted since the last line
+	lines  int    // lines logged in the current window
+	window int64  // unix nanoseconds the current window began; 0: none yet
 }
 
 const filterWords = 1 << 10 // 8 KiB

@@ -90,9 +90,13 @@ type Verdict struct {
 	Fresh bool
 }
 
-// RepeatEvery is how often at most a host's "already blocked" line is logged per mode;
-// the hits in between are counted and the next line says how many.
-const RepeatEvery = 10 * time.Second
+// A host's "already blocked" lines are logged, per mode, RepeatLines at most in each
+// RepeatEvery; the hits beyond are counted and the next line says how many. A short
+// scan keeps classic's line per hit; a long one or a flood costs a few lines.
+const (
+	RepeatEvery = 10 * time.Second
+	RepeatLines = 5
+)
 
 // modeSlots is the number of acted-on sets: one per mode and one for anything else.
 const modeSlots = probe.ModeCount + 1
@@ -209,13 +213,17 @@ func (d *Detector) rank(p *probe.Probe, e *hostEntry) Rank {
 // repeat handles a hit from a host the mode has acted on.
 func (d *Detector) repeat(v Verdict, r *repeats, now time.Time) Verdict {
 	t := now.UnixNano()
-	if r.lastLine != 0 && t-r.lastLine < int64(RepeatEvery) && t >= r.lastLine {
+	if r.window == 0 || t-r.window >= int64(RepeatEvery) || t < r.window {
+		r.window, r.lines = t, 0
+	}
+	if r.lines >= RepeatLines {
 		r.count++
 		v.Action = Repeated
 		return v
 	}
+	r.lines++
 	v.Action, v.Repeats = AlreadyBlocked, r.count
-	r.count, r.lastLine = 0, t
+	r.count = 0
 	return v
 }
 
@@ -226,7 +234,7 @@ func (d *Detector) Unsay(mode probe.Mode, a netip.Addr, v Verdict) {
 	if set := d.blocked[mode.Index()]; set != nil {
 		if r := set.get(a); r != nil {
 			r.count += v.Repeats + 1
-			r.lastLine = 0
+			r.lines--
 		}
 	}
 }

@@ -54,9 +54,10 @@ func TestDecisions(t *testing.T) {
 			[]probe.Probe{scanner(1, t0), scanner(2, t0), scanner(3, t0)}, []Action{Counted, Counted, Respond}, Repeat},
 		{"trigger 3, same port three times", 3, 0, safety.Allowed,
 			[]probe.Probe{scanner(1, t0), scanner(1, t0), scanner(1, t0)}, []Action{Counted, Counted, Respond}, Single},
-		{"already blocked: said, then counted, then said again", 0, 0, safety.Allowed,
-			[]probe.Probe{scanner(1, t0), scanner(2, t0), scanner(3, t0.Add(time.Second)), scanner(4, t0.Add(11 * time.Second))},
-			[]Action{Respond, AlreadyBlocked, Repeated, AlreadyBlocked}, Single},
+		{"already blocked: said a few times, then counted, then said again", 0, 0, safety.Allowed,
+			[]probe.Probe{scanner(1, t0), scanner(2, t0), scanner(3, t0), scanner(4, t0), scanner(5, t0), scanner(6, t0),
+				scanner(7, t0.Add(time.Second)), scanner(8, t0.Add(11 * time.Second))},
+			[]Action{Respond, AlreadyBlocked, AlreadyBlocked, AlreadyBlocked, AlreadyBlocked, AlreadyBlocked, Repeated, AlreadyBlocked}, Single},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -87,7 +88,9 @@ func TestRepeatsAreReported(t *testing.T) {
 	d := New(0, 0, 0)
 	p := spoofed(1, t0)
 	d.observe(p)
-	d.observe(p) // said
+	for range RepeatLines {
+		d.observe(p) // said
+	}
 	for i := range 5 {
 		p.Time = t0.Add(time.Duration(i+1) * time.Second)
 		if v := d.observe(p); v.Action != Repeated {
@@ -101,6 +104,9 @@ func TestRepeatsAreReported(t *testing.T) {
 	// An undelivered line is counted and tried again on the next hit.
 	p.Time = p.Time.Add(RepeatEvery)
 	v := d.observe(p)
+	if v.Action != AlreadyBlocked {
+		t.Fatalf("new window: %v", v.Action)
+	}
 	d.Unsay(p.Mode, p.Src.Addr(), v)
 	p.Time = p.Time.Add(time.Millisecond)
 	if v := d.observe(p); v.Action != AlreadyBlocked || v.Repeats != 1 {
