@@ -56,7 +56,7 @@ func TestDecisions(t *testing.T) {
 			[]probe.Probe{scanner(1, t0), scanner(1, t0), scanner(1, t0)}, []Action{Counted, Counted, Respond}, Single},
 		{"already blocked: said a few times, then counted, then said again", 0, 0, safety.Allowed,
 			[]probe.Probe{scanner(1, t0), scanner(2, t0), scanner(3, t0), scanner(4, t0), scanner(5, t0), scanner(6, t0),
-				scanner(7, t0.Add(time.Second)), scanner(8, t0.Add(11 * time.Second))},
+				scanner(7, t0.Add(time.Second)), scanner(8, t0.Add(11*time.Second))},
 			[]Action{Respond, AlreadyBlocked, AlreadyBlocked, AlreadyBlocked, AlreadyBlocked, AlreadyBlocked, Repeated, AlreadyBlocked}, Single},
 	}
 	for _, tt := range tests {
