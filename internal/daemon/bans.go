@@ -76,6 +76,8 @@ type banManager struct {
 	view    func() *safety.View
 	checked *safety.View
 	in      chan bans.Ban
+	ops     chan func()   // operators' blocks and unblocks, run by the manager's goroutine
+	stopped chan struct{} // closed when that goroutine has ended
 	onLift  func([]bans.Ban) // the daemon forgets lifted hosts, so they can be caught again
 	// suppressed counts bans refused because BAN_CAP was reached (the daemon's counter).
 	suppressed *atomic.Uint64
@@ -102,7 +104,8 @@ func openBans(cfgFn func() *config.Config, view func() *safety.View, modes []pro
 	if err != nil {
 		return nil, err
 	}
-	m := &banManager{log: log, journal: j, cfg: cfgFn, view: view, backend: cfg.BlockBackend, in: make(chan bans.Ban, banBatch)}
+	m := &banManager{log: log, journal: j, cfg: cfgFn, view: view, backend: cfg.BlockBackend,
+		in: make(chan bans.Ban, banBatch), ops: make(chan func())}
 	for _, line := range rep.Corrupt {
 		log.Warn(fmt.Sprintf("adminalert: %s:%d: unreadable ban journal line skipped", path, line))
 	}
@@ -233,7 +236,11 @@ func (m *banManager) withinCap(batch []bans.Ban) []bans.Ban {
 }
 
 func (m *banManager) start(ctx context.Context) {
-	m.wg.Go(func() { m.run(ctx) })
+	m.stopped = make(chan struct{})
+	m.wg.Go(func() {
+		defer close(m.stopped)
+		m.run(ctx)
+	})
 }
 
 // run commits queued bans in batches and, while there are bans, records expiries every
@@ -250,10 +257,8 @@ func (m *banManager) run(ctx context.Context) {
 			return
 		case b := <-m.in:
 			m.commit(m.gather(b))
-			if !ticking && m.journal.Len() > 0 {
-				tick.Reset(time.Second)
-				ticking = true
-			}
+		case op := <-m.ops:
+			op()
 		case now := <-tick.C:
 			m.recheck(now)
 			m.expire(now)
@@ -261,6 +266,10 @@ func (m *banManager) run(ctx context.Context) {
 				tick.Stop()
 				ticking = false
 			}
+		}
+		if !ticking && m.journal.Len() > 0 {
+			tick.Reset(time.Second)
+			ticking = true
 		}
 	}
 }
@@ -418,6 +427,19 @@ func (m *banManager) expire(now time.Time) {
 	}
 	if m.onLift != nil {
 		m.onLift(ended)
+	}
+}
+
+// do runs op on the manager's goroutine, as one with the detections' bans and the
+// expiries (so BAN_CAP is counted once and the expiry ticker sees operator bans), and
+// waits for it. After shutdown it runs op on the caller's goroutine.
+func (m *banManager) do(op func()) {
+	done := make(chan struct{})
+	select {
+	case m.ops <- func() { op(); close(done) }:
+		<-done
+	case <-m.stopped:
+		op()
 	}
 }
 

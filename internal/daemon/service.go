@@ -48,10 +48,13 @@ func (s service) Block(p netip.Prefix, d time.Duration) (control.Ban, error) {
 	case d < 0:
 		d = 0 // permanent
 	}
-	b := m.newBan(p, bans.Reason{By: "operator"}, d, time.Now())
-	m.pending.Add(1)
-	m.commit([]bans.Ban{b})
-	got, ok := m.journal.Get(p)
+	var got bans.Ban
+	var ok bool
+	m.do(func() {
+		m.pending.Add(1)
+		m.commit([]bans.Ban{m.newBan(p, bans.Reason{By: "operator"}, d, time.Now())})
+		got, ok = m.journal.Get(p)
+	})
 	if !ok {
 		return control.Ban{}, errors.New("the ban was not recorded (BAN_CAP reached, or the journal failed: see the log)")
 	}
@@ -59,7 +62,9 @@ func (s service) Block(p netip.Prefix, d time.Duration) (control.Ban, error) {
 }
 
 func (s service) Unblock(p netip.Prefix) ([]control.Ban, error) {
-	ended, err := s.d.bans.unblock(p)
+	var ended []bans.Ban
+	var err error
+	s.d.bans.do(func() { ended, err = s.d.bans.unblock(p) })
 	out := make([]control.Ban, 0, len(ended))
 	for _, b := range ended {
 		out = append(out, toControl(b))
