@@ -15,7 +15,10 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
+	"syscall"
 	"time"
+	"unicode/utf8"
 
 	"github.com/portsentry-go/portsentry/internal/probe"
 )
@@ -136,28 +139,55 @@ func (c *Classic) runCmd(ctx context.Context, t Target) bool {
 	return true
 }
 
-// maxOutput bounds how much of a command's output reaches the log.
-const maxOutput = 4096
+// maxOutput bounds how much of a command's output is kept and logged. The rest is read
+// and thrown away as it arrives, so a command printing hundreds of megabytes costs a
+// pipe's worth of memory, not its output's.
+const maxOutput = 64 << 10
+
+// waitDelay is how long a command's output may stay open once its shell has exited or
+// been killed: a process holding the pipe (one that left the process group, say) must
+// not hang the worker.
+const waitDelay = time.Second
 
 // shell runs cmd with /bin/sh -c, as classic did, so that existing configs with shell
 // syntax keep working. Any non-zero exit status, a signal or the timeout is a failure
-// (classic counted everything but 127 as success). Output is logged, not discarded.
+// (classic counted everything but 127 as success). Output is logged, not discarded:
+// at most maxOutput of it, with control characters escaped.
+//
+// The shell runs in a process group of its own. On timeout, or when ctx is cancelled,
+// the whole group is killed with SIGKILL, so nothing the command started (a pipeline, a
+// backgrounded child, a child ignoring SIGTERM) outlives it. When the shell exits but
+// something it left behind still holds its output after waitDelay, the group is killed
+// too; the shell's exit status still decides success.
 func (c *Classic) shell(ctx context.Context, cmd string) error {
 	ctx, cancel := context.WithTimeout(ctx, c.cfg.Timeout)
 	defer cancel()
 	sh := exec.CommandContext(ctx, "/bin/sh", "-c", cmd)
-	var out bytes.Buffer
-	sh.Stdout, sh.Stderr = &out, &out
-	sh.WaitDelay = time.Second // a child keeping the pipe open must not hang us
+	out := &capWriter{max: maxOutput}
+	sh.Stdout, sh.Stderr = out, out
+	sh.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	sh.Cancel = func() error { return killGroup(sh.Process.Pid) }
+	sh.WaitDelay = waitDelay
 	err := sh.Run()
+	leftover := errors.Is(err, exec.ErrWaitDelay) && ctx.Err() == nil
+	if leftover {
+		// The shell exited with status 0 (Wait reports ErrWaitDelay only then) and
+		// left something holding its output. The group outlives its leader while a
+		// member lives, so its id cannot have been reused.
+		_ = killGroup(sh.Process.Pid)
+		c.log.Warn("adminalert: command left processes holding its output; killed them", "command", cmd)
+		err = nil
+	}
 	if c.cfg.OnCommand != nil {
 		c.cfg.OnCommand(err == nil && ctx.Err() == nil)
 	}
-	if s := strings.TrimSpace(out.String()); s != "" {
-		if len(s) > maxOutput {
-			s = s[:maxOutput] + "..."
+	kept, total := out.kept()
+	if s, truncated := sanitize(kept, maxOutput); s != "" {
+		if truncated || total > int64(len(kept)) {
+			c.log.Info("command output", "command", cmd, "output", s, "truncated", true, "bytes", total)
+		} else {
+			c.log.Info("command output", "command", cmd, "output", s)
 		}
-		c.log.Info("command output", "command", cmd, "output", s)
 	}
 	if ctx.Err() == context.DeadlineExceeded {
 		return fmt.Errorf("timed out after %v", c.cfg.Timeout)
@@ -168,6 +198,77 @@ func (c *Classic) shell(ctx context.Context, cmd string) error {
 	}
 	return err
 }
+
+// killGroup sends SIGKILL to the process group pgid. A group already gone yields
+// os.ErrProcessDone, which is what exec.Cmd.Cancel returns when there is nothing to kill.
+func killGroup(pgid int) error {
+	err := syscall.Kill(-pgid, syscall.SIGKILL)
+	if err == syscall.ESRCH {
+		return os.ErrProcessDone
+	}
+	return err
+}
+
+// capWriter keeps the first max bytes written to it and counts, then discards, the rest.
+// It never fails a write, so the command is never stopped by a full or broken pipe.
+type capWriter struct {
+	mu    sync.Mutex
+	max   int
+	buf   []byte
+	total int64
+}
+
+func (w *capWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.total += int64(len(p))
+	if room := w.max - len(w.buf); room > 0 {
+		w.buf = append(w.buf, p[:min(room, len(p))]...)
+	}
+	return len(p), nil
+}
+
+// kept returns what was kept, and how many bytes were written in all.
+func (w *capWriter) kept() ([]byte, int64) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.buf, w.total
+}
+
+// sanitize makes command output safe to log: surrounding white space is trimmed, and
+// every byte or character that is not printable (CR, LF, ESC and the other C0 controls
+// except tab, DEL, the C1 controls, invalid UTF-8, bidirectional overrides ...) is
+// written as a Go escape (\r, \n, \x1b, \u202e), and a backslash as \\, so output
+// such as "ok\rFAKE" can neither forge a log line nor move a terminal's cursor. The
+// result is at most limit bytes; truncated reports that something was cut.
+func sanitize(b []byte, limit int) (s string, truncated bool) {
+	b = bytes.TrimSpace(b)
+	var out strings.Builder
+	var scratch [16]byte
+	for len(b) > 0 {
+		r, n := utf8.DecodeRune(b)
+		var piece []byte
+		switch {
+		case r == utf8.RuneError && n == 1:
+			piece = append(scratch[:0], '\\', 'x', hexDigits[b[0]>>4], hexDigits[b[0]&15])
+		case r == '\\':
+			piece = append(scratch[:0], '\\', '\\')
+		case r == '\t' || strconv.IsPrint(r):
+			piece = b[:n]
+		default:
+			q := strconv.AppendQuoteRune(scratch[:0], r) // '\x1b'
+			piece = q[1 : len(q)-1]
+		}
+		if out.Len()+len(piece) > limit {
+			return out.String(), true
+		}
+		out.Write(piece)
+		b = b[n:]
+	}
+	return out.String(), false
+}
+
+const hexDigits = "0123456789abcdef"
 
 // Expand replaces every $TARGET$, $PORT$ and $MODE$ in s. $TARGET$ is always the
 // canonical numeric address, never a resolved name, so a hostile PTR record cannot
