@@ -124,6 +124,7 @@ func TestStealthFragments(t *testing.T) {
 				t.Fatal(err)
 			}
 			stats := d.Log.WaitFor(t, "adminalert: stealth sensor: ", eventTimeout)
+			t.Log(stats[strings.Index(stats, "stealth sensor:"):])
 			got := sensorCounters(t, stats)
 			nmapRuns := len(scans) - 5
 			if got["frag_reassembled"] < uint64(5+nmapRuns+1) || got["frag_timeouts"] != 1 || got["frag_overlaps"] != 1 ||
@@ -209,7 +210,9 @@ func TestAdvancedFragments(t *testing.T) {
 	if err := d.Stop(); err != nil {
 		t.Fatal(err)
 	}
-	got := sensorCounters(t, d.Log.WaitFor(t, "adminalert: stealth sensor: ", eventTimeout))
+	stats := d.Log.WaitFor(t, "adminalert: stealth sensor: ", eventTimeout)
+	t.Log(stats[strings.Index(stats, "stealth sensor:"):])
+	got := sensorCounters(t, stats)
 	if got["frag_reassembled"] < 6 || got["in_use"] < 2 || got["frag_malformed"] != 0 {
 		t.Errorf("counters: %v", got)
 	}
