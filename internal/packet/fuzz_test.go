@@ -158,8 +158,9 @@ func checkTransport(t *testing.T, p []byte, proto byte, h Header) {
 
 // FuzzReassemble feeds a small table arbitrary fragments: the input is a sequence of
 // records, a length byte, a clock step byte (in 10 ms) and that many packet bytes. The
-// table must never panic, and whatever it hands out must be a header DecodeIP could
-// have produced: TCP or UDP, valid canonical addresses of one family, flags in range.
+// table must never panic nor touch h when it reads nothing, and whatever it hands out
+// must be a header DecodeIP could have produced: TCP or UDP, valid canonical addresses
+// of one family, flags in range.
 func FuzzReassemble(f *testing.F) {
 	record := func(step byte, pkts ...[]byte) []byte {
 		var b []byte
@@ -186,9 +187,13 @@ func FuzzReassemble(f *testing.F) {
 			pkt := b[:n:n]
 			b = b[n:]
 			now += int64(step) * int64(10*time.Millisecond)
-			var h Header
+			sentinel := Header{Src: v6a, SrcPort: 1, TCPFlags: 0x3f, IPOptions: true}
+			h := sentinel
 			adds++
 			if !r.Add(pkt, now, &h) {
+				if h != sentinel {
+					t.Fatalf("Add returned false but changed h: %+v", h)
+				}
 				continue
 			}
 			readings++
