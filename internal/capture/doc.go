@@ -4,7 +4,7 @@
 // IP header, whatever the link type) through a TPACKET_V3 memory-mapped ring, and it
 // installs a classic BPF program in the kernel so that only candidate packets reach user
 // space: inbound IPv4/IPv6 packets addressed to this host that are TCP without ACK and
-// RST, or UDP, to a watched destination port. Established connections, outgoing traffic,
+// RST, or UDP, to a watched destination port, and fragments of TCP or UDP. Established connections, outgoing traffic,
 // broadcasts and everything that is not TCP or UDP are dropped by the kernel before they
 // are copied anywhere, so they cost the daemon nothing. (With Filter.UDPReplies the
 // datagrams this host sends from a watched UDP port pass too, marked Info.Outgoing.)
@@ -14,6 +14,9 @@
 // because:
 //   - an IPv6 packet whose transport header follows extension headers is passed up
 //     unexamined (walking the chain in classic BPF is not worth it; it is rare);
+//   - every IPv4 or IPv6 fragment of a watched protocol, first or not, is passed up
+//     unexamined: its ports and flags may be in another fragment (nmap -f puts the TCP
+//     flags in the second), and user space reassembles them (packet.Reassembler);
 //   - Coarsen and Filter.Fit widen the port set when the exact one does not fit in a
 //     kernel program;
 //   - after SetFilter the ring may still hold packets accepted by the previous filter.

@@ -66,15 +66,24 @@ func (f Filter) outgoing() bool { return f.UDPReplies && len(f.UDPPorts) > 0 }
 //     device without it; only the second is traffic the host processes;
 //   - the protocol (SKF_AD_PROTOCOL) must be IPv4 or IPv6 and agree with the version
 //     nibble, so non-IP frames that happen to start with 0x4? or 0x6? never pass;
-//   - IPv4: drop non-first fragments; TCP or UDP; transport header at 4*IHL;
-//   - IPv6: next header TCP/UDP → transport at 40; a fragment header (44) → drop
-//     non-first fragments, then TCP/UDP at 48; hop-by-hop (0), routing (43), AH (51) or
-//     destination options (60) → ACCEPT unexamined, user space walks the chain; anything
-//     else (ICMPv6, ESP, no next header) → drop;
+//   - IPv4: a fragment (MF set or offset ≠ 0), first or not, → ACCEPT if its protocol
+//     is TCP or UDP and watched: its ports and flags may sit in another fragment, and
+//     user space reassembles them (packet.Reassembler); otherwise TCP or UDP with the
+//     transport header at 4*IHL;
+//   - IPv6: next header TCP/UDP → transport at 40; a fragment header (44) with offset
+//     or M set → ACCEPT if the fragment's next header is a watched TCP/UDP, routing,
+//     AH or destination options; an atomic fragment header → TCP/UDP at 48 (routing,
+//     fragment, AH, destination options there → ACCEPT); hop-by-hop (0), routing (43),
+//     AH (51) or destination options (60) at 40 → ACCEPT unexamined, user space walks
+//     the chain; anything else (ICMPv6, ESP, no next header) → drop;
 //   - TCP: drop if ACK or RST is set (real connections, backscatter); ECE/CWR ignored;
 //   - the destination port must be in the protocol's ranges;
 //   - accept returns Snaplen; a load past the end of a short packet drops it (kernel
-//     semantics), so a first fragment too short to hold the ports never passes.
+//     semantics).
+//
+// Fragments are never checked for ports or flags here, so fragmented traffic of a
+// watched protocol always reaches user space; the reassembly table bounds what that
+// costs.
 func (f Filter) Program() ([]bpf.RawInstruction, error) {
 	ins, err := f.build(false)
 	if err != nil {
@@ -163,14 +172,30 @@ func (f Filter) build(vm bool) ([]bpf.Instruction, error) {
 		}
 	}
 
+	// fragments accepts a fragment whose protocol number (in A) is watched: its ports
+	// and flags may be in another fragment, user space reassembles them.
+	fragments := func() {
+		if len(tcp) > 0 {
+			a.jmp(bpf.JumpEqual, ipProtoTCP, lAccept, next)
+		}
+		if len(udp) > 0 {
+			a.jmp(bpf.JumpEqual, ipProtoUDP, lAccept, next)
+		}
+	}
+
 	a.mark(lV4)
 	a.emit(bpf.LoadAbsolute{Off: 0, Size: 1}, bpf.ALUOpConstant{Op: bpf.ALUOpAnd, Val: 0xf0})
 	a.jmp(bpf.JumpEqual, 0x40, next, lDrop)
 	a.emit(bpf.LoadAbsolute{Off: 6, Size: 2})
-	a.jmp(bpf.JumpBitsSet, 0x1fff, lDrop, next) // fragment offset ≠ 0
-	a.emit(bpf.LoadMemShift{Off: 0})            // X = 4*IHL
+	lFrag4 := a.label()
+	a.jmp(bpf.JumpBitsSet, 0x3fff, lFrag4, next) // MF or fragment offset ≠ 0
+	a.emit(bpf.LoadMemShift{Off: 0})             // X = 4*IHL
 	a.emit(bpf.LoadAbsolute{Off: 9, Size: 1})
 	transport()
+	a.emit(drop)
+	a.mark(lFrag4)
+	a.emit(bpf.LoadAbsolute{Off: 9, Size: 1})
+	fragments()
 	a.emit(drop)
 
 	a.mark(lV6)
@@ -183,14 +208,26 @@ func (f Filter) build(vm bool) ([]bpf.Instruction, error) {
 	extHeaders(ipProtoHopByHop, ipProtoRouting, ipProtoAH, ipProtoDstOpts)
 	a.emit(drop)
 
-	a.mark(lFrag) // fragment header at 40: next header [40], offset in the top 13 bits of [42:44]
+	// Fragment header at 40: next header [40], offset in the top 13 bits of [42:44] and
+	// M in bit 0. An atomic fragment (both zero) is a whole packet: judged as one.
+	lFrag6 := a.label()
+	a.mark(lFrag)
 	a.emit(bpf.LoadAbsolute{Off: 42, Size: 2})
-	a.jmp(bpf.JumpBitsSet, 0xfff8, lDrop, next)
+	a.jmp(bpf.JumpBitsSet, 0xfff9, lFrag6, next)
 	a.emit(bpf.LoadConstant{Dst: bpf.RegX, Val: 48})
 	a.emit(bpf.LoadAbsolute{Off: 40, Size: 1})
 	transport()
 	// Hop-by-hop is only valid right after the IPv6 header (the decoder rejects it here).
 	extHeaders(ipProtoRouting, ipProtoFragment, ipProtoAH, ipProtoDstOpts)
+	a.emit(drop)
+	// A real fragment, first or not: TCP, UDP, or an extension header that the first
+	// fragment's chain walk in user space may find TCP or UDP behind (every fragment
+	// names the same first header of the fragmentable part).
+	a.mark(lFrag6)
+	a.emit(bpf.LoadAbsolute{Off: 40, Size: 1})
+	fragments()
+	extHeaders(ipProtoRouting, ipProtoAH, ipProtoDstOpts)
+	a.emit(drop)
 
 	if replies && !vm {
 		// Outgoing UDP: the same checks as above, then the UDP tree on the source port.

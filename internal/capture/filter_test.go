@@ -65,8 +65,11 @@ func reference(f Filter, b []byte) bool {
 	}
 	switch b[0] >> 4 {
 	case 4:
-		if len(b) < 8 || binary.BigEndian.Uint16(b[6:])&0x1fff != 0 || len(b) < 10 {
+		if len(b) < 10 {
 			return false
+		}
+		if binary.BigEndian.Uint16(b[6:])&0x3fff != 0 { // any fragment: reassembled in user space
+			return watched(b[9])
 		}
 		return watched(b[9]) && transport(b[9], 4*int(b[0]&0xf))
 	case 6:
@@ -81,8 +84,12 @@ func reference(f Filter, b []byte) bool {
 		case nh != 44:
 			return false
 		}
-		if len(b) < 44 || binary.BigEndian.Uint16(b[42:])&0xfff8 != 0 {
+		if len(b) < 44 {
 			return false
+		}
+		if binary.BigEndian.Uint16(b[42:])&0xfff9 != 0 { // not atomic: reassembled in user space
+			nh := b[40]
+			return watched(nh) || nh == 43 || nh == 51 || nh == 60
 		}
 		switch nh := b[40]; {
 		case watched(nh):
@@ -204,7 +211,16 @@ func TestProgramCases(t *testing.T) {
 		{"v4 UDP to TCP port", ipv4(17, udpHdr(1, 1000, 10), 0), false},
 		{"v4 ICMP", ipv4(1, make([]byte, 8), 0), false},
 		{"v4 first fragment", frag4(ipv4(6, tcpHdr(1, 1000, fSYN), 0), 0, true), true},
-		{"v4 non-first fragment", frag4(ipv4(6, tcpHdr(1, 1000, fSYN), 0), 3, false), false},
+		{"v4 first fragment, unwatched port", frag4(ipv4(6, tcpHdr(1, 1001, fSYN), 0), 0, true), true},
+		{"v4 first fragment ACK", frag4(ipv4(6, tcpHdr(1, 1000, fACK), 0), 0, true), true},
+		{"v4 first fragment of 8 bytes (nmap -f)", frag4(ipv4(6, tcpHdr(1, 1000, fSYN)[:8], 0), 0, true), true},
+		{"v4 first fragment of 4 bytes", frag4(ipv4(6, tcpHdr(1, 1000, fSYN)[:4], 0), 0, true), true},
+		{"v4 non-first fragment", frag4(ipv4(6, tcpHdr(1, 1000, fSYN), 0), 3, false), true},
+		{"v4 non-first fragment, more follow", frag4(ipv4(6, make([]byte, 8), 0), 1, true), true},
+		{"v4 non-first fragment, no payload captured", frag4(ipv4(6, nil, 0), 1, false), true},
+		{"v4 UDP fragment", frag4(ipv4(17, make([]byte, 8), 0), 2, false), true},
+		{"v4 ICMP fragment", frag4(ipv4(1, make([]byte, 8), 0), 1, false), false},
+		{"v4 DF is no fragment", frag4(ipv4(6, tcpHdr(1, 1000, fACK), 0), 0x4000, false), false},
 		{"v4 truncated TCP", ipv4(6, tcpHdr(1, 1000, fSYN), 0)[:33], false},
 		{"v6 SYN watched", ipv6(6, nil, tcpHdr(1, 1000, fSYN)), true},
 		{"v6 SYN unwatched", ipv6(6, nil, tcpHdr(1, 999, fSYN)), false},
@@ -215,10 +231,17 @@ func TestProgramCases(t *testing.T) {
 		{"v6 dst opts → user space", ipv6(60, optsHdr(6), tcpHdr(1, 999, fSYN)), true},
 		{"v6 hop-by-hop → user space", ipv6(0, optsHdr(6), tcpHdr(1, 999, fSYN)), true},
 		{"v6 first fragment watched", ipv6(44, fragHdr(6, 0, true), tcpHdr(1, 1000, fSYN)), true},
-		{"v6 first fragment unwatched", ipv6(44, fragHdr(6, 0, true), tcpHdr(1, 1001, fSYN)), false},
-		{"v6 first fragment ACK", ipv6(44, fragHdr(6, 0, true), tcpHdr(1, 1000, fACK)), false},
+		{"v6 first fragment unwatched", ipv6(44, fragHdr(6, 0, true), tcpHdr(1, 1001, fSYN)), true},
+		{"v6 first fragment ACK", ipv6(44, fragHdr(6, 0, true), tcpHdr(1, 1000, fACK)), true},
+		{"v6 atomic fragment unwatched", ipv6(44, fragHdr(6, 0, false), tcpHdr(1, 1001, fSYN)), false},
+		{"v6 atomic fragment ACK", ipv6(44, fragHdr(6, 0, false), tcpHdr(1, 1000, fACK)), false},
 		{"v6 atomic fragment UDP", ipv6(44, fragHdr(17, 0, false), udpHdr(1, 3000, 0)), true},
-		{"v6 non-first fragment", ipv6(44, fragHdr(6, 1, false), tcpHdr(1, 1000, fSYN)), false},
+		{"v6 first fragment of 8 bytes", ipv6(44, fragHdr(6, 0, true), tcpHdr(1, 1000, fSYN)[:8]), true},
+		{"v6 non-first fragment", ipv6(44, fragHdr(6, 1, false), tcpHdr(1, 1000, fSYN)), true},
+		{"v6 non-first UDP fragment", ipv6(44, fragHdr(17, 3, true), make([]byte, 8)), true},
+		{"v6 non-first fragment after dst opts", ipv6(44, fragHdr(60, 1, false), make([]byte, 8)), true},
+		{"v6 ICMPv6 fragment", ipv6(44, fragHdr(58, 1, false), make([]byte, 8)), false},
+		{"v6 fragment header cut", ipv6(44, nil, []byte{6, 0}), false},
 		{"v6 fragment then dst opts", ipv6(44, append(fragHdr(60, 0, true), optsHdr(6)...), tcpHdr(1, 9, fSYN)), true},
 		{"v6 fragment then hop-by-hop", ipv6(44, append(fragHdr(0, 0, true), optsHdr(6)...), tcpHdr(1, 1000, fSYN)), false},
 		{"v6 no next header", ipv6(59, nil, nil), false},
@@ -241,6 +264,9 @@ func TestProgramEmptyFilters(t *testing.T) {
 	syn := ipv4(6, tcpHdr(1, 1000, fSYN), 0)
 	udp := ipv4(17, udpHdr(1, 1000, 0), 0)
 	ext := ipv6(60, optsHdr(6), tcpHdr(1, 1000, fSYN))
+	tcpFrag4, udpFrag4 := ipv4(6, make([]byte, 8), 0), ipv4(17, make([]byte, 8), 0)
+	tcpFrag4[7], udpFrag4[7] = 1, 1 // offset 8
+	tcpFrag6, udpFrag6 := ipv6(44, fragHdr(6, 1, false), make([]byte, 8)), ipv6(44, fragHdr(17, 1, false), make([]byte, 8))
 	all := []PortRange{{0, 65535}}
 	for _, c := range []struct {
 		f             Filter
@@ -251,6 +277,16 @@ func TestProgramEmptyFilters(t *testing.T) {
 		{Filter{TCPPorts: all}, true, false, true},
 		{Filter{UDPPorts: all}, false, true, true},
 	} {
+		for _, p := range [][]byte{tcpFrag4, tcpFrag6} {
+			if got := vmRun(t, c.f, p); got != c.tcp {
+				t.Errorf("%+v: TCP fragment accepted %v", c.f, got)
+			}
+		}
+		for _, p := range [][]byte{udpFrag4, udpFrag6} {
+			if got := vmRun(t, c.f, p); got != c.udp {
+				t.Errorf("%+v: UDP fragment accepted %v", c.f, got)
+			}
+		}
 		if got := vmRun(t, c.f, syn); got != c.tcp {
 			t.Errorf("%+v: SYN accepted %v", c.f, got)
 		}

@@ -1,6 +1,7 @@
 package capture
 
 import (
+	"encoding/binary"
 	"fmt"
 	"net"
 	"net/netip"
@@ -201,6 +202,19 @@ type seen struct {
 	err  error // from the decoder
 	info Info
 	n    int // bytes captured
+	// fragID is a fragment's identification (IPv6: its low 16 bits), which the tests
+	// set to the case's id: a fragment does not decode, so it has no source port.
+	fragID uint16
+}
+
+func fragID(b []byte) uint16 {
+	switch {
+	case len(b) >= 6 && b[0]>>4 == 4:
+		return binary.BigEndian.Uint16(b[4:])
+	case len(b) >= 48 && b[0]>>4 == 6 && b[6] == 44:
+		return binary.BigEndian.Uint16(b[46:])
+	}
+	return 0
 }
 
 func startReader(t *testing.T, h *Handle) <-chan seen {
@@ -210,8 +224,12 @@ func startReader(t *testing.T, h *Handle) <-chan seen {
 		var hdr packet.Header
 		done <- h.Read(func(frame []byte, info Info) {
 			err := packet.DecodeIP(frame, &hdr)
+			var id uint16
+			if err == packet.ErrFragment {
+				id = fragID(frame)
+			}
 			select {
-			case ch <- seen{hdr, err, info, len(frame)}:
+			case ch <- seen{hdr, err, info, len(frame), id}:
 			default: // the test stopped listening; drop
 			}
 		})
@@ -265,7 +283,11 @@ func quiet(t *testing.T, ch <-chan seen, d time.Duration) {
 func srcPorts(ss []seen) []uint16 {
 	var p []uint16
 	for _, s := range ss {
-		p = append(p, s.h.SrcPort)
+		if s.err == packet.ErrFragment {
+			p = append(p, s.fragID)
+		} else {
+			p = append(p, s.h.SrcPort)
+		}
 	}
 	return p
 }

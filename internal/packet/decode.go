@@ -101,11 +101,13 @@ func decodeIPv4(b []byte, h *Header) error {
 	h.Src = netip.AddrFrom4([4]byte(b[12:16]))
 	h.Dst = netip.AddrFrom4([4]byte(b[16:20]))
 	h.IPOptions = ihl > 20
-	frag := binary.BigEndian.Uint16(b[6:])
-	if frag&0x1fff != 0 { // fragment offset: this piece has no transport header
+	// Any fragment, first or not, goes to a Reassembler: a first fragment's transport
+	// header may be cut short (nmap -f) or contradicted by a later, overlapping one.
+	// MF is 0x2000, the offset the low 13 bits; DF and the reserved bit do not count.
+	if binary.BigEndian.Uint16(b[6:])&0x3fff != 0 {
 		return ErrFragment
 	}
-	return decodeTransport(b[ihl:end], b[9], frag&0x2000 != 0, h)
+	return decodeTransport(b[ihl:end], b[9], h)
 }
 
 func decodeIPv6(b []byte, h *Header) error {
@@ -135,29 +137,29 @@ func decodeIPv6(b []byte, h *Header) error {
 // walkIPv6 follows the extension-header chain in p, starting with next, until it reaches
 // TCP or UDP.
 func walkIPv6(p []byte, next uint8, h *Header) error {
-	more := false // a first fragment with more to follow was seen
 	for i := 0; ; i++ {
 		if next == protoTCP || next == protoUDP {
-			return decodeTransport(p, next, more, h)
+			return decodeTransport(p, next, h)
 		}
 		if i == maxExtHeaders {
 			return ErrMalformed
 		}
-		n, err := extHeaderLen(p, next, i, &more)
+		n, err := extHeaderLen(p, next, i)
 		if err != nil {
 			return err
 		}
 		if len(p) < n {
-			return short(more)
+			return ErrTruncated
 		}
 		next, p = p[0], p[n:]
 	}
 }
 
-// extHeaderLen returns the length of the extension header at the start of p. For a
-// fragment header it records the more-fragments bit in *more. Anything that is not a
-// walkable extension header (ESP 50, no next header 59, ICMPv6, ...) is ErrProto.
-func extHeaderLen(p []byte, next uint8, index int, more *bool) (int, error) {
+// extHeaderLen returns the length of the extension header at the start of p. A fragment
+// header is walked only if it is atomic (offset 0, M clear: RFC 6946), which is a whole
+// packet; any other is ErrFragment. Anything that is not a walkable extension header
+// (ESP 50, no next header 59, ICMPv6, ...) is ErrProto.
+func extHeaderLen(p []byte, next uint8, index int) (int, error) {
 	switch next {
 	case protoHopByHop, protoRouting, protoDstOpts:
 		// RFC 8200 §4.3: hop-by-hop options only ever follow the IPv6 header directly.
@@ -165,55 +167,46 @@ func extHeaderLen(p []byte, next uint8, index int, more *bool) (int, error) {
 			return 0, ErrMalformed
 		}
 		if len(p) < 2 {
-			return 0, short(*more)
+			return 0, ErrTruncated
 		}
 		return (int(p[1]) + 1) * 8, nil // length in 8-octet units, first 8 not counted
 	case protoAH:
 		if len(p) < 2 {
-			return 0, short(*more)
+			return 0, ErrTruncated
 		}
 		return (int(p[1]) + 2) * 4, nil // RFC 4302: 4-octet units, minus 2
 	case protoFragment:
 		if len(p) < 8 {
-			return 0, short(*more)
+			return 0, ErrTruncated
 		}
-		off := binary.BigEndian.Uint16(p[2:])
-		if off>>3 != 0 {
+		if binary.BigEndian.Uint16(p[2:])&fragOffsetMore6 != 0 {
 			return 0, ErrFragment
 		}
-		*more = off&1 != 0
 		return 8, nil
 	}
 	return 0, ErrProto
 }
 
-// short is the error for a transport header that the packet does not fully hold: when
-// more fragments follow, the header was split across them (nmap -f), which is not a
-// capture truncation.
-func short(more bool) error {
-	if more {
-		return ErrFragment
-	}
-	return ErrTruncated
-}
+// fragOffsetMore6 masks the offset (top 13 bits) and the M flag (bit 0) of the second
+// word of an IPv6 fragment header.
+const fragOffsetMore6 = 0xfff9
 
-func decodeTransport(p []byte, proto uint8, more bool, h *Header) error {
+func decodeTransport(p []byte, proto uint8, h *Header) error {
 	switch proto {
 	case protoTCP:
-		return decodeTCP(p, more, h)
+		return decodeTCP(p, h)
 	case protoUDP:
-		return decodeUDP(p, more, h)
+		return decodeUDP(p, h)
 	}
 	return ErrProto
 }
 
 // decodeTCP reads only what classification needs: ports and flags, the first 14 bytes.
-// A first fragment cut inside the TCP header (nmap -f, hping3 -f) and a header with a
-// nonsense data offset (hping3 -O 2) are evasion attempts that classic reported, so
-// neither is rejected.
-func decodeTCP(p []byte, more bool, h *Header) error {
+// A header with a nonsense data offset (hping3 -O 2) is an evasion attempt that classic
+// reported, so it is not rejected.
+func decodeTCP(p []byte, h *Header) error {
 	if len(p) < tcpFlagsEnd {
-		return short(more)
+		return ErrTruncated
 	}
 	h.Proto = probe.TCP
 	h.SrcPort = binary.BigEndian.Uint16(p[0:])
@@ -225,11 +218,14 @@ func decodeTCP(p []byte, more bool, h *Header) error {
 // tcpFlagsEnd is the length of the TCP header up to and including the flags byte.
 const tcpFlagsEnd = 14
 
+// udpHeaderLen is the length of the UDP header.
+const udpHeaderLen = 8
+
 // decodeUDP ignores the length field except that 1..7 can never be valid (0 is allowed:
 // IPv6 jumbograms use it).
-func decodeUDP(p []byte, more bool, h *Header) error {
-	if len(p) < 8 {
-		return short(more)
+func decodeUDP(p []byte, h *Header) error {
+	if len(p) < udpHeaderLen {
+		return ErrTruncated
 	}
 	if l := binary.BigEndian.Uint16(p[4:]); l != 0 && l < 8 {
 		return ErrMalformed

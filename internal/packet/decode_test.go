@@ -79,8 +79,6 @@ type decodeCase struct {
 // allocation and fuzz-seed code.
 func validSpecs() map[string]spec {
 	withOpts := func(s spec, ip, tcp int) spec { s.ipOpts, s.tcpOpts = ip, tcp; return s }
-	firstFrag := tcp4(FlagSYN)
-	firstFrag.mf, firstFrag.payload = true, 16
 	return map[string]spec{
 		"v4 SYN":                   tcp4(FlagSYN),
 		"v4 SYN ECE CWR":           tcp4(FlagSYN | 0xc0),
@@ -90,7 +88,6 @@ func validSpecs() map[string]spec {
 		"v4 4 option bytes":        withOpts(tcp4(FlagFIN), 4, 0),
 		"v4 40 option bytes":       withOpts(tcp4(FlagSYN), 40, 40),
 		"v4 TCP options + data":    withOpts(tcp4(FlagSYN|FlagACK), 0, 20),
-		"v4 first fragment MF":     firstFrag,
 		"v4 UDP":                   udp4(),
 		"v4 UDP empty":             {src: v4a, dst: v4b, proto: protoUDP, sport: 1, dport: 2},
 		"v6 SYN":                   tcp6(FlagSYN),
@@ -102,8 +99,7 @@ func validSpecs() map[string]spec {
 		"v6 AH 12":                 tcp6(FlagSYN, ah12),
 		"v6 AH 24":                 tcp6(FlagSYN, ah24),
 		"v6 atomic fragment":       tcp6(FlagSYN, frag0),
-		"v6 first fragment M":      tcp6(FlagSYN, frag0M),
-		"v6 long chain":            tcp6(FlagSYN, hbh8, dst16, rt24, frag0M, ah12, dst16),
+		"v6 long chain":            tcp6(FlagSYN, hbh8, dst16, rt24, frag0, ah12, dst16),
 		"v6 eight headers":         tcp6(FlagSYN, hbh8, dst16, dst16, dst16, dst16, dst16, dst16, dst16),
 		"v6 TCP options":           {src: v6a, dst: v6b, proto: protoTCP, sport: 9, dport: 10, flags: FlagSYN, tcpOpts: 40, payload: 5},
 		"v6 UDP":                   udp6(),
@@ -131,6 +127,9 @@ func TestDecodeErrors(t *testing.T) {
 	splitTCP4.mf, splitTCP4.cut = true, 8 // nmap -f: 8 bytes of TCP in the first fragment
 	splitUDP6 := udp6()
 	splitUDP6.ext, splitUDP6.cut = []ext6{frag0M}, 4
+	firstFrag := tcp4(FlagSYN)
+	firstFrag.mf, firstFrag.payload = true, 16
+	firstFrag6 := tcp6(FlagSYN, hbh8, dst16, rt24, frag0M, ah12, dst16)
 	noMF := tcp4(FlagSYN)
 	noMF.cut = 8
 	icmp4 := spec{src: v4a, dst: v4b, proto: 1, payload: 8}
@@ -164,6 +163,7 @@ func TestDecodeErrors(t *testing.T) {
 		{"v4 fragment offset 4096", mutate(v4.build(), func(b []byte) { b[6] |= 0x10 }), v4.ipOnly(), ErrFragment},
 		{"v4 DF and reserved bit are not fragments", mutate(v4.build(), func(b []byte) { b[6] |= 0xc0 }), v4.want(), nil},
 		{"v4 first fragment split TCP", splitTCP4.build(), splitTCP4.ipOnly(), ErrFragment},
+		{"v4 first fragment, whole TCP header", firstFrag.build(), firstFrag.ipOnly(), ErrFragment},
 		{"v4 short TCP without MF", noMF.build(), noMF.ipOnly(), ErrTruncated},
 		{"v4 ICMP", icmp4.build(), icmp4.ipOnly(), ErrProto},
 		{"v4 ICMP with options", icmpOpts.build(), icmpOpts.ipOnly(), ErrProto},
@@ -175,6 +175,7 @@ func TestDecodeErrors(t *testing.T) {
 		{"v6 payload length cuts TCP", mutate(v6.build(), func(b []byte) { binary.BigEndian.PutUint16(b[4:], 13) }), v6.ipOnly(), ErrTruncated},
 		{"v6 non-first fragment", frag6.build(), frag6.ipOnly(), ErrFragment},
 		{"v6 first fragment split UDP", splitUDP6.build(), splitUDP6.ipOnly(), ErrFragment},
+		{"v6 first fragment, whole TCP header", firstFrag6.build(), firstFrag6.ipOnly(), ErrFragment},
 		{"v6 ICMPv6", icmp6.build(), icmp6.ipOnly(), ErrProto},
 		{"v6 ESP", esp6.build(), esp6.ipOnly(), ErrProto},
 		{"v6 no next header", none6.build(), none6.ipOnly(), ErrProto},

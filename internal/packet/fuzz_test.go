@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net/netip"
 	"testing"
+	"time"
 
 	"github.com/portsentry-go/portsentry/internal/probe"
 )
@@ -102,8 +103,8 @@ func checkIPv4(t *testing.T, b []byte, h Header) {
 	if b[0]>>4 != 4 || h.IPOptions != (ihl > 20) {
 		t.Fatalf("version/IHL byte %#02x, IPOptions %v", b[0], h.IPOptions)
 	}
-	if binary.BigEndian.Uint16(b[6:])&0x1fff != 0 {
-		t.Fatal("non-first fragment decoded")
+	if binary.BigEndian.Uint16(b[6:])&0x3fff != 0 {
+		t.Fatal("fragment decoded")
 	}
 	checkTransport(t, b[ihl:], b[9], h)
 }
@@ -153,4 +154,63 @@ func checkTransport(t *testing.T, p []byte, proto byte, h Header) {
 	default:
 		t.Fatalf("protocol byte %d decoded as %v", proto, h.Proto)
 	}
+}
+
+// FuzzReassemble feeds a small table arbitrary fragments: the input is a sequence of
+// records, a length byte, a clock step byte (in 10 ms) and that many packet bytes. The
+// table must never panic nor touch h when it reads nothing, and whatever it hands out
+// must be a header DecodeIP could have produced: TCP or UDP, valid canonical addresses
+// of one family, flags in range.
+func FuzzReassemble(f *testing.F) {
+	record := func(step byte, pkts ...[]byte) []byte {
+		var b []byte
+		for _, p := range pkts {
+			b = append(b, byte(len(p)), step)
+			b = append(b, p...)
+		}
+		return b
+	}
+	for _, p := range [][]byte{tcp4(FlagSYN).build(), tcp6(FlagFIN, dst16).build(), udp4().build(), udp6().build()} {
+		f.Add(record(0, split(p, pieces(len(p)-fragmentable(p), 8), 1)...))
+		f.Add(record(60, split(p, pieces(len(p)-fragmentable(p), 16), 2)...))
+	}
+	f.Add(record(1, fragOf(tcp4(FlagACK).build(), piece{0, 8}, 3, nil), fragOf(tcp4(FlagACK).build(), piece{8, 8}, 3, nil),
+		fragOf(tcp4(FlagACK).build(), piece{8, 8}, 3, withFlags(tcp4(FlagACK).build(), 0, piece{8, 8}, FlagSYN))))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		r := NewReassembler(16, time.Second)
+		now := sec(0)
+		adds, readings := 0, 0
+		for len(b) >= 2 {
+			n, step := int(b[0]), b[1]
+			b = b[2:]
+			n = min(n, len(b))
+			pkt := b[:n:n]
+			b = b[n:]
+			now += int64(step) * int64(10*time.Millisecond)
+			sentinel := Header{Src: v6a, SrcPort: 1, TCPFlags: 0x3f, IPOptions: true}
+			h := sentinel
+			adds++
+			if !r.Add(pkt, now, &h) {
+				if h != sentinel {
+					t.Fatalf("Add returned false but changed h: %+v", h)
+				}
+				continue
+			}
+			readings++
+			if h.Proto != probe.TCP && h.Proto != probe.UDP {
+				t.Fatalf("reading with protocol %q: %+v", h.Proto, h)
+			}
+			if !h.Src.IsValid() || !h.Dst.IsValid() || h.Src.Is6() != h.IPv6 || h.Dst.Is6() != h.IPv6 ||
+				h.Src.Is4In6() || h.Dst.Is4In6() || h.Src.Zone() != "" {
+				t.Fatalf("bad addresses: %+v", h)
+			}
+			if h.TCPFlags&^flagMask != 0 || h.Proto == probe.UDP && h.TCPFlags != 0 || h.IPv6 && h.IPOptions {
+				t.Fatalf("bad fields: %+v", h)
+			}
+		}
+		st := r.Stats()
+		if st.Seen != uint64(adds) || st.Reassembled > st.Seen || uint64(readings) > st.Reassembled+st.Overlaps {
+			t.Fatalf("%d adds, %d readings, counters %+v", adds, readings, st)
+		}
+	})
 }

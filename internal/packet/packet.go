@@ -53,9 +53,11 @@ var (
 	ErrTruncated = errors.New("packet: truncated")
 	// ErrNotIP: neither IPv4 nor IPv6.
 	ErrNotIP = errors.New("packet: not IPv4 or IPv6")
-	// ErrFragment: a fragment that does not carry the whole transport header, either a
-	// non-first fragment or a first fragment cut short (nmap -f).
-	ErrFragment = errors.New("packet: fragment without transport header")
+	// ErrFragment: one fragment of a bigger datagram (IPv4 MF or offset set, or an IPv6
+	// fragment header that is not atomic), first or not. Its transport header, if it has
+	// one, may be cut short (nmap -f) or contradicted by another fragment, so it is not
+	// decoded: give the packet to a Reassembler.
+	ErrFragment = errors.New("packet: fragment")
 	// ErrProto: the payload is neither TCP nor UDP (ICMP, ESP, no next header, ...).
 	ErrProto = errors.New("packet: not TCP or UDP")
 	// ErrMalformed: a header field that no valid packet can carry.

@@ -5,7 +5,10 @@ import (
 	"fmt"
 	"log/slog"
 	"net/netip"
+	"os"
 	"slices"
+	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -88,7 +91,7 @@ type StealthDeps struct {
 type StealthStats struct {
 	Frames     atomic.Uint64 // delivered by the kernel filter
 	Malformed  atomic.Uint64 // could not be decoded (truncated, garbage)
-	Fragments  atomic.Uint64 // non-first fragments: no transport header to judge
+	Fragments  atomic.Uint64 // IPv4/IPv6 fragments, first or not, given to reassembly
 	NotForUs   atomic.Uint64 // destination is not one of our addresses
 	InUse      atomic.Uint64 // to a port a local service listens on
 	Replies    atomic.Uint64 // UDP answers to datagrams this host sent (see replies.go)
@@ -97,13 +100,22 @@ type StealthStats struct {
 	Probes     atomic.Uint64 // handed on as probes
 	KernelSeen atomic.Uint64 // PACKET_STATISTICS: packets the socket accepted
 	KernelDrop atomic.Uint64 // PACKET_STATISTICS: packets lost for want of ring space
+
+	// Fragment reassembly (see packet.Reassembler).
+	FragReassembled atomic.Uint64 // datagrams whose ports and flags were read
+	FragTimedOut    atomic.Uint64 // unfinished datagrams dropped after the timeout
+	FragEvicted     atomic.Uint64 // unfinished datagrams pushed out of the full table
+	FragMalformed   atomic.Uint64 // fragments no valid sender makes
+	FragOverlaps    atomic.Uint64 // fragments that rewrote held header bytes
 }
 
 // String renders the counters as key=value pairs for the log.
 func (s *StealthStats) String() string {
-	return fmt.Sprintf("frames=%d probes=%d malformed=%d fragments=%d not_for_us=%d in_use=%d replies=%d outgoing=%d unwatched=%d kernel_seen=%d kernel_drops=%d",
+	return fmt.Sprintf("frames=%d probes=%d malformed=%d fragments=%d not_for_us=%d in_use=%d replies=%d outgoing=%d unwatched=%d kernel_seen=%d kernel_drops=%d"+
+		" frag_reassembled=%d frag_timeouts=%d frag_evicted=%d frag_malformed=%d frag_overlaps=%d",
 		s.Frames.Load(), s.Probes.Load(), s.Malformed.Load(), s.Fragments.Load(), s.NotForUs.Load(),
-		s.InUse.Load(), s.Replies.Load(), s.Outgoing.Load(), s.Unwatched.Load(), s.KernelSeen.Load(), s.KernelDrop.Load())
+		s.InUse.Load(), s.Replies.Load(), s.Outgoing.Load(), s.Unwatched.Load(), s.KernelSeen.Load(), s.KernelDrop.Load(),
+		s.FragReassembled.Load(), s.FragTimedOut.Load(), s.FragEvicted.Load(), s.FragMalformed.Load(), s.FragOverlaps.Load())
 }
 
 // BatchHandler receives the probes of one ring block, in order. The slice is reused
@@ -115,13 +127,16 @@ type BatchHandler func([]probe.Probe)
 const maxBatch = 128
 
 // reader is the state of one capture goroutine: the decoder's scratch header, the
-// probes of the current block, and counts added to the shared counters once per block
-// (on small virtual machines an atomic add costs as much as judging a packet).
+// probes of the current block, counts added to the shared counters once per block
+// (on small virtual machines an atomic add costs as much as judging a packet), and the
+// goroutine's own fragment table, made on the first fragment.
 type reader struct {
 	h      packet.Header
 	probes []probe.Probe
 	n      struct{ frames, malformed, fragments, notForUs, inUse, replies, outgoing, unwatched uint64 }
 	last   lastDst
+	frags  *packet.Reassembler
+	fragN  packet.FragStats // frags' counters already added to the shared ones
 }
 
 // lastDst remembers the answers for the last destination judged in the current block:
@@ -149,6 +164,9 @@ type Stealth struct {
 	stats  StealthStats
 	wg     sync.WaitGroup
 	stop   chan struct{}
+	// fragTimeout is how long an unfinished fragmented datagram is kept (0: the
+	// packet package's default).
+	fragTimeout time.Duration
 }
 
 // NewStealth opens a capture socket per interface index (none: all interfaces) with
@@ -157,7 +175,7 @@ func NewStealth(w *Watch, deps StealthDeps, log *slog.Logger, h BatchHandler, if
 	if len(ifindexes) == 0 {
 		ifindexes = []int{0}
 	}
-	s := &Stealth{log: log, handle: h, deps: deps, sent: newReplies(), stop: make(chan struct{})}
+	s := &Stealth{log: log, handle: h, deps: deps, sent: newReplies(), stop: make(chan struct{}), fragTimeout: hostFragTimeout()}
 	s.watch.Store(w)
 	for _, ifi := range ifindexes {
 		c, err := capture.Open(capture.Options{Ifindex: ifi, Filter: w.filter()})
@@ -224,12 +242,15 @@ func (s *Stealth) frame(b []byte, info capture.Info, r *reader) {
 	r.n.frames++
 	h := &r.h
 	if err := packet.DecodeIP(b, h); err != nil {
-		if err == packet.ErrFragment {
-			r.n.fragments++
-		} else {
+		if err != packet.ErrFragment {
 			r.n.malformed++
+			return
 		}
-		return
+		// A fragment: judged like a whole packet once its datagram's header is read.
+		r.n.fragments++
+		if !r.reassembler(s.fragTimeout).Add(b, int64(info.Sec)*1e9+int64(info.Nsec), h) {
+			return
+		}
 	}
 	if info.Outgoing {
 		s.outgoing(h, info, r)
@@ -286,6 +307,13 @@ func (r *reader) isInUse(p probe.Proto, dst netip.AddrPort, inUse func(probe.Pro
 	return c.yes
 }
 
+func (r *reader) reassembler(timeout time.Duration) *packet.Reassembler {
+	if r.frags == nil {
+		r.frags = packet.NewReassembler(packet.DefaultFragEntries, timeout)
+	}
+	return r.frags
+}
+
 // flush hands over the queued probes and adds the reader's counts to the shared ones.
 func (s *Stealth) flush(r *reader) {
 	r.last = lastDst{}
@@ -308,6 +336,48 @@ func (s *Stealth) flush(r *reader) {
 	add(&s.stats.Replies, &r.n.replies)
 	add(&s.stats.Outgoing, &r.n.outgoing)
 	add(&s.stats.Unwatched, &r.n.unwatched)
+	if r.frags != nil {
+		s.flushFrags(r)
+	}
+}
+
+// flushFrags adds what the reader's fragment table counted since the last flush.
+func (s *Stealth) flushFrags(r *reader) {
+	now, was := r.frags.Stats(), &r.fragN
+	add := func(c *atomic.Uint64, n, before uint64) {
+		if n != before {
+			c.Add(n - before)
+		}
+	}
+	add(&s.stats.FragReassembled, now.Reassembled, was.Reassembled)
+	add(&s.stats.FragTimedOut, now.TimedOut, was.TimedOut)
+	add(&s.stats.FragEvicted, now.Evicted, was.Evicted)
+	add(&s.stats.FragMalformed, now.Malformed, was.Malformed)
+	add(&s.stats.FragOverlaps, now.Overlaps, was.Overlaps)
+	*was = now
+}
+
+// hostFragTimeout is how long this host's own IP stack waits for the rest of a
+// fragmented datagram (net.ipv4.ipfrag_time, net.ipv6.ip6frag_time, in the daemon's
+// network namespace), the longer of the two, within 1 s to 2 min. The table keeps an
+// unfinished datagram as long: a sender who spaces its fragments out so that the host
+// still reassembles and answers them must not slip past the sensor. Without the
+// files, the packet package's default.
+func hostFragTimeout() time.Duration {
+	var longest time.Duration
+	for _, f := range []string{"/proc/sys/net/ipv4/ipfrag_time", "/proc/sys/net/ipv6/ip6frag_time"} {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			continue
+		}
+		if n, err := strconv.Atoi(strings.TrimSpace(string(b))); err == nil {
+			longest = max(longest, time.Duration(n)*time.Second)
+		}
+	}
+	if longest == 0 {
+		return packet.DefaultFragTimeout
+	}
+	return min(max(longest, time.Second), 2*time.Minute)
 }
 
 // outgoing records a datagram this host sent from a watched UDP port.

@@ -267,3 +267,96 @@ func TestFrameDoesNotAllocate(t *testing.T) {
 		t.Errorf("%v allocations per block", a)
 	}
 }
+
+// TestFrameFragments: probes split into fragments (nmap -f, --mtu 16, IPv6 fragment
+// headers) give the same probe as the whole packet, once; fragments that never make a
+// header, or make one that is no stealth probe, give none; the counters say so.
+func TestFrameFragments(t *testing.T) {
+	s, got := testStealth(nil)
+	r := &reader{probes: make([]probe.Probe, 0, maxBatch)}
+	src4, src6 := netip.AddrPortFrom(scanner, 40000), netip.MustParseAddrPort("[2001:db8:1::2]:40001")
+	syn := testnet.BuildTCP(src4, netip.AddrPortFrom(us, 143), testnet.TCPSyn, nil)
+	xmas6 := testnet.BuildTCP(src6, netip.AddrPortFrom(us6, 777), testnet.TCPFin|testnet.TCPPsh|testnet.TCPUrg, nil)
+	opts := testnet.BuildTCP(src4, netip.AddrPortFrom(us, 31337), testnet.TCPFin, testnet.OptRecordRoute)
+	udp := testnet.BuildUDP(src6, netip.AddrPortFrom(us6, 7), make([]byte, 40))
+	ack := testnet.BuildTCP(src4, netip.AddrPortFrom(us, 143), testnet.TCPAck, nil)
+	cases := []struct {
+		name  string
+		frags [][]byte
+		mode  probe.Mode
+		scan  string
+		opts  bool
+	}{
+		{"v4 SYN, 8-byte fragments", testnet.Fragments(syn, 8, 1), probe.ModeSTCP, "TCP SYN/Normal scan", false},
+		{"v4 SYN, 16-byte fragments", testnet.Fragments(syn, 16, 2), probe.ModeSTCP, "TCP SYN/Normal scan", false},
+		{"v4 SYN, last fragment first", reverse(testnet.Fragments(syn, 8, 3)), probe.ModeSTCP, "TCP SYN/Normal scan", false},
+		{"v4 FIN with IP options", testnet.Fragments(opts, 8, 4), probe.ModeSTCP, "TCP FIN scan", true},
+		{"v6 XMAS, 8-byte fragments", testnet.Fragments(xmas6, 8, 5), probe.ModeATCP, "TCP XMAS scan", false},
+		{"v6 UDP, 8-byte fragments", testnet.Fragments(udp, 8, 6), probe.ModeSUDP, "", false},
+		{"v4 ACK is never a hit", testnet.Fragments(ack, 8, 7), "", "", false},
+		{"non-first fragments alone", testnet.Fragments(syn, 8, 8)[1:], "", "", false},
+	}
+	info := capture.Info{Sec: 1795539421}
+	for _, c := range cases {
+		*got = (*got)[:0]
+		for _, f := range c.frags {
+			s.frame(f, info, r)
+		}
+		s.flush(r)
+		if c.mode == "" {
+			if len(*got) != 0 {
+				t.Errorf("%s: unexpected probe %+v", c.name, (*got)[0])
+			}
+			continue
+		}
+		if len(*got) != 1 {
+			t.Errorf("%s: %d probes, want 1", c.name, len(*got))
+			continue
+		}
+		if p := (*got)[0]; p.Mode != c.mode || p.ScanType != c.scan || p.IPOptions != c.opts || !p.Spoofable {
+			t.Errorf("%s: got %+v", c.name, p)
+		}
+	}
+	st := s.Stats()
+	if st.Fragments.Load() != 25 || st.FragReassembled.Load() != 7 || st.Malformed.Load() != 0 || st.Probes.Load() != 6 {
+		t.Errorf("counters: %s", st)
+	}
+	info.Sec += 3600 // long past any timeout: the orphans go with the next fragment
+	s.frame(testnet.Fragments(syn, 8, 9)[2], info, r)
+	s.flush(r)
+	if st.FragTimedOut.Load() != 1 { // the two orphans were one datagram
+		t.Errorf("after the timeout: %s", st)
+	}
+}
+
+func reverse(f [][]byte) [][]byte {
+	out := make([][]byte, len(f))
+	for i := range f {
+		out[len(f)-1-i] = f[i]
+	}
+	return out
+}
+
+// TestFrameFragmentsDoNotAllocate: judging fragments, reassembled or not, allocates
+// nothing once the reader's table exists.
+func TestFrameFragmentsDoNotAllocate(t *testing.T) {
+	s, _ := testStealth(nil)
+	s.handle = func([]probe.Probe) {}
+	src := netip.AddrPortFrom(scanner, 40000)
+	var frames [][]byte
+	frames = append(frames, testnet.Fragments(testnet.BuildTCP(src, netip.AddrPortFrom(us, 143), testnet.TCPSyn, nil), 8, 1)...)
+	frames = append(frames, testnet.Fragments(testnet.BuildUDP(netip.MustParseAddrPort("[2001:db8::9]:53"), netip.AddrPortFrom(us6, 7), nil), 8, 2)...)
+	frames = append(frames, testnet.Fragments(testnet.BuildTCP(src, netip.AddrPortFrom(us, 143), testnet.TCPAck, nil), 8, 3)[1])
+	r := &reader{probes: make([]probe.Probe, 0, maxBatch)}
+	info := capture.Info{Sec: 1795539421}
+	r.reassembler(0)
+	if a := testing.AllocsPerRun(100, func() {
+		info.Sec += 100 // every run's datagrams are new ones
+		for _, f := range frames {
+			s.frame(f, info, r)
+		}
+		s.flush(r)
+	}); a != 0 {
+		t.Errorf("%v allocations per block", a)
+	}
+}

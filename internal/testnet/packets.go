@@ -211,3 +211,54 @@ func (p *Pair) mac(t testing.TB, ns, ifc string) net.HardwareAddr {
 	}
 	return hw
 }
+
+// Fragments cuts an IP packet made by BuildTCP or BuildUDP into fragments carrying size
+// bytes of its payload each (a multiple of 8, except in the last), as `nmap -f` (8) or
+// `nmap --mtu 16` does: IPv4 fragments repeat the header with MF and the offset set,
+// IPv6 ones get a fragment header. id is the datagram's identification.
+func Fragments(pkt []byte, size int, id uint32) [][]byte {
+	if size <= 0 || size%8 != 0 {
+		panic(fmt.Sprintf("testnet: fragment size %d is not a positive multiple of 8", size))
+	}
+	hl := 40
+	if pkt[0]>>4 == 4 {
+		hl = int(pkt[0]&0x0f) * 4
+	}
+	var out [][]byte
+	for off := 0; off < len(pkt)-hl; off += size {
+		end := min(off+size, len(pkt)-hl)
+		out = append(out, Fragment(pkt, off, pkt[hl+off:hl+end], end < len(pkt)-hl, id))
+	}
+	return out
+}
+
+// Fragment returns one fragment of pkt (see Fragments): data at byte offset off of the
+// payload, with the more-fragments flag more. data need not be pkt's own bytes, so a
+// test can forge overlapping fragments that disagree.
+func Fragment(pkt []byte, off int, data []byte, more bool, id uint32) []byte {
+	if pkt[0]>>4 == 4 {
+		hl := int(pkt[0]&0x0f) * 4
+		f := append(append([]byte(nil), pkt[:hl]...), data...)
+		binary.BigEndian.PutUint16(f[2:], uint16(len(f)))
+		binary.BigEndian.PutUint16(f[4:], uint16(id))
+		v := uint16(off / 8)
+		if more {
+			v |= 0x2000
+		}
+		binary.BigEndian.PutUint16(f[6:], v)
+		f[10], f[11] = 0, 0
+		binary.BigEndian.PutUint16(f[10:], fold(sumBytes(0, f[:hl])))
+		return f
+	}
+	f := append([]byte(nil), pkt[:40]...)
+	v := uint16(off/8) << 3
+	if more {
+		v |= 1
+	}
+	fh := []byte{pkt[6], 0, byte(v >> 8), byte(v), 0, 0, 0, 0}
+	binary.BigEndian.PutUint32(fh[4:], id)
+	f[6] = 44 // fragment header
+	f = append(append(f, fh...), data...)
+	binary.BigEndian.PutUint16(f[4:], uint16(len(f)-40))
+	return f
+}
