@@ -33,6 +33,9 @@
 #                         every MTU-sized segment crosses the filter as its own packet;
 #                         empty keeps the kernel's 64 KB super-packets
 #   PAIRED=1              0 skips the side-by-side rounds (tcpdump and ours on the same floods)
+#   SCENARIO=debian       our daemon's settings: debian (Debian's defaults: SCAN_TRIGGER=0,
+#                         BLOCK_TCP=0) or hardened (SCAN_TRIGGER=3, BLOCK_TCP=1 with
+#                         BLOCK_BACKEND=nftables and no classic commands)
 #   CONTENDERS="tcpdump ours classic"
 #   PORTSENTRY=           our binary; empty: build bin/portsentry from ./cmd/portsentry
 #   CLASSIC=/usr/sbin/portsentry
@@ -48,6 +51,7 @@ BULK_BYTES=${BULK_BYTES:-1073741824}
 BULK_TIMEOUT=${BULK_TIMEOUT:-30}
 BULK_GSO=${BULK_GSO-1500}
 PAIRED=${PAIRED:-1}
+SCENARIO=${SCENARIO:-debian}
 CONTENDERS=${CONTENDERS:-tcpdump ours classic}
 PORTSENTRY=${PORTSENTRY:-}
 CLASSIC=${CLASSIC:-/usr/sbin/portsentry}
@@ -75,6 +79,11 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 [[ $ROUNDS =~ ^[1-9][0-9]*$ ]] || die "ROUNDS must be a positive integer"
 [[ $MAX_PACKETS =~ ^[1-9][0-9]*$ ]] || die "MAX_PACKETS must be a positive integer"
 [[ $BULK_BYTES =~ ^[0-9]+$ ]] || die "BULK_BYTES must be a number of bytes"
+case $SCENARIO in
+  debian) SCENARIO_SETTINGS=("BLOCK_TCP=0" "SCAN_TRIGGER=0") ;;
+  hardened) SCENARIO_SETTINGS=("BLOCK_TCP=1" "SCAN_TRIGGER=3" "BLOCK_BACKEND=nftables" "KILL_ROUTE=" "KILL_HOSTS_DENY=") ;;
+  *) die "SCENARIO must be debian or hardened, got '$SCENARIO'" ;;
+esac
 missing=()
 for tool in ip hping3 tcpdump go timeout getconf awk mount; do
   command -v "$tool" >/dev/null || missing+=("$tool")
@@ -266,7 +275,7 @@ ours_conf() { # DIR [IGNORE_ALL]: writes DIR/portsentry.conf for our daemon
     "TCP_PORTS=$PORT" "ADVANCED_PORTS_TCP=1024" "ADVANCED_EXCLUDE_TCP=113,139" \
     "IGNORE_FILE=$d/portsentry.ignore" "HISTORY_FILE=$d/portsentry.history" \
     "BLOCKED_FILE=$d/portsentry.blocked" "HOSTS_DENY_FILE=$d/hosts.deny" \
-    "BLOCK_TCP=0" "BLOCK_UDP=0" "SCAN_TRIGGER=0" "RESOLVE_HOST=0"
+    "BLOCK_UDP=0" "RESOLVE_HOST=0" "BAN_JOURNAL=$d/portsentry.bans" "CONTROL_SOCKET=" "${SCENARIO_SETTINGS[@]}"
 }
 
 # ---------------------------------------------------------------- contenders
@@ -570,7 +579,7 @@ want ours && run_established
 
 # ---------------------------------------------------------------- report
 echo
-echo "Stealth capture under hping3 --flood --rand-source -S -p $PORT"
+echo "Stealth capture under hping3 --flood --rand-source -S -p $PORT; scenario $SCENARIO (${SCENARIO_SETTINGS[*]})"
 echo "$(date -u '+%Y-%m-%d %H:%M UTC'), $(nproc) CPUs, kernel $(uname -r); $ROUNDS round(s) of ${DURATION}s, CLK_TCK=$HZ"
 printf '%s\n' "${ROWS[@]}" | awk -F'|' '
   function num(x) { return x ~ /^[0-9]+$/ }

@@ -83,6 +83,7 @@ func (s service) Status() control.Status {
 		"detections": d.stats.Detections.Load(), "responses": d.stats.Responses.Load(),
 		"failures": d.stats.Failures.Load(), "queue_drops": d.stats.QueueDrops.Load(),
 		"suppressed": d.stats.Suppressed.Load(), "dismissed": d.stats.Dismissed.Load(),
+		"impossible": d.stats.Impossible.Load(), "repeated": d.stats.Repeated.Load(),
 		"reloads": d.stats.Reloads.Load(),
 	}
 	if d.stealth != nil {
@@ -90,6 +91,9 @@ func (s service) Status() control.Status {
 		c["capture_frames"], c["capture_probes"] = st.Frames.Load(), st.Probes.Load()
 		c["capture_malformed"], c["capture_kernel_drops"] = st.Malformed.Load(), st.KernelDrop.Load()
 		c["capture_replies"] = st.Replies.Load()
+		c["capture_fragments"], c["capture_frag_reassembled"] = st.Fragments.Load(), st.FragReassembled.Load()
+		c["capture_frag_timeouts"], c["capture_frag_evicted"] = st.FragTimedOut.Load(), st.FragEvicted.Load()
+		c["capture_frag_malformed"], c["capture_frag_overlaps"] = st.FragMalformed.Load(), st.FragOverlaps.Load()
 	}
 	return control.Status{Version: d.opts.Version, Modes: modes, Backend: d.bans.backend,
 		ActiveBans: d.bans.journal.Len(), Counters: c, Started: d.started}
