@@ -149,7 +149,7 @@ func waitReady(out interface{ Read([]byte) (int, error) }) error {
 func waitBanned(k *nft.Backend, src netip.Addr, t0 time.Time) (time.Duration, bool) {
 	for time.Since(t0) < time.Second {
 		bans, err := k.List()
-		if err == nil && slices.ContainsFunc(bans, func(b nft.Ban) bool { return b.Prefix.Contains(src) }) {
+		if err == nil && slices.ContainsFunc(bans, func(b nft.Element) bool { return b.Prefix.Contains(src) }) {
 			return time.Since(t0), true
 		}
 		time.Sleep(100 * time.Microsecond)

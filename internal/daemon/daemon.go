@@ -15,6 +15,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/portsentry-go/portsentry/internal/bans"
 	"github.com/portsentry-go/portsentry/internal/config"
 	"github.com/portsentry-go/portsentry/internal/detect"
 	"github.com/portsentry-go/portsentry/internal/diag"
@@ -72,7 +73,7 @@ type Daemon struct {
 	mu  sync.Mutex // guards det
 	det *detect.Detector
 
-	bans    *banManager
+	bans    *bans.Manager
 	started time.Time
 	metrics *web.Metrics
 	events  *web.Events
@@ -411,7 +412,7 @@ func (d *Daemon) Run(ctx context.Context, reload <-chan os.Signal) error {
 		return err
 	}
 	banCtx, stopBans := context.WithCancel(context.WithoutCancel(ctx))
-	d.bans.start(banCtx)
+	d.bans.Start(banCtx)
 	stopWorkers := d.startWorkers(ctx)
 	srv, webSrv := d.listenControl(cfg), d.startWeb(cfg)
 	err := d.startSensors(ctx, cfg)
@@ -459,15 +460,12 @@ func (d *Daemon) openStores(cfg *config.Config) error {
 	d.files = f
 	d.rec = newRecorder(f, d.log)
 	d.started = time.Now()
-	if d.bans, err = openBans(d.Config, d.view, d.opts.Modes, d.log, d.started); err != nil {
+	if d.bans, err = d.openBans(d.started); err != nil {
 		d.rec.close()
 		d.files.close()
 		return err
 	}
-	d.bans.onLift = d.forgetBans
-	d.bans.suppressed = &d.stats.Suppressed
-	d.bans.metrics, d.bans.event = d.metrics, d.event
-	d.metrics.SetActiveBans(d.bans.backend, func() float64 { return float64(d.bans.journal.Len()) })
+	d.metrics.SetActiveBans(d.bans.Backend(), func() float64 { return float64(d.bans.Len()) })
 	d.restoreBans()
 	if cfg.JSONLog != "" {
 		if d.jsonLog, err = openJSONLog(cfg.JSONLog, d.log); err != nil {
@@ -478,7 +476,7 @@ func (d *Daemon) openStores(cfg *config.Config) error {
 }
 
 func (d *Daemon) closeStores() error {
-	berr := d.bans.close()
+	berr := d.bans.Close()
 	d.rec.close()
 	if d.jsonLog != nil {
 		d.jsonLog.close()

@@ -60,7 +60,7 @@ func (d *Daemon) process(v detect.Verdict) {
 		d.rec.record(p.Mode, journal.Line(p.Time.Local(), name, addr, port, p.Proto))
 		return
 	}
-	native := level == config.BlockKill && d.bans.kernel != nil
+	native := level == config.BlockKill && d.bans.Native()
 	if native && !d.banFor(v) {
 		d.forget(p.Mode, addr)
 		return
@@ -74,7 +74,7 @@ func (d *Daemon) process(v detect.Verdict) {
 		case native:
 			if !ok {
 				d.stats.Failures.Add(1)
-				d.log.Error(fmt.Sprintf("attackalert: ERROR: classic KILL_ commands failed for host %s/%s; the %s ban stays", name, addr, d.bans.backend))
+				d.log.Error(fmt.Sprintf("attackalert: ERROR: classic KILL_ commands failed for host %s/%s; the %s ban stays", name, addr, d.bans.Backend()))
 			}
 		case !ok:
 			d.stats.Failures.Add(1)
@@ -114,7 +114,7 @@ func (d *Daemon) banFor(v detect.Verdict) bool {
 		return false
 	}
 	reason := bans.Reason{Mode: p.Mode, Port: p.Dst.Port(), Scan: p.ScanType, By: "detect", Spoofable: p.Spoofable}
-	d.bans.ban(d.bans.newBan(prefix, reason, -1, p.Time))
+	d.bans.Ban(d.bans.NewBan(prefix, reason, -1, p.Time))
 	return true
 }
 

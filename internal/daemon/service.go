@@ -22,7 +22,7 @@ func toControl(b bans.Ban) control.Ban {
 
 func (s service) List() []control.Ban {
 	var out []control.Ban
-	for _, b := range s.d.bans.journal.Active() {
+	for _, b := range s.d.bans.Active() {
 		out = append(out, toControl(b))
 	}
 	return out
@@ -48,13 +48,7 @@ func (s service) Block(p netip.Prefix, d time.Duration) (control.Ban, error) {
 	case d < 0:
 		d = 0 // permanent
 	}
-	var got bans.Ban
-	var ok bool
-	m.do(func() {
-		m.pending.Add(1)
-		m.commit([]bans.Ban{m.newBan(p, bans.Reason{By: "operator"}, d, time.Now())})
-		got, ok = m.journal.Get(p)
-	})
+	got, ok := m.Block(m.NewBan(p, bans.Reason{By: "operator"}, d, time.Now()))
 	if !ok {
 		return control.Ban{}, errors.New("the ban was not recorded (BAN_CAP reached, or the journal failed: see the log)")
 	}
@@ -62,9 +56,7 @@ func (s service) Block(p netip.Prefix, d time.Duration) (control.Ban, error) {
 }
 
 func (s service) Unblock(p netip.Prefix) ([]control.Ban, error) {
-	var ended []bans.Ban
-	var err error
-	s.d.bans.do(func() { ended, err = s.d.bans.unblock(p) })
+	ended, err := s.d.bans.Unblock(p)
 	out := make([]control.Ban, 0, len(ended))
 	for _, b := range ended {
 		out = append(out, toControl(b))
@@ -95,8 +87,8 @@ func (s service) Status() control.Status {
 		c["capture_frag_timeouts"], c["capture_frag_evicted"] = st.FragTimedOut.Load(), st.FragEvicted.Load()
 		c["capture_frag_malformed"], c["capture_frag_overlaps"] = st.FragMalformed.Load(), st.FragOverlaps.Load()
 	}
-	return control.Status{Version: d.opts.Version, Modes: modes, Backend: d.bans.backend,
-		ActiveBans: d.bans.journal.Len(), Counters: c, Started: d.started}
+	return control.Status{Version: d.opts.Version, Modes: modes, Backend: d.bans.Backend(),
+		ActiveBans: d.bans.Len(), Counters: c, Started: d.started}
 }
 
 // blockable refuses prefixes an operator must not ban: implausibly wide ones, and

@@ -101,8 +101,8 @@ const (
 // modeSlots is the number of acted-on sets: one per mode and one for anything else.
 const modeSlots = probe.ModeCount + 1
 
-// DefaultTableSize bounds the per-host hit counters: 65,536 entries of 32 bytes, 2 MiB
-// however many distinct sources probe us.
+// DefaultTableSize bounds the per-host hit counters: 65,536 sources that came back and
+// 32,768 seen once, 2.25 MiB however many distinct sources probe us.
 const DefaultTableSize = 65536
 
 // DefaultBlockedMemory bounds, per mode, how many acted-on hosts are remembered for the
@@ -155,9 +155,9 @@ func (d *Detector) SetRate(perMinute int) {
 // heap, one allocation per probe.)
 //
 // Hits are counted when SCAN_TRIGGER is above 1 and, with any trigger, for sources
-// that were refused: a refused source's next hit ranks Repeat. So under a flood of
-// one-off sources with the default trigger, counting costs one table insert a packet,
-// and without a flood, nothing.
+// that were refused: a refused source's next hit ranks Repeat. Under a flood of
+// one-off sources a first hit costs a write to a small array (see hostTable), and
+// without a flood, nothing.
 func (d *Detector) Judge(p *probe.Probe, class safety.Class) Verdict {
 	switch class {
 	case safety.Protected:
@@ -168,9 +168,10 @@ func (d *Detector) Judge(p *probe.Probe, class safety.Class) Verdict {
 	src := p.Src.Addr()
 	v := Verdict{Hits: 1}
 	var e *hostEntry
+	var hits uint32
 	if d.trigger > 1 {
-		e, v.Fresh = d.hits.hit(src, p.Dst.Port())
-		if v.Hits = int(e.hits); v.Hits < d.trigger {
+		e, hits, v.Fresh = d.hits.hit(src, p.Dst.Port())
+		if v.Hits = int(hits); v.Hits < d.trigger {
 			v.Action = Counted
 			return v
 		}
@@ -180,18 +181,20 @@ func (d *Detector) Judge(p *probe.Probe, class safety.Class) Verdict {
 			return d.repeat(v, r, p.Time)
 		}
 	}
-	if e == nil {
-		e = d.hits.get(src) // refused before, with the trigger off
-		if e != nil {
-			e.hits++
-			v.Hits = int(e.hits)
-		}
+	counted := d.trigger > 1
+	var k [16]byte
+	var h uint64
+	if !counted { // refused before, with the trigger off?
+		k = src.As16()
+		h = d.hits.hash(&k)
+		e, hits = d.hits.lookKey(&k, h)
+		v.Hits = int(hits) + 1
 	}
-	v.Rank = d.rank(p, e)
+	v.Rank = d.rank(p, e, v.Hits)
 	if !d.budget[v.Rank].allow(p.Time) {
 		v.Action = Suppressed
-		if e == nil {
-			_, v.Fresh = d.hits.hit(src, p.Dst.Port())
+		if !counted { // so that its next hit ranks Repeat
+			_, _, v.Fresh = d.hits.hitKey(&k, h, p.Dst.Port())
 		}
 		return v
 	}
@@ -199,12 +202,13 @@ func (d *Detector) Judge(p *probe.Probe, class safety.Class) Verdict {
 	return v
 }
 
-// rank grades the evidence; e is the source's hit counters, if it has any.
-func (d *Detector) rank(p *probe.Probe, e *hostEntry) Rank {
+// rank grades the evidence: e is the source's entry if it has come back, hits its
+// hits so far, this one included.
+func (d *Detector) rank(p *probe.Probe, e *hostEntry, hits int) Rank {
 	switch {
 	case !p.Spoofable:
 		return Handshake
-	case e != nil && (int(e.hits) > max(d.trigger, 1) || e.ports > 0):
+	case hits > max(d.trigger, 1) || e != nil && e.ports > 0:
 		return Repeat
 	}
 	return Single

@@ -104,7 +104,7 @@ func TestTableIsBoundedAndMatchesModel(t *testing.T) {
 			if capacity := len(d.hits.slots); d.Tracked() > capacity {
 				t.Fatalf("table holds %d > %d", d.Tracked(), capacity)
 			}
-			if pool > len(d.hits.slots) {
+			if pool > len(d.hits.slots) || onceCollide(d.hits, pool) {
 				continue // evictions make counts restart; only the bound is checked
 			}
 			counts[a]++
@@ -177,4 +177,19 @@ func TestJudgeMarksNothing(t *testing.T) {
 	if v := d.Judge(&p, safety.Allowed); v.Action != AlreadyBlocked {
 		t.Fatalf("marked host: %v, want already-blocked", v.Action)
 	}
+}
+
+// onceCollide reports whether two of the pool's addresses share a slot of the table's
+// first tier, where one would make the other's count restart (as an eviction does).
+func onceCollide(t *hostTable, pool int) bool {
+	seen := map[*onceSlot]bool{}
+	for i := range pool {
+		k := netip.AddrFrom4([4]byte{198, 18, 0, byte(i)}).As16()
+		s, _ := t.onceAt(t.hash(&k))
+		if seen[s] {
+			return true
+		}
+		seen[s] = true
+	}
+	return false
 }

@@ -6,25 +6,38 @@ import (
 	"net/netip"
 )
 
-// hostTable counts hits per source in a fixed array: open addressing over buckets of
-// bucketSlots entries, keyed by the 16-byte address. No Go map and no allocation on the
-// per-packet path, and its memory is fixed at creation (32 bytes an entry).
+// hostTable counts hits per source in fixed arrays: no Go map and no allocation on the
+// per-packet path, and its memory is fixed at creation.
 //
-// Eviction is what a flood aims at: a stream of one-off forged sources must not push
-// out a real scanner before it reaches SCAN_TRIGGER. When a new source finds its bucket
-// full, it takes the slot of the entry with the fewest hits, the least recently seen of
-// those; an entry that has come back (two hits or more) is only displaced when its
-// whole bucket has come back too. The bucket is chosen by a hash keyed with a random
-// seed per process, so forged sources cannot be aimed at one real scanner's bucket.
+// It is in two tiers, because under a spoofed flood nearly every source is seen once:
+//   - once: a direct-mapped array of 8-byte slots holding a 32-bit fingerprint of a
+//     source seen once (and the port it hit). A first hit only writes its slot, in an
+//     array small enough to stay in the CPU's cache; a flood of one-off sources
+//     overwrites these slots among themselves and costs nothing more.
+//   - slots: sources that have come back, in an open-addressing table of buckets of
+//     bucketSlots entries keyed by the 16-byte address, with a one-hash filter in
+//     front, so that a one-off source's lookup rarely touches it.
+//
+// A source whose fingerprint is found in once on its next hit moves to slots with two
+// hits. When it finds its bucket full, it takes the place of the entry with the fewest
+// hits, the least recently seen of those. One-off forged sources never reach slots,
+// so they cannot push out a real scanner that has come back. Positions and
+// fingerprints come from a hash keyed with a random seed per process, so forged
+// sources can be aimed neither at one scanner's slots nor at a fingerprint.
 type hostTable struct {
 	slots []hostEntry
 	mask  uint64 // buckets - 1
 	seed  uint64
 	len   int
 	tick  uint32 // a counter standing in for time: bumped per insert
+	once  []onceSlot
+	// bits is the filter: a bit per hash value, set for every source put in slots;
+	// marks counts them since the last rebuild.
+	bits  [filterWords]uint64
+	marks int
 }
 
-// hostEntry is one source. hits 0 marks a free slot.
+// hostEntry is one source that has come back. hits 0 marks a free slot.
 type hostEntry struct {
 	addr  [16]byte
 	hits  uint32
@@ -34,74 +47,160 @@ type hostEntry struct {
 	_     [4]byte
 }
 
+// onceSlot remembers one source seen once; fp 0 is an empty slot.
+type onceSlot struct {
+	fp   uint32
+	port uint16
+	_    uint16
+}
+
 const bucketSlots = 8
 
-// newHostTable holds at least size entries (rounded up to a power of two of buckets).
+// newHostTable holds at least size sources that have come back (rounded up to a power
+// of two of buckets), and half as many slots (at least 4096) for sources seen once:
+// 32 bytes a source that came back, 8 a one-off, 2.25 MiB for the default size.
 func newHostTable(size int) *hostTable {
 	buckets := 1
 	for buckets*bucketSlots < size {
 		buckets <<= 1
 	}
-	return &hostTable{slots: make([]hostEntry, buckets*bucketSlots), mask: uint64(buckets - 1), seed: rand.Uint64() | 1}
+	once := 4096
+	for once < buckets*bucketSlots/2 {
+		once <<= 1
+	}
+	return &hostTable{slots: make([]hostEntry, buckets*bucketSlots), mask: uint64(buckets - 1),
+		seed: rand.Uint64() | 1, once: make([]onceSlot, once)}
 }
 
-func (t *hostTable) bucket(k *[16]byte) []hostEntry {
-	// Both halves are folded in and then fully mixed (a 64-bit finaliser): an IPv4
-	// address varies only in the last four bytes, which must reach every bucket bit.
+// hash mixes both halves of the address with the seed (a 64-bit finaliser): an IPv4
+// address varies only in its last four bytes, which must reach every bit used.
+func (t *hostTable) hash(k *[16]byte) uint64 {
 	h := binary.LittleEndian.Uint64(k[:8])*0x9e3779b97f4a7c15 ^ t.seed ^ binary.LittleEndian.Uint64(k[8:])
 	h ^= h >> 33
 	h *= 0xff51afd7ed558ccd
 	h ^= h >> 33
 	h *= 0xc4ceb9fe1a85ec53
 	h ^= h >> 33
+	return h
+}
+
+// The hash's bits: the low ones pick the bucket, bits 32-47 the filter bit, the top
+// ones the once slot and the fingerprint.
+func (t *hostTable) bucket(h uint64) []hostEntry {
 	b := int(h & t.mask)
 	return t.slots[b*bucketSlots : (b+1)*bucketSlots]
 }
 
-// get returns a's entry, or nil.
-func (t *hostTable) get(a netip.Addr) *hostEntry {
-	k := a.As16()
-	bk := t.bucket(&k)
+func filterBit(h uint64) (int, uint64) { i := (h >> 32) & 0xffff; return int(i >> 6), 1 << (i & 63) }
+
+func (t *hostTable) onceAt(h uint64) (*onceSlot, uint32) {
+	return &t.once[int(h>>40)&(len(t.once)-1)], uint32(h>>8) | 1
+}
+
+// find returns k's entry in slots, or nil; the filter answers most misses.
+func (t *hostTable) find(k *[16]byte, h uint64) *hostEntry {
+	if w, bit := filterBit(h); t.bits[w]&bit == 0 {
+		return nil
+	}
+	bk := t.bucket(h)
 	for i := range bk {
-		if bk[i].hits != 0 && bk[i].addr == k {
+		if bk[i].hits != 0 && bk[i].addr == *k {
 			return &bk[i]
 		}
 	}
 	return nil
 }
 
-// hit counts one hit of a on port and returns its entry; fresh reports that a was
-// not in the table before.
-func (t *hostTable) hit(a netip.Addr, port uint16) (e *hostEntry, fresh bool) {
+// look returns a's hits so far without counting one, and its entry if it has come
+// back before (nil when it is unknown or was seen once).
+func (t *hostTable) look(a netip.Addr) (e *hostEntry, hits uint32) {
 	k := a.As16()
-	bk := t.bucket(&k)
-	victim := -1
+	return t.lookKey(&k, t.hash(&k))
+}
+
+func (t *hostTable) lookKey(k *[16]byte, h uint64) (e *hostEntry, hits uint32) {
+	if e = t.find(k, h); e != nil {
+		return e, e.hits
+	}
+	if s, fp := t.onceAt(h); s.fp == fp {
+		return nil, 1
+	}
+	return nil, 0
+}
+
+// hit counts one hit of a on port and returns a's hits so far, its entry once it has
+// come back (nil for a first hit), and whether a was unknown before.
+func (t *hostTable) hit(a netip.Addr, port uint16) (e *hostEntry, hits uint32, fresh bool) {
+	k := a.As16()
+	return t.hitKey(&k, t.hash(&k), port)
+}
+
+// hitKey is hit for a key already hashed: the decision looks a source up and, when it
+// is refused, counts it, with one hash.
+func (t *hostTable) hitKey(k *[16]byte, h uint64, port uint16) (e *hostEntry, hits uint32, fresh bool) {
+	if e = t.find(k, h); e != nil {
+		e.hits++
+		if e.port != port && e.ports < ^uint16(0) {
+			e.ports++
+		}
+		e.port = port
+		e.seen = t.tick
+		return e, e.hits, false
+	}
+	s, fp := t.onceAt(h)
+	if s.fp != fp {
+		*s = onceSlot{fp: fp, port: port}
+		return nil, 1, true
+	}
+	first := s.port
+	*s = onceSlot{} // it moves to slots
+	e = t.insert(k, h)
+	e.hits, e.port = 2, port
+	if first != port {
+		e.ports = 1
+	}
+	return e, 2, false
+}
+
+// insert takes a slot for k in its bucket: a free one, else the weakest entry's.
+func (t *hostTable) insert(k *[16]byte, h uint64) *hostEntry {
+	bk := t.bucket(h)
+	victim := 0
 	for i := range bk {
-		switch {
-		case bk[i].hits == 0:
-			if victim < 0 || bk[victim].hits != 0 {
-				victim = i
-			}
-		case bk[i].addr == k:
-			e = &bk[i]
-			e.hits++
-			if e.port != port && e.ports < ^uint16(0) {
-				e.ports++
-			}
-			e.port = port
-			e.seen = t.tick
-			return e, false
-		case victim < 0 || bk[victim].hits != 0 && weaker(&bk[i], &bk[victim], t.tick):
+		if bk[i].hits == 0 {
+			victim = i
+			break
+		}
+		if weaker(&bk[i], &bk[victim], t.tick) {
 			victim = i
 		}
 	}
-	e = &bk[victim]
+	e := &bk[victim]
 	if e.hits == 0 {
 		t.len++
 	}
 	t.tick++
-	*e = hostEntry{addr: k, hits: 1, seen: t.tick, port: port}
-	return e, true
+	*e = hostEntry{addr: *k, seen: t.tick}
+	w, bit := filterBit(h)
+	t.bits[w] |= bit
+	// Evicted and forgotten sources leave bits behind; rebuild once they could be as
+	// many as the live ones (amortised: at least len inserts between rebuilds).
+	if t.marks++; t.marks > 2*t.len+1024 {
+		t.rebuild()
+	}
+	return e
+}
+
+func (t *hostTable) rebuild() {
+	clear(t.bits[:])
+	t.marks = 0
+	for i := range t.slots {
+		if t.slots[i].hits != 0 {
+			w, bit := filterBit(t.hash(&t.slots[i].addr))
+			t.bits[w] |= bit
+			t.marks++
+		}
+	}
 }
 
 // weaker reports whether x is a better eviction victim than y: fewer hits, or as
@@ -111,12 +210,4 @@ func weaker(x, y *hostEntry, now uint32) bool {
 		return x.hits < y.hits
 	}
 	return now-x.seen > now-y.seen
-}
-
-// forget removes a's entry, if any.
-func (t *hostTable) forget(a netip.Addr) {
-	if e := t.get(a); e != nil {
-		*e = hostEntry{}
-		t.len--
-	}
 }

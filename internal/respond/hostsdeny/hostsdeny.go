@@ -81,8 +81,6 @@ type Backend struct {
 	mu   sync.Mutex
 }
 
-var _ respond.Backend = (*Backend)(nil)
-
 // New returns a backend for the file at opts.Path. It touches nothing.
 func New(opts Options, log *slog.Logger) (*Backend, error) {
 	if opts.Path == "" {

@@ -83,8 +83,6 @@ type Backend struct {
 	h    *netlink.Handle
 }
 
-var _ respond.Backend = (*Backend)(nil)
-
 // New opens a netfilter netlink socket in the configured namespace. It changes
 // nothing; Setup checks the tools and creates the sets and rules.
 func New(opts Options, log *slog.Logger) (*Backend, error) {

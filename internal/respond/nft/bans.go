@@ -433,10 +433,10 @@ func (b *Backend) rawList(name string) ([]decoded, error) {
 // List returns the bans the kernel holds, sorted by address, each with its timeout
 // and the time it has left (Expires; both 0 for a permanent ban). Expired elements
 // the kernel has not reaped yet are left out.
-func (b *Backend) List() ([]Ban, error) {
+func (b *Backend) List() ([]Element, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	var out []Ban
+	var out []Element
 	for _, name := range []string{set4, set6} {
 		rs, err := b.rawList(name)
 		if err != nil {
@@ -447,7 +447,7 @@ func (b *Backend) List() ([]Ban, error) {
 				continue
 			}
 			for _, p := range prefixes(r.start, r.end) {
-				out = append(out, Ban{Prefix: p, Timeout: r.timeout, Expires: r.expires})
+				out = append(out, Element{Prefix: p, Timeout: r.timeout, Expires: r.expires})
 			}
 		}
 	}

@@ -12,14 +12,19 @@ import (
 	"github.com/mdlayher/netlink"
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
+
+	"github.com/portsentry-go/portsentry/internal/respond"
 )
 
-// Ban is one blocked prefix: a host (/32, /128) or a network (such as an IPv6 /64).
-type Ban struct {
+// Ban is one blocked prefix, a host (/32, /128) or a network (such as an IPv6 /64),
+// as Apply takes it: 0 Timeout is permanent; the kernel expires the element itself.
+type Ban = respond.Ban
+
+// Element is a ban as the kernel holds it, as List returns it.
+type Element struct {
 	Prefix  netip.Prefix
-	Timeout time.Duration // 0 = permanent; the kernel expires the element itself
-	// Expires is the time left before the kernel drops the element. It is set by List
-	// only (0 for a permanent ban); Apply ignores it.
+	Timeout time.Duration // 0 = permanent
+	// Expires is the time left before the kernel drops the element (0 if permanent).
 	Expires time.Duration
 }
 
@@ -145,6 +150,12 @@ func (b *Backend) Close() error {
 
 // Table is the name of the table the backend manages (family inet).
 func (b *Backend) Table() string { return b.opts.Table }
+
+// Name is what the logs and `portsentry status` call the backend.
+func (b *Backend) Name() string { return "nftables" }
+
+// Expire does nothing: every element carries its timeout and the kernel expires it.
+func (b *Backend) Expire([]netip.Prefix) error { return nil }
 
 func (b *Backend) set(name string) *nftables.Set {
 	s := &nftables.Set{

@@ -59,8 +59,6 @@ type Backend struct {
 	proto netlink.RouteProtocol
 }
 
-var _ respond.Backend = (*Backend)(nil)
-
 // New opens an rtnetlink socket in the configured namespace. It changes nothing.
 func New(opts Options, log *slog.Logger) (*Backend, error) {
 	if opts.Protocol == 0 {

@@ -1,0 +1,210 @@
+package bans
+
+import (
+	"context"
+	"net/netip"
+	"path/filepath"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/portsentry-go/portsentry/internal/netaddr"
+	"github.com/portsentry-go/portsentry/internal/respond"
+	"github.com/portsentry-go/portsentry/internal/safety"
+)
+
+// fakeBackend records what the manager mirrors into it.
+type fakeBackend struct {
+	mu    sync.Mutex
+	held  map[netip.Prefix]bool
+	calls []string
+}
+
+func newFake() *fakeBackend { return &fakeBackend{held: map[netip.Prefix]bool{}} }
+
+func (f *fakeBackend) Name() string { return "fake" }
+func (f *fakeBackend) Setup() error { return nil }
+func (f *fakeBackend) Close() error { return nil }
+func (f *fakeBackend) Apply(bs []respond.Ban) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for _, b := range bs {
+		f.held[b.Prefix] = true
+		f.calls = append(f.calls, "apply "+b.Prefix.String())
+	}
+	return nil
+}
+func (f *fakeBackend) Revoke(ps []netip.Prefix) error { return f.drop("revoke", ps) }
+func (f *fakeBackend) Expire(ps []netip.Prefix) error { return f.drop("expire", ps) }
+func (f *fakeBackend) drop(op string, ps []netip.Prefix) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for _, p := range ps {
+		delete(f.held, p)
+		f.calls = append(f.calls, op+" "+p.String())
+	}
+	return nil
+}
+func (f *fakeBackend) has(p netip.Prefix) bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.held[p]
+}
+
+// testManager is a manager on a fresh journal with the given view, BAN_TIME 1 h.
+func testManager(t *testing.T, path string, view *atomic.Pointer[safety.View], b Backend) *Manager {
+	t.Helper()
+	j, _, err := Open(path, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return NewManager(Options{Journal: j, Backend: b, View: view.Load,
+		Policy: func() Policy { return Policy{BanTime: time.Hour, BanCap: 10} }})
+}
+
+func viewOf(own ...string) *atomic.Pointer[safety.View] {
+	var as []netip.Addr
+	for _, s := range own {
+		as = append(as, netip.MustParseAddr(s))
+	}
+	var p atomic.Pointer[safety.View]
+	p.Store(safety.NewView(safety.Inputs{Own: as, Ignore: netaddr.NewSet(nil)}))
+	return &p
+}
+
+func eventually(t *testing.T, cond func() bool, what string) {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); !cond(); time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal(what)
+		}
+	}
+}
+
+// TestOperatorBanExpiresAfterIdle: the expiry ticker stops while there are no bans; a
+// ban made after such a quiet spell, by a detection or by an operator, must still
+// expire.
+func TestOperatorBanExpiresAfterIdle(t *testing.T) {
+	f := newFake()
+	m := testManager(t, filepath.Join(t.TempDir(), "journal"), viewOf(), f)
+	ctx, cancel := context.WithCancel(context.Background())
+	m.Start(ctx)
+	defer func() { cancel(); m.Close() }()
+	time.Sleep(1500 * time.Millisecond) // the first tick finds no bans and stops the ticker
+	now := time.Now()
+	p := netip.MustParsePrefix("198.18.9.9/32")
+	if _, ok := m.Block(Ban{Prefix: p, Start: now, Until: now.Add(time.Second), Reason: Reason{By: "operator"}}); !ok {
+		t.Fatal("operator ban not recorded")
+	}
+	if !f.has(p) {
+		t.Fatal("operator ban not in the backend")
+	}
+	eventually(t, func() bool { return m.Len() == 0 && !f.has(p) }, "an operator ban made after an idle spell never expired")
+	q := netip.MustParsePrefix("198.18.9.10/32")
+	m.Ban(Ban{Prefix: q, Start: time.Now(), Until: time.Now().Add(time.Second)})
+	eventually(t, func() bool { return f.has(q) }, "a detection's ban never reached the backend")
+	eventually(t, func() bool { return m.Len() == 0 }, "a detection's ban after an idle spell never expired")
+}
+
+// TestGateFollowsTheView: when an own address appears inside an active ban, the ban is
+// lifted from the journal and the backend; a record the gate refuses at start is
+// never re-asserted, and the others are.
+func TestGateFollowsTheView(t *testing.T) {
+	f := newFake()
+	path := filepath.Join(t.TempDir(), "journal")
+	view := viewOf()
+	m := testManager(t, path, view, f)
+	var mu sync.Mutex
+	var lifted []netip.Prefix
+	m.opts.Hooks.Lifted = func(bs []Ban) {
+		mu.Lock()
+		defer mu.Unlock()
+		for _, b := range bs {
+			lifted = append(lifted, b.Prefix)
+		}
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	m.Start(ctx)
+	wide, other := netip.MustParsePrefix("2001:db8:5::/64"), netip.MustParsePrefix("203.0.113.9/32")
+	now := time.Now()
+	for _, p := range []netip.Prefix{wide, other} {
+		if _, ok := m.Block(Ban{Prefix: p, Start: now, Until: now.Add(time.Hour)}); !ok {
+			t.Fatalf("%s not recorded", p)
+		}
+	}
+	view.Store(safety.NewView(safety.Inputs{Own: []netip.Addr{netip.MustParseAddr("2001:db8:5::1")}, Ignore: netaddr.NewSet(nil)}))
+	eventually(t, func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return !f.has(wide) && m.Len() == 1 && len(lifted) > 0
+	}, "a ban covering a new own address was not lifted")
+	if !slices.Equal(lifted, []netip.Prefix{wide}) {
+		t.Errorf("lifted %v, want [%s]", lifted, wide)
+	}
+	cancel()
+	m.Close()
+
+	// At the next start the journal holds one ban that the gate now refuses.
+	f2 := newFake()
+	j, _, err := Open(path, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := j.Add(Ban{Prefix: netip.MustParsePrefix("2001:db8:5::/96"), Start: now, Until: now.Add(time.Hour)}); err != nil {
+		t.Fatal(err)
+	}
+	j.Close()
+	m2 := testManager(t, path, view, f2)
+	if err := m2.Restore(time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	if !f2.has(other) || f2.has(netip.MustParsePrefix("2001:db8:5::/96")) || m2.Len() != 1 {
+		t.Errorf("after Restore: backend calls %v, %d active", f2.calls, m2.Len())
+	}
+	m2.Close()
+}
+
+// TestCapRefusalsAreHandedBack: bans beyond BAN_CAP are refused,
+// counted and handed to Lifted; renewals of active bans always pass.
+func TestCapRefusalsAreHandedBack(t *testing.T) {
+	m := testManager(t, filepath.Join(t.TempDir(), "journal"), viewOf(), newFake())
+	var refused, lifted int
+	m.opts.Hooks.Refused = func(n int) { refused += n }
+	m.opts.Hooks.Lifted = func(bs []Ban) { lifted += len(bs) }
+	now := time.Now()
+	var batch []Ban
+	for i := range 15 {
+		batch = append(batch, Ban{Prefix: netip.PrefixFrom(netip.AddrFrom4([4]byte{198, 18, 1, byte(i)}), 32), Start: now, Until: now.Add(time.Hour)})
+	}
+	m.pending.Add(int64(len(batch)))
+	m.commit(batch)
+	if m.Len() != 10 || refused != 5 || lifted != 5 {
+		t.Fatalf("active %d, refused %d, lifted %d; want 10, 5, 5", m.Len(), refused, lifted)
+	}
+	m.pending.Add(1)
+	m.commit(batch[:1]) // a renewal
+	if m.Len() != 10 || refused != 5 {
+		t.Fatalf("a renewal was refused: active %d, refused %d", m.Len(), refused)
+	}
+	m.Close()
+}
+
+// TestNopBans: with no native backend, spoofable evidence earns a ban that expires,
+// unspoofable evidence a permanent one.
+func TestNopBans(t *testing.T) {
+	m := testManager(t, filepath.Join(t.TempDir(), "journal"), viewOf(), Nop{})
+	now := time.Now()
+	p := netip.MustParsePrefix("198.18.1.1/32")
+	if b := m.NewBan(p, Reason{Spoofable: true}, -1, now); b.Permanent() || b.Until.Sub(now) < time.Hour {
+		t.Errorf("spoofable evidence: until %v", b.Until)
+	}
+	if b := m.NewBan(p, Reason{}, -1, now); !b.Permanent() {
+		t.Errorf("a handshake's ban expires at %v", b.Until)
+	}
+	if m.Native() || m.Backend() != "classic" {
+		t.Errorf("Nop: native %v, name %q", m.Native(), m.Backend())
+	}
+	m.Close()
+}
