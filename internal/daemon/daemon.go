@@ -142,6 +142,7 @@ func New(opts Options) (*Daemon, error) {
 	}
 	d.state.Store(st)
 	d.det = detect.New(st.cfg.ScanTrigger, detect.DefaultTableSize, st.cfg.BanRate)
+	d.det.SetResponse(d.response(st.cfg)) // again once the ban backend is open
 	if d.own == nil {
 		d.own = netaddr.NewOwnAddrs(opts.Log)
 	}
@@ -402,6 +403,12 @@ func (d *Daemon) forget(m probe.Mode, a netip.Addr) {
 	d.mu.Unlock()
 }
 
+// response is what the detector's Respond verdicts follow under cfg.
+func (d *Daemon) response(cfg *config.Config) detect.Response {
+	return detect.Response{BlockTCP: int(cfg.BlockTCP), BlockUDP: int(cfg.BlockUDP),
+		Native: d.bans != nil && d.bans.Native(), UnspoofableOnly: cfg.UnspoofableOnly}
+}
+
 // Run starts everything, serves until ctx is done, and shuts down cleanly. Each value
 // received on reload triggers a configuration reload.
 func (d *Daemon) Run(ctx context.Context, reload <-chan os.Signal) error {
@@ -466,6 +473,9 @@ func (d *Daemon) openStores(cfg *config.Config) error {
 		return err
 	}
 	d.metrics.SetActiveBans(d.bans.Backend(), func() float64 { return float64(d.bans.Len()) })
+	d.mu.Lock()
+	d.det.SetResponse(d.response(cfg))
+	d.mu.Unlock()
 	d.restoreBans()
 	if cfg.JSONLog != "" {
 		if d.jsonLog, err = openJSONLog(cfg.JSONLog, d.log); err != nil {
@@ -586,6 +596,7 @@ func (d *Daemon) reload() {
 	d.state.Store(st)
 	d.mu.Lock()
 	d.det.SetTrigger(st.cfg.ScanTrigger)
+	d.det.SetResponse(d.response(st.cfg))
 	if st.cfg.BanRate != old.BanRate {
 		d.det.SetRate(st.cfg.BanRate)
 	}

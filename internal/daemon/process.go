@@ -47,20 +47,19 @@ func (d *Daemon) process(v detect.Verdict) {
 	d.metrics.Detection(string(p.Mode))
 	d.event(web.Event{Time: p.Time, Kind: web.KindDetection, Addr: addr.String(), Name: name, Port: port,
 		Proto: p.Proto.String(), Mode: string(p.Mode), Scan: p.ScanType, Text: line})
-	if st.cfg.UnspoofableOnly && p.Spoofable {
+	t := respond.Target{Addr: addr, Name: name, Port: port, Mode: p.Mode}
+	switch v.Plan {
+	case detect.PlanNotSpoofable:
 		d.log.Info(fmt.Sprintf("attackalert: Not acting on host %s/%s: the probe could be spoofed (UNSPOOFABLE_ONLY)", name, addr))
 		d.forget(p.Mode, addr)
 		return
-	}
-	level := blockLevel(st.cfg, p.Proto)
-	t := respond.Target{Addr: addr, Name: name, Port: port, Mode: p.Mode}
-	if level == config.BlockLogOnly {
+	case detect.PlanLogOnly:
 		st.responder.Respond(d.ctx, t) // only logs that the configuration says not to act
 		d.stats.Responses.Add(1)
 		d.rec.record(p.Mode, journal.Line(p.Time.Local(), name, addr, port, p.Proto))
 		return
 	}
-	native := level == config.BlockKill && d.bans.Native()
+	native := v.Plan == detect.PlanBanThenCommands
 	if native && !d.banFor(v) {
 		d.forget(p.Mode, addr)
 		return
@@ -82,8 +81,8 @@ func (d *Daemon) process(v detect.Verdict) {
 			d.forget(p.Mode, addr)
 			return
 		default:
-			if level == config.BlockKill {
-				d.banFor(v)
+			if blockLevel(st.cfg, p.Proto) == config.BlockKill {
+				d.banFor(v) // the journal's record of what the commands did
 			}
 			d.rec.record(p.Mode, journal.Line(p.Time.Local(), name, addr, port, p.Proto))
 		}

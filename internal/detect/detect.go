@@ -75,11 +75,56 @@ func (r Rank) String() string {
 	return "unknown"
 }
 
+// Plan is how a Respond verdict is carried out.
+type Plan uint8
+
+const (
+	// PlanLogOnly: BLOCK_x="0": log, say the configuration asks for no response, and
+	// record the host (classic records it in the history all the same).
+	PlanLogOnly Plan = iota
+	// PlanNotSpoofable: UNSPOOFABLE_ONLY and the probe could be forged: log, say so,
+	// and act on nothing (the host stays new, for a later real connection).
+	PlanNotSpoofable
+	// PlanBanThenCommands: BLOCK_x="1" with a native backend: ban and record at once,
+	// then run the classic KILL_ commands, whose failure never undoes the ban.
+	PlanBanThenCommands
+	// PlanCommands: run the classic KILL_ commands (BLOCK_x="1" without a native
+	// backend, or "2"); the host is recorded, and with "1" its ban journaled, only
+	// when they succeed.
+	PlanCommands
+)
+
+// Response is the configuration a Respond verdict's plan follows.
+type Response struct {
+	BlockTCP, BlockUDP int // BLOCK_TCP, BLOCK_UDP: 0 log only, 1 block, 2 KILL_RUN_CMD only
+	Native             bool // a native backend (BLOCK_BACKEND other than classic)
+	UnspoofableOnly    bool
+}
+
+// plan picks how a probe's Respond verdict is carried out.
+func (r Response) plan(p *probe.Probe) Plan {
+	level := r.BlockTCP
+	if p.Proto == probe.UDP {
+		level = r.BlockUDP
+	}
+	switch {
+	case r.UnspoofableOnly && p.Spoofable:
+		return PlanNotSpoofable
+	case level == 0:
+		return PlanLogOnly
+	case level == 1 && r.Native:
+		return PlanBanThenCommands
+	}
+	return PlanCommands
+}
+
 // Verdict is the detector's answer for one probe.
 type Verdict struct {
 	Probe  probe.Probe
 	Action Action
-	Rank   Rank
+	// Plan is how a Respond verdict is carried out.
+	Plan Plan
+	Rank Rank
 	// Hits is how many hits the host has made so far (1 when it is not counted).
 	Hits int
 	// Repeats is, for AlreadyBlocked, how many hits were only counted (Repeated) since
@@ -122,6 +167,7 @@ type Detector struct {
 	blocked [modeSlots]*actedSet
 	memory  int
 	budget  [rankCount]*limiter // nil: no limit
+	resp    Response
 }
 
 // New returns a detector that fires on the trigger-th hit of a host (0 and 1 both mean
@@ -138,6 +184,9 @@ func New(trigger, tableSize, perMinute int) *Detector {
 
 // SetTrigger changes SCAN_TRIGGER (on reload); counts gathered so far are kept.
 func (d *Detector) SetTrigger(n int) { d.trigger = n }
+
+// SetResponse sets what a Respond verdict's plan follows (at start and on reload).
+func (d *Detector) SetResponse(r Response) { d.resp = r }
 
 // SetRate changes BAN_RATE (on reload); the budgets start full.
 func (d *Detector) SetRate(perMinute int) {
@@ -198,7 +247,7 @@ func (d *Detector) Judge(p *probe.Probe, class safety.Class) Verdict {
 		}
 		return v
 	}
-	v.Action = Respond
+	v.Action, v.Plan = Respond, d.resp.plan(p)
 	return v
 }
 

@@ -165,3 +165,31 @@ func BenchmarkJudgeFlood(b *testing.B) {
 		})
 	}
 }
+
+// TestPlans: how a Respond verdict is carried out, by configuration and evidence.
+func TestPlans(t *testing.T) {
+	tests := []struct {
+		resp      Response
+		proto     probe.Proto
+		spoofable bool
+		want      Plan
+	}{
+		{Response{}, probe.TCP, true, PlanLogOnly},
+		{Response{BlockTCP: 1}, probe.TCP, true, PlanCommands},
+		{Response{BlockTCP: 1, Native: true}, probe.TCP, true, PlanBanThenCommands},
+		{Response{BlockTCP: 1, Native: true}, probe.UDP, true, PlanLogOnly}, // BLOCK_UDP 0
+		{Response{BlockUDP: 2, Native: true}, probe.UDP, true, PlanCommands},
+		{Response{BlockTCP: 1, Native: true, UnspoofableOnly: true}, probe.TCP, true, PlanNotSpoofable},
+		{Response{BlockTCP: 1, Native: true, UnspoofableOnly: true}, probe.TCP, false, PlanBanThenCommands},
+		{Response{UnspoofableOnly: true}, probe.TCP, true, PlanNotSpoofable},
+	}
+	for i, tt := range tests {
+		d := New(0, 0, 0)
+		d.SetResponse(tt.resp)
+		p := spoofed(i, t0)
+		p.Proto, p.Spoofable = tt.proto, tt.spoofable
+		if v := d.Judge(&p, safety.Allowed); v.Action != Respond || v.Plan != tt.want {
+			t.Errorf("%+v %v spoofable=%v: %v plan %d, want plan %d", tt.resp, tt.proto, tt.spoofable, v.Action, v.Plan, tt.want)
+		}
+	}
+}
