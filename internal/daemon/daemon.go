@@ -376,9 +376,8 @@ func (d *Daemon) judge(p *probe.Probe, t *tally, view *safety.View) {
 		t.repeated++
 		return
 	}
-	v.Probe = *p
 	select {
-	case q <- v:
+	case q <- detect.Verdict{Probe: *p, Decision: v}:
 	default:
 		t.queueDrops++
 		if v.Action == detect.Respond {

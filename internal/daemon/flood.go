@@ -40,7 +40,7 @@ type floodWindow struct {
 func newFloodMeter() *floodMeter { return &floodMeter{begun: make(chan struct{}, 1)} }
 
 // held records a probe the budget refused.
-func (f *floodMeter) held(p *probe.Probe, v *detect.Verdict) {
+func (f *floodMeter) held(p *probe.Probe, v *detect.Decision) {
 	w := &f.window
 	w.probes++
 	if v.Fresh {

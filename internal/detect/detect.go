@@ -118,21 +118,28 @@ func (r Response) plan(p *probe.Probe) Plan {
 	return PlanCommands
 }
 
-// Verdict is the detector's answer for one probe.
-type Verdict struct {
-	Probe  probe.Probe
+// Decision is the detector's answer for one probe. It is small on purpose: it is
+// returned for every packet of a flood, and only the few that go on to a worker
+// become a Verdict, with the probe.
+type Decision struct {
 	Action Action
-	// Plan is how a Respond verdict is carried out.
+	// Plan is how a Respond decision is carried out.
 	Plan Plan
 	Rank Rank
-	// Hits is how many hits the host has made so far (1 when it is not counted).
-	Hits int
-	// Repeats is, for AlreadyBlocked, how many hits were only counted (Repeated) since
-	// the previous such line.
-	Repeats uint32
 	// Fresh is set when the source was new to the hit counters (for flood summaries:
 	// the number of distinct sources).
 	Fresh bool
+	// Hits is how many hits the host has made so far (1 when it is not counted).
+	Hits int32
+	// Repeats is, for AlreadyBlocked, how many hits were only counted (Repeated) since
+	// the previous such line.
+	Repeats uint32
+}
+
+// Verdict is a decision with its probe, as the workers carry it out.
+type Verdict struct {
+	Probe probe.Probe
+	Decision
 }
 
 // A host's "already blocked" lines are logged, per mode, RepeatLines at most in each
@@ -147,7 +154,7 @@ const (
 const modeSlots = probe.ModeCount + 1
 
 // DefaultTableSize bounds the per-host hit counters: 65,536 sources that came back and
-// 32,768 seen once, 2.25 MiB however many distinct sources probe us.
+// 8,192 seen once, 2.06 MiB however many distinct sources probe us.
 const DefaultTableSize = 65536
 
 // DefaultBlockedMemory bounds, per mode, how many acted-on hosts are remembered for the
@@ -207,20 +214,20 @@ func (d *Detector) SetRate(perMinute int) {
 // that were refused: a refused source's next hit ranks Repeat. Under a flood of
 // one-off sources a first hit costs a write to a small array (see hostTable), and
 // without a flood, nothing.
-func (d *Detector) Judge(p *probe.Probe, class safety.Class) Verdict {
+func (d *Detector) Judge(p *probe.Probe, class safety.Class) Decision {
 	switch class {
 	case safety.Protected:
-		return Verdict{Action: Ignored}
+		return Decision{Action: Ignored}
 	case safety.Impossible:
-		return Verdict{Action: Impossible}
+		return Decision{Action: Impossible}
 	}
 	src := p.Src.Addr()
-	v := Verdict{Hits: 1}
+	v := Decision{Hits: 1}
 	var e *hostEntry
 	var hits uint32
 	if d.trigger > 1 {
 		e, hits, v.Fresh = d.hits.hit(src, p.Dst.Port())
-		if v.Hits = int(hits); v.Hits < d.trigger {
+		if v.Hits = int32(hits); int(v.Hits) < d.trigger {
 			v.Action = Counted
 			return v
 		}
@@ -237,9 +244,9 @@ func (d *Detector) Judge(p *probe.Probe, class safety.Class) Verdict {
 		k = src.As16()
 		h = d.hits.hash(&k)
 		e, hits = d.hits.lookKey(&k, h)
-		v.Hits = int(hits) + 1
+		v.Hits = int32(hits) + 1
 	}
-	v.Rank = d.rank(p, e, v.Hits)
+	v.Rank = d.rank(p, e, int(v.Hits))
 	if !d.budget[v.Rank].allow(p.Time) {
 		v.Action = Suppressed
 		if !counted { // so that its next hit ranks Repeat
@@ -264,7 +271,7 @@ func (d *Detector) rank(p *probe.Probe, e *hostEntry, hits int) Rank {
 }
 
 // repeat handles a hit from a host the mode has acted on.
-func (d *Detector) repeat(v Verdict, r *repeats, now time.Time) Verdict {
+func (d *Detector) repeat(v Decision, r *repeats, now time.Time) Decision {
 	t := now.UnixNano()
 	if r.window == 0 || t-r.window >= int64(RepeatEvery) || t < r.window {
 		r.window, r.lines = t, 0
@@ -283,7 +290,7 @@ func (d *Detector) repeat(v Verdict, r *repeats, now time.Time) Verdict {
 // Unsay undoes the bookkeeping of an AlreadyBlocked verdict the caller could not
 // deliver (its queue was full): the hit counts as Repeated, and the next hit may try
 // to say it again.
-func (d *Detector) Unsay(mode probe.Mode, a netip.Addr, v Verdict) {
+func (d *Detector) Unsay(mode probe.Mode, a netip.Addr, v Decision) {
 	if set := d.blocked[mode.Index()]; set != nil {
 		if r := set.get(a); r != nil {
 			r.count += v.Repeats + 1

@@ -14,7 +14,7 @@ func hit(src string, mode probe.Mode) probe.Probe {
 }
 
 // observe judges p as the daemon does: an allowed source, marked when acted on.
-func (d *Detector) observe(p probe.Probe) Verdict {
+func (d *Detector) observe(p probe.Probe) Decision {
 	v := d.Judge(&p, safety.Allowed)
 	if v.Action == Respond {
 		d.Mark(p.Mode, p.Src.Addr())
@@ -41,11 +41,11 @@ func TestTriggerCountsPerHost(t *testing.T) {
 	d := New(3, 0, 0)
 	want := []Action{Counted, Counted, Respond, AlreadyBlocked}
 	for i, w := range want {
-		if v := d.observe(hit("198.18.0.2", probe.ModeTCP)); v.Action != w || v.Hits != i+1 {
+		if v := d.observe(hit("198.18.0.2", probe.ModeTCP)); v.Action != w || int(v.Hits) != i+1 {
 			t.Fatalf("hit %d: %v/%d, want %v/%d", i+1, v.Action, v.Hits, w, i+1)
 		}
 		// Another host's hits never advance this one's count.
-		if v := d.observe(hit("198.18.0.3", probe.ModeTCP)); v.Hits != i+1 {
+		if v := d.observe(hit("198.18.0.3", probe.ModeTCP)); int(v.Hits) != i+1 {
 			t.Fatalf("other host hit %d: hits %d", i+1, v.Hits)
 		}
 	}

@@ -65,7 +65,7 @@ func TestDecisions(t *testing.T) {
 			for i := range tt.flood {
 				d.observe(spoofed(i, t0))
 			}
-			var v Verdict
+			var v Decision
 			for i, p := range tt.probes {
 				v = d.Judge(&p, tt.class)
 				if v.Action == Respond {
