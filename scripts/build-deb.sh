@@ -8,7 +8,8 @@
 # mtime is set to it, gzip runs with -n, the binary is built with -trimpath and without
 # VCS stamps, and the version comes from the changelog, not from git.
 #
-# When lintian is installed, each package is checked and an error (E:) fails the build.
+# When lintian is installed, each package is checked and an error (E:) fails the build;
+# when systemd-analyze is, the unit is verified and its exposure score must be <= 3.0.
 #   scripts/build-deb.sh [ARCH...]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -106,6 +107,19 @@ for arch in "${arches[@]}"; do
       done
   } >"$root/$doc/copyright"
   chmod 644 "$root/$doc/copyright"
+
+  # The unit: systemd-analyze verify (with ExecStart pointed into the staged tree) and
+  # an exposure score of at most 3.0 in systemd-analyze security.
+  if command -v systemd-analyze >/dev/null; then
+    mkdir -p "$build/unit"
+    sed "s#/usr/lib/portsentry/start#$PWD/$root/usr/lib/portsentry/start#" \
+      $pkg/portsentry.service >"$build/unit/portsentry.service"
+    systemd-analyze verify --man=no "$build/unit/portsentry.service" ||
+      { echo "build-deb: systemd-analyze verify failed" >&2; exit 1; }
+    score=$(systemd-analyze security --offline=true --threshold=30 "$build/unit/portsentry.service" | tail -1) ||
+      { echo "build-deb: $score (above 3.0)" >&2; exit 1; }
+    echo "build-deb: systemd-analyze security: ${score#→ }"
+  fi
 
   # Control files.
   for s in preinst postinst prerm postrm; do install -m 755 $pkg/$s "$root/DEBIAN/$s"; done
