@@ -1,17 +1,21 @@
 #!/usr/bin/env bash
-# Installs the package over Debian's PortSentry 1.2 in a throwaway Debian 12 chroot and
+# Installs the package over Debian's PortSentry 1.2 in throwaway Debian 12 systems and
 # checks the upgrade, a fresh install and the purges:
 #   - 1.2's edited portsentry.conf, portsentry.ignore.static, /etc/default/portsentry and
 #     history survive the upgrade; its init script, ppp hooks, rc.d links, the empty ppp
 #     directories and its debconf note are gone; /usr/sbin/portsentry is ours and accepts
 #     the admin's config; the installed daemon starts with it and stops cleanly;
 #   - purge leaves no file of the package, no /etc/default/portsentry, no history, and
-#     no nftables table or tagged route of the daemon.
-# The chroot runs in its own network, mount and PID namespaces: nothing it starts can
-# touch the host's network. Needs root and mmdebstrap (scripts/install-deps.sh deb).
-# The base tarball (minbase bookworm with Debian's portsentry, ~35 s to make, needs the
-# Debian mirror) is cached in dist/cache/; without it and without the mirror the test
-# is skipped. Builds the amd64 package first unless DEB= names one.
+#     no nftables table or tagged route of the daemon;
+#   - booted with systemd-nspawn, the upgraded system runs portsentry.service with the
+#     admin's modes and settings, hardened, and it detects and blocks a probe from a
+#     network namespace (scripts/test-deb-boot-check.sh runs inside).
+# The chroot runs in its own network, mount and PID namespaces, the container in a
+# private network: nothing they start can touch the host's network. Needs root,
+# mmdebstrap and systemd-nspawn (scripts/install-deps.sh deb). The base tarball (minbase
+# bookworm with systemd and Debian's portsentry, ~50 s to make, needs the Debian mirror)
+# is cached in dist/cache/; without it and without the mirror the test is skipped.
+# Builds the amd64 package first unless DEB= names one.
 #   scripts/test-deb.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -23,12 +27,12 @@ fail() { echo "test-deb: FAIL: $*" >&2; exit 1; }
 command -v unshare >/dev/null || skip "unshare not found"
 arch=$(dpkg --print-architecture)
 
-cache=dist/cache/bookworm-minbase-portsentry12-$arch.tar
+cache=dist/cache/bookworm-minbase-systemd-portsentry12-$arch.tar
 if [ ! -s "$cache" ]; then
   command -v mmdebstrap >/dev/null || skip "mmdebstrap not installed (scripts/install-deps.sh deb)"
   mkdir -p dist/cache
   echo "test-deb: making $cache (minbase bookworm with Debian's portsentry)"
-  if ! mmdebstrap --quiet --variant=minbase --format=tar --include=portsentry,nftables,iproute2 \
+  if ! mmdebstrap --quiet --variant=minbase --format=tar --include=portsentry,nftables,iproute2,systemd \
     bookworm "$cache.tmp" >dist/cache/mmdebstrap.log 2>&1; then
     rm -f "$cache.tmp"
     skip "mmdebstrap could not build the base (no Debian mirror?): see dist/cache/mmdebstrap.log"
@@ -143,4 +147,54 @@ EOF
 start=$(date +%s)
 unshare --net --mount --pid --fork --mount-proc="$root/proc" \
   chroot "$root" env VERSION="$version" /bin/sh /tmp/test.sh
-echo "test-deb: all passed ($deb, $(($(date +%s) - start)) s in the chroot)"
+echo "test-deb: the chroot part passed ($(($(date +%s) - start)) s)"
+
+# The service under systemd: a fresh copy of the base is upgraded from 1.2 in a chroot,
+# the admin's settings are made to block (modes stcp and udp, BLOCK_ on, KILL_ROUTE with
+# ip, KILL_HOSTS_DENY, the nftables backend), and the copy is booted with
+# systemd-nspawn in a private network. scripts/test-deb-boot-check.sh, run inside as a
+# unit after portsentry.service, probes the daemon from a network namespace of its own,
+# checks what it did and powers the container off.
+if ! command -v systemd-nspawn >/dev/null; then
+  echo "test-deb: SKIP: the service under systemd: systemd-nspawn not installed (scripts/install-deps.sh deb)"
+  echo "test-deb: all passed except that ($deb)"
+  exit 0
+fi
+rm -rf "$root"
+mkdir -p "$root"
+tar -C "$root" -xf "$cache"
+cp "$deb" "$root/tmp/portsentry.deb"
+cat >"$root/tmp/upgrade.sh" <<'EOF'
+set -eu
+export DEBIAN_FRONTEND=noninteractive PATH=/usr/sbin:/usr/bin:/sbin:/bin
+conf=/etc/portsentry/portsentry.conf
+sed -i 's/^TCP_MODE=.*/TCP_MODE="stcp"/' /etc/default/portsentry
+sed -i 's/^BLOCK_UDP="0"/BLOCK_UDP="1"/; s/^BLOCK_TCP="0"/BLOCK_TCP="1"/' $conf
+sed -i 's|^KILL_ROUTE=.*|KILL_ROUTE="/sbin/ip route add blackhole $TARGET$"|' $conf
+touch /etc/hosts.deny
+apt-get install -y -q -o Dpkg::Options::=--force-confold /tmp/portsentry.deb >/tmp/apt.log 2>&1 ||
+  { cat /tmp/apt.log; exit 1; }
+echo 'BLOCK_BACKEND="nftables"' >>$conf
+EOF
+unshare --net --mount --pid --fork --mount-proc="$root/proc" chroot "$root" /bin/sh /tmp/upgrade.sh
+install -m 755 scripts/test-deb-boot-check.sh "$root/root/check.sh"
+cat >"$root/etc/systemd/system/portsentry-check.service" <<'EOF'
+[Unit]
+Description=scripts/test-deb.sh checks
+After=portsentry.service
+
+[Service]
+Type=oneshot
+ExecStart=/root/check.sh
+
+[Install]
+WantedBy=multi-user.target
+EOF
+ln -s /etc/systemd/system/portsentry-check.service "$root/etc/systemd/system/multi-user.target.wants/"
+start=$(date +%s)
+timeout 180 systemd-nspawn -D "$root" --boot --private-network --register=no --keep-unit --quiet \
+  >dist/cache/nspawn.log 2>&1 || true
+[ -s "$root/root/result" ] || fail "the container wrote no result: see dist/cache/nspawn.log"
+sed 's/^/test-deb: boot: /' "$root/root/result"
+grep -qx PASS "$root/root/result" || fail "the service under systemd (console log in dist/cache/nspawn.log)"
+echo "test-deb: all passed ($deb; the booted container: $(($(date +%s) - start)) s)"

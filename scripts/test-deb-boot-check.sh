@@ -1,0 +1,75 @@
+#!/bin/bash
+# Runs inside the container that scripts/test-deb.sh boots with systemd-nspawn, as a
+# oneshot unit ordered after portsentry.service; writes /root/result (its last line is
+# PASS when every check held) and powers the container off. Not meant to run elsewhere.
+exec >/root/result 2>&1
+journal() { journalctl -u portsentry.service --no-pager -o cat; }
+fail() {
+  echo "FAIL: $*"
+  systemctl status --no-pager portsentry.service
+  journal | tail -40
+  systemctl poweroff
+  exit 1
+}
+ok() { echo "ok: $*"; }
+
+for _ in $(seq 100); do
+  journal | grep -q "is now active" && break
+  sleep 0.1
+done
+[ "$(systemctl is-active portsentry.service)" = active ] ||
+  fail "portsentry.service is $(systemctl is-active portsentry.service)"
+journal | grep -q "is now active" || fail "the daemon never said it is active"
+pid=$(systemctl show -p MainPID --value portsentry.service)
+cmd=$(tr '\0' ' ' </proc/"$pid"/cmdline)
+[ "$cmd" = "/usr/sbin/portsentry -stcp -udp " ] || fail "main process: $cmd"
+ok "portsentry.service active; main process: $cmd (modes from /etc/default/portsentry)"
+for t in /proc/"$pid"/task/*; do
+  eff=$(awk '/^CapEff/ {print $2}' "$t"/status)
+  [ "$eff" = 0000000000003400 ] || fail "thread $t: CapEff $eff"
+done
+grep -q '^NoNewPrivs:[[:space:]]*1' /proc/"$pid"/status || fail "NoNewPrivs not set"
+grep -q '^Seccomp:[[:space:]]*2' /proc/"$pid"/status || fail "no seccomp filter"
+ok "all $(ls /proc/"$pid"/task | wc -l) threads: CapEff 0x3400 (NET_BIND_SERVICE NET_ADMIN NET_RAW); NoNewPrivs; seccomp filter"
+
+# A scanner in a network namespace of its own, joined by a veth pair.
+ip link add psa type veth peer name psb
+ip netns add scan
+ip link set psb netns scan
+ip addr add 198.18.9.1/24 dev psa
+ip link set psa up
+ip -n scan addr add 198.18.9.2/24 dev psb
+ip -n scan link set psb up
+ip -n scan link set lo up
+sleep 2 # the veth comes up, and the daemon sees the new address
+ip netns exec scan bash -c 'echo probe >/dev/udp/198.18.9.1/31337'
+hist=/var/lib/portsentry/portsentry.history
+for _ in $(seq 100); do
+  grep -q 198.18.9.2 $hist 2>/dev/null && ip route show | grep -q "blackhole 198.18.9.2" && break
+  sleep 0.1
+done
+grep -q "Host: 198.18.9.2/198.18.9.2 Port: 31337 UDP Blocked" $hist || fail "no history line"
+ok "history: $(grep 198.18.9.2 $hist)"
+nft list set inet portsentry ban4 | grep -q 198.18.9.2 || fail "not in the nft set: $(nft list ruleset)"
+ok "nftables backend: 198.18.9.2 is in inet portsentry ban4"
+ip route show | grep -q "blackhole 198.18.9.2" || fail "KILL_ROUTE did not add the route"
+ok "KILL_ROUTE ran under the hardening: $(ip route show | grep 'blackhole 198.18.9.2')"
+grep -q "ALL: 198.18.9.2 : DENY" /etc/hosts.deny || fail "KILL_HOSTS_DENY did not write /etc/hosts.deny"
+ok "KILL_HOSTS_DENY appended to /etc/hosts.deny"
+portsentry list | grep -q 198.18.9.2 || fail "portsentry list: $(portsentry list 2>&1)"
+ok "portsentry list shows the ban (control socket in /run/portsentry)"
+
+systemctl reload portsentry.service
+for _ in $(seq 50); do
+  journal | grep -q "Configuration reloaded" && break
+  sleep 0.1
+done
+journal | grep -q "Configuration reloaded" || fail "systemctl reload did not reload"
+[ "$(systemctl show -p MainPID --value portsentry.service)" = "$pid" ] || fail "reload changed the main process"
+ok "systemctl reload: configuration reloaded by the same process"
+systemctl stop portsentry.service
+status=$(systemctl show -p ExecMainStatus --value portsentry.service)
+[ "$status" = 0 ] || fail "systemctl stop: exit status $status"
+ok "systemctl stop: exit status 0"
+echo PASS
+systemctl poweroff
