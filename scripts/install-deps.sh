@@ -4,14 +4,14 @@
 #   scripts/install-deps.sh test   that plus every tool the test suite and benchmarks use
 #   scripts/install-deps.sh deb    the tools that build and check the .deb (make deb,
 #                                  scripts/test-deb.sh): lintian, mmdebstrap, man-db,
-#                                  systemd-nspawn
+#                                  systemd-nspawn, piuparts
 # Debian's own portsentry is installed for tests only, as a reference oracle; its service
 # is never started (a policy-rc.d that refuses service starts is in place during install).
 set -euo pipefail
 
 run=(iproute2 nftables)
 test=(nmap hping3 tcpdump iptables ipset portsentry procps psmisc util-linux chromium)
-deb=(dpkg-dev lintian mmdebstrap man-db systemd systemd-container)
+deb=(dpkg-dev lintian mmdebstrap man-db systemd systemd-container piuparts)
 case "${1:-test}" in
   run) need=("${run[@]}") ;;
   test) need=("${run[@]}" "${test[@]}") ;;
