@@ -56,6 +56,19 @@ ip route show | grep -q "blackhole 198.18.9.2" || fail "KILL_ROUTE did not add t
 ok "KILL_ROUTE ran under the hardening: $(ip route show | grep 'blackhole 198.18.9.2')"
 grep -q "ALL: 198.18.9.2 : DENY" /etc/hosts.deny || fail "KILL_HOSTS_DENY did not write /etc/hosts.deny"
 ok "KILL_HOSTS_DENY appended to /etc/hosts.deny"
+# An nmap SYN scan from a second address of the scanner: -stcp sees it.
+ip -n scan addr add 198.18.9.3/24 dev psb
+sleep 1
+ip netns exec scan nmap -sS -Pn -n -e psb -S 198.18.9.3 -p 1,11,15,79,111,119 198.18.9.1 >/root/nmap.log 2>&1 ||
+  fail "nmap: $(cat /root/nmap.log)"
+for _ in $(seq 100); do
+  grep -q "Host: 198.18.9.3/198.18.9.3 Port: [0-9]* TCP Blocked" $hist && nft list set inet portsentry ban4 | grep -q 198.18.9.3 && break
+  sleep 0.1
+done
+grep -q "Host: 198.18.9.3/198.18.9.3 Port: [0-9]* TCP Blocked" $hist || fail "the nmap SYN scan left no history line"
+nft list set inet portsentry ban4 | grep -q 198.18.9.3 || fail "the nmap scanner is not in the nft set"
+journal | grep -q "TCP SYN/Normal scan from host: 198.18.9.3/198.18.9.3" || fail "no SYN scan log line"
+ok "nmap -sS from 198.18.9.3: $(grep 198.18.9.3 $hist | head -1); banned in nftables"
 portsentry list | grep -q 198.18.9.2 || fail "portsentry list: $(portsentry list 2>&1)"
 ok "portsentry list shows the ban (control socket in /run/portsentry)"
 

@@ -9,11 +9,11 @@
 #     no nftables table or tagged route of the daemon;
 #   - booted with systemd-nspawn, the upgraded system runs portsentry.service with the
 #     admin's modes and settings, hardened, and it detects and blocks a probe from a
-#     network namespace (scripts/test-deb-boot-check.sh runs inside).
+#     network namespace and an nmap SYN scan (scripts/test-deb-boot-check.sh runs inside).
 # The chroot runs in its own network, mount and PID namespaces, the container in a
 # private network: nothing they start can touch the host's network. Needs root,
 # mmdebstrap and systemd-nspawn (scripts/install-deps.sh deb). The base tarball (minbase
-# bookworm with systemd and Debian's portsentry, ~50 s to make, needs the Debian mirror)
+# bookworm with Debian's portsentry, systemd and nmap, ~60 s to make, needs the mirror)
 # is cached in dist/cache/; without it and without the mirror the test is skipped.
 # Builds the amd64 package first unless DEB= names one.
 #   scripts/test-deb.sh
@@ -27,12 +27,14 @@ fail() { echo "test-deb: FAIL: $*" >&2; exit 1; }
 command -v unshare >/dev/null || skip "unshare not found"
 arch=$(dpkg --print-architecture)
 
-cache=dist/cache/bookworm-minbase-systemd-portsentry12-$arch.tar
+# What the base has besides minbase; the cache's name changes with the list.
+include=portsentry,nftables,iproute2,systemd,nmap
+cache=dist/cache/bookworm-minbase-$(echo "$include" | md5sum | cut -c1-8)-$arch.tar
 if [ ! -s "$cache" ]; then
   command -v mmdebstrap >/dev/null || skip "mmdebstrap not installed (scripts/install-deps.sh deb)"
   mkdir -p dist/cache
-  echo "test-deb: making $cache (minbase bookworm with Debian's portsentry)"
-  if ! mmdebstrap --quiet --variant=minbase --format=tar --include=portsentry,nftables,iproute2,systemd \
+  echo "test-deb: making $cache (minbase bookworm with $include)"
+  if ! mmdebstrap --quiet --variant=minbase --format=tar --include="$include" \
     bookworm "$cache.tmp" >dist/cache/mmdebstrap.log 2>&1; then
     rm -f "$cache.tmp"
     skip "mmdebstrap could not build the base (no Debian mirror?): see dist/cache/mmdebstrap.log"
