@@ -1,9 +1,12 @@
 #!/bin/bash
 # Runs inside the container that scripts/test-deb.sh boots with systemd-nspawn, as a
-# oneshot unit ordered after portsentry.service; writes /root/result (its last line is
-# PASS when every check held) and powers the container off. Not meant to run elsewhere.
+# oneshot unit ordered after portsentry.service (at boot, PortSentry 1.2's), with our
+# package in /root/portsentry.deb; writes /root/result (its last line is PASS when every
+# check held) and powers the container off. Not meant to run elsewhere.
 exec >/root/result 2>&1
 journal() { journalctl -u portsentry.service --no-pager -o cat; }
+# ours_active: our daemon (not 1.2, whose lines share the unit's journal) is up.
+ours_active() { journal | awk '/PortSentry 2[.0-9]*-[0-9]* is starting/ { s = 1 } s && /is now active/ { f = 1 } END { exit !f }'; }
 fail() {
   echo "FAIL: $*"
   systemctl status --no-pager portsentry.service
@@ -13,13 +16,30 @@ fail() {
 }
 ok() { echo "ok: $*"; }
 
+# PortSentry 1.2, started at boot by its init script (one process per mode).
 for _ in $(seq 100); do
-  journal | grep -q "is now active" && break
+  [ "$(pgrep -c -x portsentry)" -ge 2 ] && break
+  sleep 0.1
+done
+old=$(pgrep -d ' ' -x portsentry)
+[ "$(pgrep -c -x portsentry)" -ge 2 ] || fail "PortSentry 1.2 is not running at boot (pids: $old)"
+ok "PortSentry $(dpkg-query -W -f='${Version}' portsentry) runs from its init script: $(for p in $old; do tr '\0' ' ' </proc/"$p"/cmdline; echo -n '; '; done)"
+
+# The upgrade, while 1.2 runs and systemd is PID 1.
+DEBIAN_FRONTEND=noninteractive apt-get install -y -q -o Dpkg::Options::=--force-confold \
+  /root/portsentry.deb >/root/apt.log 2>&1 || fail "apt-get install: $(cat /root/apt.log)"
+ok "apt-get install ./portsentry.deb: now $(dpkg-query -W -f='${Version}' portsentry)"
+for p in $old; do
+  [ ! -e /proc/"$p" ] || fail "1.2 process $p still runs: $(tr '\0' ' ' </proc/"$p"/cmdline)"
+done
+ok "the 1.2 processes are gone"
+for _ in $(seq 100); do
+  ours_active && break
   sleep 0.1
 done
 [ "$(systemctl is-active portsentry.service)" = active ] ||
   fail "portsentry.service is $(systemctl is-active portsentry.service)"
-journal | grep -q "is now active" || fail "the daemon never said it is active"
+ours_active || fail "our daemon never said it is active"
 pid=$(systemctl show -p MainPID --value portsentry.service)
 cmd=$(tr '\0' ' ' </proc/"$pid"/cmdline)
 [ "$cmd" = "/usr/sbin/portsentry -stcp -udp " ] || fail "main process: $cmd"
