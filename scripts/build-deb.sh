@@ -9,7 +9,8 @@
 # VCS stamps, and the version comes from the changelog, not from git.
 #
 # When lintian is installed, each package is checked and an error (E:) fails the build;
-# when systemd-analyze is, the unit is verified and its exposure score must be <= 3.0.
+# when systemd-analyze is, the unit is verified and its exposure score must be <= 3.0;
+# when groff is, the man pages must render without a warning.
 #   scripts/build-deb.sh [ARCH...]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -72,6 +73,12 @@ for arch in "${arches[@]}"; do
   $mdman -name portsentry.conf -section 5 -desc "configuration file of portsentry" \
     -date "$man_date" -source "portsentry $version" -manual "File Formats" \
     docs/configuration.md >"$build/portsentry.conf.5"
+  if command -v groff >/dev/null; then
+    for page in "$build/portsentry.8" "$build/portsentry.conf.5"; do
+      warnings=$(groff -man -ww -z -Tutf8 "$page" 2>&1)
+      [ -z "$warnings" ] || { echo "build-deb: groff warns about $page:" >&2; echo "$warnings" >&2; exit 1; }
+    done
+  fi
   gzip_file 644 "$build/portsentry.8" usr/share/man/man8/portsentry.8.gz
   gzip_file 644 "$build/portsentry.conf.5" usr/share/man/man5/portsentry.conf.5.gz
 

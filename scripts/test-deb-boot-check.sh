@@ -4,6 +4,8 @@
 # package in /root/portsentry.deb; writes /root/result (its last line is PASS when every
 # check held) and powers the container off. Not meant to run elsewhere.
 exec >/root/result 2>&1
+# Without D-Bus in the container, systemctl says so before it powers off anyway.
+poweroff() { systemctl poweroff 2>&1 | grep -v "Failed to connect to bus" || true; }
 journal() { journalctl -u portsentry.service --no-pager -o cat; }
 # ours_active: our daemon (not 1.2, whose lines share the unit's journal) is up.
 ours_active() { journal | awk '/PortSentry 2[.0-9]*-[0-9]* is starting/ { s = 1 } s && /is now active/ { f = 1 } END { exit !f }'; }
@@ -11,7 +13,7 @@ fail() {
   echo "FAIL: $*"
   systemctl status --no-pager portsentry.service
   journal | tail -40
-  systemctl poweroff
+  poweroff
   exit 1
 }
 ok() { echo "ok: $*"; }
@@ -105,4 +107,4 @@ status=$(systemctl show -p ExecMainStatus --value portsentry.service)
 [ "$status" = 0 ] || fail "systemctl stop: exit status $status"
 ok "systemctl stop: exit status 0"
 echo PASS
-systemctl poweroff
+poweroff
