@@ -2,16 +2,21 @@
 # Installs the Debian packages the project needs. Idempotent; run as root.
 #   scripts/install-deps.sh run    what the daemon needs at run time
 #   scripts/install-deps.sh test   that plus every tool the test suite and benchmarks use
+#   scripts/install-deps.sh deb    the tools that build and check the .deb (make deb,
+#                                  scripts/test-deb.sh): lintian, mmdebstrap, man-db,
+#                                  systemd-nspawn, piuparts
 # Debian's own portsentry is installed for tests only, as a reference oracle; its service
 # is never started (a policy-rc.d that refuses service starts is in place during install).
 set -euo pipefail
 
 run=(iproute2 nftables)
 test=(nmap hping3 tcpdump iptables ipset portsentry procps psmisc util-linux chromium)
+deb=(dpkg-dev lintian mmdebstrap man-db systemd systemd-container piuparts)
 case "${1:-test}" in
   run) need=("${run[@]}") ;;
   test) need=("${run[@]}" "${test[@]}") ;;
-  *) echo "usage: $0 run|test" >&2; exit 2 ;;
+  deb) need=("${deb[@]}") ;;
+  *) echo "usage: $0 run|test|deb" >&2; exit 2 ;;
 esac
 
 if ! command -v go >/dev/null; then

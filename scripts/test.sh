@@ -1,10 +1,14 @@
 #!/usr/bin/env bash
 # Sets up a fresh Debian machine and runs the whole test suite: static checks, unit and
 # property tests, integration tests in network namespaces (need root), and a short run of
-# every fuzz target. FUZZTIME (default 10s) sets each fuzz target's budget.
+# every fuzz target, and the Debian package (built for amd64 and arm64, lintian, the
+# systemd unit's checks, then scripts/test-deb.sh: an upgrade from Debian's PortSentry
+# 1.2 in a chroot, skipped with a message where mmdebstrap or the mirror is missing).
+# FUZZTIME (default 10s) sets each fuzz target's budget.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install-deps.sh test
+scripts/install-deps.sh deb
 fuzztime="${FUZZTIME:-10s}"
 
 echo "== go vet"
@@ -14,6 +18,10 @@ if [ -n "$unformatted" ]; then echo "gofmt needed: $unformatted" >&2; exit 1; fi
 
 echo "== build (static, no cgo)"
 CGO_ENABLED=0 go build -o /dev/null ./cmd/portsentry
+
+echo "== Debian package (make deb, scripts/test-deb.sh)"
+scripts/build-deb.sh amd64 arm64
+DEB="dist/portsentry_$(scripts/version.sh -release)_$(dpkg --print-architecture).deb" scripts/test-deb.sh
 
 echo "== go test"
 go test -count=1 -timeout 30m ./...

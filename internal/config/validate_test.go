@@ -115,7 +115,7 @@ func TestValidate(t *testing.T) {
 // the built-in defaults, and mentions every key the parser knows, so that it cannot
 // fall behind the code.
 func TestPackagedConfig(t *testing.T) {
-	const path = "../../packaging/portsentry.conf"
+	const path = "../../packaging/debian/portsentry.conf"
 	cfg, diags, err := Load(path)
 	if err != nil || len(diags) > 0 {
 		t.Fatalf("%v %v", err, diags)
