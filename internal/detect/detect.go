@@ -210,10 +210,9 @@ func (d *Detector) SetRate(perMinute int) {
 // function passed in: a probe passed by pointer to a function value escapes to the
 // heap, one allocation per probe.)
 //
-// Hits are counted when SCAN_TRIGGER is above 1 and, with any trigger, for sources
-// that were refused: a refused source's next hit ranks Repeat. Under a flood of
-// one-off sources a first hit costs a write to a small array (see hostTable), and
-// without a flood, nothing.
+// Every hit is counted, whatever the trigger, so that a refused source's next hit ranks
+// Repeat. Under a flood of one-off sources a first hit costs one write to a small
+// array (see hostTable).
 func (d *Detector) Judge(p *probe.Probe, class safety.Class) Decision {
 	switch class {
 	case safety.Protected:
@@ -222,36 +221,20 @@ func (d *Detector) Judge(p *probe.Probe, class safety.Class) Decision {
 		return Decision{Action: Impossible}
 	}
 	src := p.Src.Addr()
-	v := Decision{Hits: 1}
-	var e *hostEntry
-	var hits uint32
-	if d.trigger > 1 {
-		e, hits, v.Fresh = d.hits.hit(src, p.Dst.Port())
-		if v.Hits = int32(hits); int(v.Hits) < d.trigger {
-			v.Action = Counted
-			return v
-		}
+	e, hits, fresh := d.hits.hit(src, p.Dst.Port())
+	v := Decision{Hits: int32(hits), Fresh: fresh}
+	if int(hits) < d.trigger {
+		v.Action = Counted
+		return v
 	}
 	if set := d.blocked[p.Mode.Index()]; set != nil {
 		if r := set.get(src); r != nil {
 			return d.repeat(v, r, p.Time)
 		}
 	}
-	counted := d.trigger > 1
-	var k [16]byte
-	var h uint64
-	if !counted { // refused before, with the trigger off?
-		k = src.As16()
-		h = d.hits.hash(&k)
-		e, hits = d.hits.lookKey(&k, h)
-		v.Hits = int32(hits) + 1
-	}
-	v.Rank = d.rank(p, e, int(v.Hits))
+	v.Rank = d.rank(p, e, int(hits))
 	if !d.budget[v.Rank].allow(p.Time) {
 		v.Action = Suppressed
-		if !counted { // so that its next hit ranks Repeat
-			_, _, v.Fresh = d.hits.hitKey(&k, h, p.Dst.Port())
-		}
 		return v
 	}
 	v.Action, v.Plan = Respond, d.resp.plan(p)

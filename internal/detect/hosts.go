@@ -114,34 +114,12 @@ func (t *hostTable) find(k *[16]byte, h uint64) *hostEntry {
 	return nil
 }
 
-// look returns a's hits so far without counting one, and its entry if it has come
-// back before (nil when it is unknown or was seen once).
-func (t *hostTable) look(a netip.Addr) (e *hostEntry, hits uint32) {
-	k := a.As16()
-	return t.lookKey(&k, t.hash(&k))
-}
-
-func (t *hostTable) lookKey(k *[16]byte, h uint64) (e *hostEntry, hits uint32) {
-	if e = t.find(k, h); e != nil {
-		return e, e.hits
-	}
-	if s, fp := t.onceAt(h); s.fp == fp {
-		return nil, 1
-	}
-	return nil, 0
-}
-
 // hit counts one hit of a on port and returns a's hits so far, its entry once it has
 // come back (nil for a first hit), and whether a was unknown before.
 func (t *hostTable) hit(a netip.Addr, port uint16) (e *hostEntry, hits uint32, fresh bool) {
 	k := a.As16()
-	return t.hitKey(&k, t.hash(&k), port)
-}
-
-// hitKey is hit for a key already hashed: the decision looks a source up and, when it
-// is refused, counts it, with one hash.
-func (t *hostTable) hitKey(k *[16]byte, h uint64, port uint16) (e *hostEntry, hits uint32, fresh bool) {
-	if e = t.find(k, h); e != nil {
+	h := t.hash(&k)
+	if e = t.find(&k, h); e != nil {
 		e.hits++
 		if e.port != port && e.ports < ^uint16(0) {
 			e.ports++
@@ -157,7 +135,7 @@ func (t *hostTable) hitKey(k *[16]byte, h uint64, port uint16) (e *hostEntry, hi
 	}
 	first := s.port
 	*s = onceSlot{} // it moves to slots
-	e = t.insert(k, h)
+	e = t.insert(&k, h)
 	e.hits, e.port = 2, port
 	if first != port {
 		e.ports = 1
