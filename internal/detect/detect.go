@@ -96,7 +96,7 @@ const (
 
 // Response is the configuration a Respond verdict's plan follows.
 type Response struct {
-	BlockTCP, BlockUDP int // BLOCK_TCP, BLOCK_UDP: 0 log only, 1 block, 2 KILL_RUN_CMD only
+	BlockTCP, BlockUDP int  // BLOCK_TCP, BLOCK_UDP: 0 log only, 1 block, 2 KILL_RUN_CMD only
 	Native             bool // a native backend (BLOCK_BACKEND other than classic)
 	UnspoofableOnly    bool
 }
