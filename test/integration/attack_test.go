@@ -14,14 +14,15 @@ import (
 	"github.com/portsentry-go/portsentry/internal/testnet"
 )
 
-// startFlood starts a random-source SYN flood from the scanner namespace to port on
-// the defended host: count packets at one every interval µs (hping3 -i uN), so bounded
-// in packets and, at the stated rate, in seconds. The returned function waits for it.
-func startFlood(t *testing.T, p *testnet.Pair, port, count, interval int) (wait func()) {
+// startFlood starts a random-source flood from the scanner namespace to port on the
+// defended host: count packets at one every interval µs (hping3 -i uN), so bounded in
+// packets and, at the stated rate, in seconds; kind is hping3's packet option ("-S" for
+// SYNs, "--udp"). The returned function waits for it.
+func startFlood(t *testing.T, p *testnet.Pair, kind string, port, count, interval int) (wait func()) {
 	t.Helper()
 	testnet.Require(t, "hping3")
 	cmd := p.Exec(p.Scanner, "hping3", "-q", "-n", "-c", strconv.Itoa(count), "-i", "u"+strconv.Itoa(interval),
-		"--rand-source", "-S", "-p", strconv.Itoa(port), p.DefV4.String())
+		"--rand-source", kind, "-p", strconv.Itoa(port), p.DefV4.String())
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -59,7 +60,7 @@ func TestFloodHidesNoScanner(t *testing.T) {
 			}
 			f.write(t, nil, settings...)
 			d := startOurs(t, p, f, "stcp")
-			wait := startFlood(t, p, 31337, 20000, 200)
+			wait := startFlood(t, p, "-S", 31337, 20000, 200)
 			d.WaitFor(t, "attackalert: Possible spoofed flood started", 10*time.Second)
 			var scanners []netip.Addr
 			for n := 31; n <= 33; n++ {
@@ -242,11 +243,7 @@ func TestUnspoofableOnlyUnderFlood(t *testing.T) {
 	f.write(t, nil, nftSettings(testnet.Setting{Key: "UNSPOOFABLE_ONLY", Value: "1"},
 		testnet.Setting{Key: "UDP_PORTS", Value: "31337"})...)
 	d := startOurs(t, p, f, "tcp", "sudp")
-	cmd := p.Exec(p.Scanner, "hping3", "-q", "-n", "-c", "20000", "-i", "u200", "--rand-source", "--udp", "-p", "31337", p.DefV4.String())
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	startFlood(t, p, "--udp", 31337, 20000, 200)
 	d.WaitFor(t, "attackalert: Possible spoofed flood started", 10*time.Second)
 	for n := 80; n < 83; n++ {
 		s := at.addr(t, n, false)
