@@ -6,7 +6,7 @@
 #     directories and its debconf note are gone; /usr/sbin/portsentry is ours and accepts
 #     the admin's config; the installed daemon starts with it and stops cleanly;
 #   - purge leaves no file of the package, no /etc/default/portsentry, no history, and
-#     no nftables table or tagged route of the daemon;
+#     no nftables table, tagged route or ipset (with its iptables rule) of the daemon;
 #   - booted with systemd-nspawn, the upgraded system runs portsentry.service with the
 #     admin's modes and settings, hardened, and it detects and blocks a probe from a
 #     network namespace and an nmap SYN scan (scripts/test-deb-boot-check.sh runs inside).
@@ -28,7 +28,7 @@ command -v unshare >/dev/null || skip "unshare not found"
 arch=$(dpkg --print-architecture)
 
 # What the base has besides minbase; the cache's name changes with the list.
-include=portsentry,nftables,iproute2,systemd,nmap
+include=portsentry,nftables,iproute2,systemd,nmap,ipset,iptables
 cache=dist/cache/bookworm-minbase-$(echo "$include" | md5sum | cut -c1-8)-$arch.tar
 if [ ! -s "$cache" ]; then
   command -v mmdebstrap >/dev/null || skip "mmdebstrap not installed (scripts/install-deps.sh deb)"
@@ -122,6 +122,12 @@ nft add table inet portsentry
 nft add table inet other
 ip route add blackhole 198.51.100.7 proto 181
 ip route add blackhole 198.51.100.8 proto static
+for f in 4 6; do
+  if [ $f = 4 ]; then ipt=iptables fam=inet; else ipt=ip6tables fam=inet6; fi
+  ipset create portsentry$f hash:net family $fam timeout 0
+  $ipt -I INPUT -m set --match-set portsentry$f src -j DROP
+done
+ipset create other4 hash:net
 dpkg --purge portsentry >/tmp/purge.log 2>&1 || { cat /tmp/purge.log; fail "purge"; }
 dpkg-query -W -f='${db:Status-Abbrev}' portsentry 2>/dev/null | grep -q '^i' && fail "still installed"
 left=$(while read -r f; do [ ! -e "$f" ] || echo "$f"; done </tmp/files)
@@ -133,7 +139,11 @@ nft list table inet portsentry >/dev/null 2>&1 && fail "purge left table inet po
 nft list table inet other >/dev/null 2>&1 || fail "purge removed someone else's table"
 ip route show proto 181 | grep -q . && fail "purge left routes with proto 181"
 ip route show | grep -q 198.51.100.8 || fail "purge removed someone else's route"
-ok "purge removed every file, the nft table and the tagged route, and nothing else"
+ipset list -n | grep -q '^portsentry' && fail "purge left ipsets: $(ipset list -n)"
+iptables -S INPUT | grep -q match-set && fail "purge left: $(iptables -S INPUT | grep match-set)"
+ip6tables -S INPUT | grep -q match-set && fail "purge left: $(ip6tables -S INPUT | grep match-set)"
+ipset list -n | grep -q '^other4$' || fail "purge removed someone else's ipset"
+ok "purge removed every file, the nft table, the tagged route, the ipsets and their rules, and nothing else"
 
 # A fresh installation, without 1.2 before it.
 dpkg -i /tmp/portsentry.deb >/tmp/fresh.log 2>&1 || { cat /tmp/fresh.log; fail "fresh install"; }
