@@ -79,6 +79,7 @@ type Daemon struct {
 	events  *web.Events
 	jsonLog *jsonLog    // nil without JSON_LOG
 	flood   *floodMeter // guarded by mu
+	notify  *notifier   // systemd's readiness protocol
 	// protected caches the safety view built from the own addresses, the ignore set
 	// and the gateways and resolvers.
 	protected atomic.Pointer[protected]
@@ -135,7 +136,8 @@ func New(opts Options) (*Daemon, error) {
 		return nil, errors.New("no mode given: use one or more of -tcp -udp -stcp -sudp -atcp -audp")
 	}
 	d := &Daemon{opts: opts, log: opts.Log, own: opts.OwnAddrs, connect: map[probe.Mode]*sensor.Connect{},
-		metrics: web.NewMetrics(), events: web.NewEvents(web.DefaultEvents), flood: newFloodMeter()}
+		metrics: web.NewMetrics(), events: web.NewEvents(web.DefaultEvents), flood: newFloodMeter(),
+		notify: newNotifier()}
 	st, err := d.load()
 	if err != nil {
 		return nil, err
@@ -428,7 +430,9 @@ func (d *Daemon) Run(ctx context.Context, reload <-chan os.Signal) error {
 	}
 	if err == nil {
 		d.log.Info("adminalert: PortSentry is now active and listening.")
+		d.notify.ready(d.statusLine())
 		d.serve(ctx, reload)
+		d.notify.stopping()
 		d.log.Info("securityalert: PortSentry is shutting down")
 		d.log.Info("adminalert: PortSentry is shutting down")
 	}
@@ -442,6 +446,7 @@ func (d *Daemon) Run(ctx context.Context, reload <-chan os.Signal) error {
 	stopWorkers()
 	stopBans() // after the workers: their last bans are committed first
 	d.log.Info("adminalert: totals: " + d.stats.String())
+	d.notify.close()
 	return errors.Join(err, d.closeStores())
 }
 
@@ -524,23 +529,42 @@ func (d *Daemon) startWorkers(ctx context.Context) (stop func()) {
 func (d *Daemon) serve(ctx context.Context, reload <-chan os.Signal) {
 	tick := time.NewTicker(10 * time.Second)
 	defer tick.Stop()
+	// The watchdog's keep-alives come from this loop, so systemd restarts a daemon whose
+	// main loop is stuck (a nil channel never fires without a watchdog).
+	var watchdog <-chan time.Time
+	if d.notify.watchdog > 0 {
+		t := time.NewTicker(d.notify.watchdog)
+		defer t.Stop()
+		watchdog = t.C
+	}
 	var lastDrops uint64
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-reload:
+			d.notify.reloading()
 			d.reload()
+			d.notify.ready(d.statusLine())
 		case <-d.flood.begun:
 			d.reportFlood(true)
+		case <-watchdog:
+			d.notify.alive()
 		case <-tick.C:
 			if n := d.stats.QueueDrops.Load(); n != lastDrops {
 				d.log.Warn(fmt.Sprintf("adminalert: response queue full: %d detections dropped so far", n))
 				lastDrops = n
 			}
 			d.reportFlood(false)
+			d.notify.status(d.statusLine())
 		}
 	}
+}
+
+// statusLine is the one-line state systemctl status shows.
+func (d *Daemon) statusLine() string {
+	return fmt.Sprintf("%d detections, %d active bans (%s), %d probes held back",
+		d.stats.Detections.Load(), d.bans.Len(), d.bans.Backend(), d.stats.Suppressed.Load())
 }
 
 func (d *Daemon) startSensors(ctx context.Context, cfg *config.Config) error {
