@@ -572,7 +572,12 @@ func (d *Daemon) startSensors(ctx context.Context, cfg *config.Config) error {
 		if m.Connect() {
 			c := sensor.NewConnect(m, d.log, d.Handle)
 			d.connect[m] = c
-			c.Update(portsFor(cfg, m), cfg.PortBanner)
+			// A mode that could bind none of its ports watches nothing; classic went on
+			// and said it was active. Refuse instead, so the service manager sees it.
+			if want := portsFor(cfg, m); len(c.Update(want, cfg.PortBanner)) == 0 && len(want) > 0 {
+				return fmt.Errorf("-%s: none of the %d %s ports could be bound (is another PortSentry running?): not starting a mode that watches nothing",
+					m, len(want), m.Proto())
+			}
 		}
 	}
 	if sm := stealthModes(d.opts.Modes); len(sm) > 0 {

@@ -456,3 +456,30 @@ func TestPortInUse(t *testing.T) {
 		}
 	}
 }
+
+// TestAllPortsTaken: when another process (Debian's 1.2, say) holds every TCP_PORTS
+// port, the daemon does not claim to be listening: it says why and exits with an error,
+// so a service manager notices.
+func TestAllPortsTaken(t *testing.T) {
+	needDaemon(t)
+	t.Parallel()
+	p := testnet.NewPair(t)
+	for _, port := range []string{":143", ":1080"} {
+		testnet.Serve(p.Listen(t, p.Defended, "tcp", port), "busy\n")
+	}
+	f := newFiles(t)
+	f.write(t, nil, testnet.Setting{Key: "TCP_PORTS", Value: "143,1080"})
+	d := p.Start(t, p.Defended, daemonBin, "-c", f.Conf, "-tcp")
+	select {
+	case <-d.Done():
+	case <-time.After(readyTimeout):
+		t.Fatal("the daemon runs with none of its ports bound")
+	}
+	if d.Err() == nil {
+		t.Error("exit status 0 with none of its ports bound")
+	}
+	if hasMsg(d.Log, 0, Ready) {
+		t.Errorf("said %q with none of its ports bound", Ready)
+	}
+	d.WaitFor(t, "none of the 2 TCP ports could be bound", time.Second)
+}
