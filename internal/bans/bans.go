@@ -27,6 +27,9 @@ type Reason struct {
 	// completed TCP handshake): such bans always expire, so forged probes cannot fill
 	// BAN_CAP for good.
 	Spoofable bool `json:"spoofable,omitempty"`
+	// Addr is the source that earned a detection's ban (the ban may cover its network):
+	// when the ban must shrink, it is narrowed around this address.
+	Addr netip.Addr `json:"addr,omitzero"`
 }
 
 // Ban is one active ban.

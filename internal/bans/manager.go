@@ -381,16 +381,21 @@ func (m *Manager) recheck(now time.Time) {
 	}
 	m.checked = v
 	var refused []netip.Prefix
+	var narrowed []Ban
 	why := map[netip.Prefix]error{}
 	for _, b := range m.journal.Active() {
 		if err := v.Check(b.Prefix); err != nil {
 			refused = append(refused, b.Prefix)
 			why[b.Prefix] = err
+			if n, ok := narrow(v, b); ok {
+				narrowed = append(narrowed, n)
+			}
 		}
 	}
 	if len(refused) == 0 {
 		return
 	}
+	defer m.renew(narrowed, now)
 	ended, err := m.journal.Lift(OpUnban, refused, now)
 	if err != nil {
 		m.log.Error("adminalert: ERROR: ban journal: " + err.Error())
@@ -406,6 +411,35 @@ func (m *Manager) recheck(now time.Time) {
 		m.event(OpUnban, b, text)
 	}
 	m.lifted(ended)
+}
+
+// narrow returns the ban b shrunk around the source that earned it to the widest
+// prefix the view lets through, for the time b had left; false when b has no source
+// or even the source alone is refused now.
+func narrow(v *safety.View, b Ban) (Ban, bool) {
+	if !b.Reason.Addr.IsValid() || !b.Prefix.Contains(b.Reason.Addr) {
+		return Ban{}, false
+	}
+	p, ok := v.Widen(b.Reason.Addr, b.Prefix.Bits())
+	if !ok {
+		return Ban{}, false
+	}
+	return Ban{Prefix: p, Start: b.Start, Until: b.Until, Reason: b.Reason}, true
+}
+
+// renew commits bans narrowed by recheck, logging each.
+func (m *Manager) renew(list []Ban, now time.Time) {
+	var live []Ban
+	for _, b := range list {
+		if !b.Expired(now) {
+			m.log.Warn(fmt.Sprintf("adminalert: Ban narrowed to %s around %s", b.Prefix, b.Reason.Addr))
+			live = append(live, b)
+		}
+	}
+	if len(live) > 0 {
+		m.pending.Add(int64(len(live)))
+		m.commit(live)
+	}
 }
 
 func prefixesOf(list []Ban) []netip.Prefix {

@@ -128,20 +128,27 @@ func TestGateFollowsTheView(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	m.Start(ctx)
 	wide, other := netip.MustParsePrefix("2001:db8:5::/64"), netip.MustParsePrefix("203.0.113.9/32")
+	scanner := netip.MustParseAddr("2001:db8:5::99")
 	now := time.Now()
-	for _, p := range []netip.Prefix{wide, other} {
-		if _, ok := m.Block(Ban{Prefix: p, Start: now, Until: now.Add(time.Hour)}); !ok {
-			t.Fatalf("%s not recorded", p)
+	for _, b := range []Ban{{Prefix: wide, Reason: Reason{Addr: scanner}}, {Prefix: other}} {
+		b.Start, b.Until = now, now.Add(time.Hour)
+		if _, ok := m.Block(b); !ok {
+			t.Fatalf("%s not recorded", b.Prefix)
 		}
 	}
 	view.Store(safety.NewView(safety.Inputs{Own: []netip.Addr{netip.MustParseAddr("2001:db8:5::1")}, Ignore: netaddr.NewSet(nil)}))
 	eventually(t, func() bool {
 		mu.Lock()
 		defer mu.Unlock()
-		return !f.has(wide) && m.Len() == 1 && len(lifted) > 0
-	}, "a ban covering a new own address was not lifted")
+		return !f.has(wide) && m.Len() == 2 && len(lifted) > 0
+	}, "a ban covering a new own address was not narrowed")
 	if !slices.Equal(lifted, []netip.Prefix{wide}) {
 		t.Errorf("lifted %v, want [%s]", lifted, wide)
+	}
+	// The scanner's ban is narrowed around it, for the time it had left.
+	narrowed := netip.MustParsePrefix("2001:db8:5::80/121") // ::80-::ff: ::99, not ::1
+	if b, ok := m.journal.Get(narrowed); !ok || !f.has(narrowed) || !b.Until.Equal(now.Add(time.Hour)) {
+		t.Errorf("narrowed ban %v %v in the backend %v; active %v", b, ok, f.has(narrowed), m.Active())
 	}
 	cancel()
 	m.Close()
@@ -160,7 +167,7 @@ func TestGateFollowsTheView(t *testing.T) {
 	if err := m2.Restore(time.Now()); err != nil {
 		t.Fatal(err)
 	}
-	if !f2.has(other) || f2.has(netip.MustParsePrefix("2001:db8:5::/96")) || m2.Len() != 1 {
+	if !f2.has(other) || f2.has(netip.MustParsePrefix("2001:db8:5::/96")) || m2.Len() != 2 {
 		t.Errorf("after Restore: backend calls %v, %d active", f2.calls, m2.Len())
 	}
 	m2.Close()

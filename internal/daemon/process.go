@@ -112,7 +112,7 @@ func (d *Daemon) banFor(v detect.Verdict) bool {
 		d.log.Warn(fmt.Sprintf("attackalert: Not banning %s: %v", addr, d.view().Check(netip.PrefixFrom(addr, addr.BitLen()))))
 		return false
 	}
-	reason := bans.Reason{Mode: p.Mode, Port: p.Dst.Port(), Scan: p.ScanType, By: "detect", Spoofable: p.Spoofable}
+	reason := bans.Reason{Mode: p.Mode, Port: p.Dst.Port(), Scan: p.ScanType, By: "detect", Spoofable: p.Spoofable, Addr: addr}
 	d.bans.Ban(d.bans.NewBan(prefix, reason, -1, p.Time))
 	return true
 }
