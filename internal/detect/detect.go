@@ -185,6 +185,7 @@ func New(trigger, tableSize, perMinute int) *Detector {
 		tableSize = DefaultTableSize
 	}
 	d := &Detector{trigger: trigger, hits: newHostTable(tableSize), memory: DefaultBlockedMemory}
+	d.hits.also = d.eachActed
 	d.SetRate(perMinute)
 	return d
 }
@@ -221,13 +222,13 @@ func (d *Detector) Judge(p *probe.Probe, class safety.Class) Decision {
 		return Decision{Action: Impossible}
 	}
 	src := p.Src.Addr()
-	e, hits, fresh := d.hits.hit(src, p.Dst.Port())
+	e, hits, fresh, known := d.hits.hit(src, p.Dst.Port())
 	v := Decision{Hits: int32(hits), Fresh: fresh}
 	if int(hits) < d.trigger {
 		v.Action = Counted
 		return v
 	}
-	if set := d.blocked[p.Mode.Index()]; set != nil {
+	if set := d.blocked[p.Mode.Index()]; set != nil && known { // !known: never acted on
 		if r := set.get(src); r != nil {
 			return d.repeat(v, r, p.Time)
 		}
@@ -294,6 +295,16 @@ func (d *Detector) Forget(mode probe.Mode, a netip.Addr) {
 // bans carried over a restart.
 func (d *Detector) Mark(mode probe.Mode, a netip.Addr) {
 	d.acted(mode).add(a)
+	d.hits.markKnown(a)
+}
+
+// eachActed calls mark for every host some mode has acted on.
+func (d *Detector) eachActed(mark func(netip.Addr)) {
+	for _, set := range d.blocked {
+		if set != nil {
+			set.m.Range(func(a netip.Addr, _ *repeats) { mark(a) })
+		}
+	}
 }
 
 // acted returns the mode's set of acted-on hosts, creating it on first use.

@@ -31,10 +31,15 @@ type hostTable struct {
 	len   int
 	tick  uint32 // a counter standing in for time: bumped per insert
 	once  []onceSlot
-	// bits is the filter: a bit per hash value, set for every source put in slots;
-	// marks counts them since the last rebuild.
-	bits  [filterWords]uint64
-	marks int
+	// bits is the filter: a bit per hash value, set for every source put in slots and
+	// every source the detector has acted on (markKnown), so that a clear bit proves a
+	// source is neither: most probes of a flood then touch nothing else. marks counts
+	// the bits set since the last rebuild, base the sources counted by that rebuild.
+	bits        [filterWords]uint64
+	marks, base int
+	// also lists, for a rebuild, the sources whose bits must stay beside those in
+	// slots: the acted-on hosts.
+	also func(mark func(netip.Addr))
 }
 
 // hostEntry is one source that has come back. hits 0 marks a free slot.
@@ -100,11 +105,14 @@ func (t *hostTable) onceAt(h uint64) (*onceSlot, uint32) {
 	return &t.once[int(h>>40)&(len(t.once)-1)], uint32(h>>8) | 1
 }
 
-// find returns k's entry in slots, or nil; the filter answers most misses.
+// known reports whether h's filter bit is set: the source may be in slots or acted on.
+func (t *hostTable) known(h uint64) bool {
+	w, bit := filterBit(h)
+	return t.bits[w]&bit != 0
+}
+
+// find returns k's entry in slots, or nil.
 func (t *hostTable) find(k *[16]byte, h uint64) *hostEntry {
-	if w, bit := filterBit(h); t.bits[w]&bit == 0 {
-		return nil
-	}
 	bk := t.bucket(h)
 	for i := range bk {
 		if bk[i].hits != 0 && bk[i].addr == *k {
@@ -115,23 +123,27 @@ func (t *hostTable) find(k *[16]byte, h uint64) *hostEntry {
 }
 
 // hit counts one hit of a on port and returns a's hits so far, its entry once it has
-// come back (nil for a first hit), and whether a was unknown before.
-func (t *hostTable) hit(a netip.Addr, port uint16) (e *hostEntry, hits uint32, fresh bool) {
+// come back (nil for a first hit), whether a was unknown to both tiers before, and
+// whether its filter bit was set before (false proves the detector never acted on it).
+func (t *hostTable) hit(a netip.Addr, port uint16) (e *hostEntry, hits uint32, fresh, known bool) {
 	k := a.As16()
 	h := t.hash(&k)
-	if e = t.find(&k, h); e != nil {
+	if known = t.known(h); known {
+		e = t.find(&k, h)
+	}
+	if e != nil {
 		e.hits++
 		if e.port != port && e.ports < ^uint16(0) {
 			e.ports++
 		}
 		e.port = port
 		e.seen = t.tick
-		return e, e.hits, false
+		return e, e.hits, false, true
 	}
 	s, fp := t.onceAt(h)
 	if s.fp != fp {
 		*s = onceSlot{fp: fp, port: port}
-		return nil, 1, true
+		return nil, 1, true, known
 	}
 	first := s.port
 	*s = onceSlot{} // it moves to slots
@@ -140,7 +152,7 @@ func (t *hostTable) hit(a netip.Addr, port uint16) (e *hostEntry, hits uint32, f
 	if first != port {
 		e.ports = 1
 	}
-	return e, 2, false
+	return e, 2, false, known
 }
 
 // insert takes a slot for k in its bucket: a free one, else the weakest entry's.
@@ -162,26 +174,44 @@ func (t *hostTable) insert(k *[16]byte, h uint64) *hostEntry {
 	}
 	t.tick++
 	*e = hostEntry{addr: *k, seen: t.tick}
+	t.mark(h)
+	return e
+}
+
+// markKnown sets a's filter bit: the detector has acted on a.
+func (t *hostTable) markKnown(a netip.Addr) {
+	k := a.As16()
+	t.mark(t.hash(&k))
+}
+
+// mark sets h's bit. Evicted and forgotten sources leave bits behind; the filter is
+// rebuilt once they could be as many as the live ones (amortised: at least as many
+// marks between rebuilds as the sources a rebuild counts).
+func (t *hostTable) mark(h uint64) {
 	w, bit := filterBit(h)
 	t.bits[w] |= bit
-	// Evicted and forgotten sources leave bits behind; rebuild once they could be as
-	// many as the live ones (amortised: at least len inserts between rebuilds).
-	if t.marks++; t.marks > 2*t.len+1024 {
+	if t.marks++; t.marks > 2*t.base+1024 {
 		t.rebuild()
 	}
-	return e
 }
 
 func (t *hostTable) rebuild() {
 	clear(t.bits[:])
 	t.marks = 0
+	set := func(k *[16]byte) {
+		w, bit := filterBit(t.hash(k))
+		t.bits[w] |= bit
+		t.marks++
+	}
 	for i := range t.slots {
 		if t.slots[i].hits != 0 {
-			w, bit := filterBit(t.hash(&t.slots[i].addr))
-			t.bits[w] |= bit
-			t.marks++
+			set(&t.slots[i].addr)
 		}
 	}
+	if t.also != nil {
+		t.also(func(a netip.Addr) { k := a.As16(); set(&k) })
+	}
+	t.base = t.marks
 }
 
 // weaker reports whether x is a better eviction victim than y: fewer hits, or as

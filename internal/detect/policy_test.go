@@ -6,6 +6,8 @@ import (
 	"testing"
 	"time"
 
+	"pgregory.net/rapid"
+
 	"github.com/portsentry-go/portsentry/internal/probe"
 	"github.com/portsentry-go/portsentry/internal/safety"
 )
@@ -192,4 +194,39 @@ func TestPlans(t *testing.T) {
 			t.Errorf("%+v %v spoofable=%v: %v plan %d, want plan %d", tt.resp, tt.proto, tt.spoofable, v.Action, v.Plan, tt.want)
 		}
 	}
+}
+
+// TestActedHostsAreNeverMissed: the counters' filter lets the decision skip the
+// acted-on sets for sources it has never seen; a host the detector has acted on must
+// never look like such a source, through floods, evictions and filter rebuilds.
+func TestActedHostsAreNeverMissed(t *testing.T) {
+	rapid.Check(t, func(t *rapid.T) {
+		d := New(0, rapid.IntRange(8, 64).Draw(t, "size"), 0)
+		acted := map[netip.Addr]bool{}
+		n := 0
+		for _, op := range rapid.SliceOfN(rapid.IntRange(0, 99), 1, 400).Draw(t, "ops") {
+			switch {
+			case op < 10: // act on a new host
+				a := netip.AddrFrom4([4]byte{203, 0, byte(op), byte(n)})
+				n++
+				d.Mark(probe.ModeSTCP, a)
+				acted[a] = true
+			case op < 60: // a burst of sources, each seen twice: they fill the table
+				for i := range 100 {
+					p := spoofed(n*50+i/2, t0)
+					d.Judge(&p, safety.Allowed)
+				}
+				n++
+			default: // an acted-on host probes again
+				for a := range acted {
+					p := spoofed(0, t0.Add(time.Duration(op)*time.Hour)) // a fresh repeat window
+					p.Src = netip.AddrPortFrom(a, 1)
+					if v := d.Judge(&p, safety.Allowed); v.Action != AlreadyBlocked && v.Action != Repeated {
+						t.Fatalf("acted-on %s judged %v", a, v.Action)
+					}
+					break
+				}
+			}
+		}
+	})
 }
