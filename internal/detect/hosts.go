@@ -16,7 +16,9 @@ import (
 //     overwrites these slots among themselves and costs nothing more.
 //   - slots: sources that have come back, in an open-addressing table of buckets of
 //     bucketSlots entries keyed by the 16-byte address, with a one-hash filter in
-//     front, so that a one-off source's lookup rarely touches it.
+//     front, so that a one-off source's lookup rarely touches it. The filter also
+//     holds the hosts the detector has acted on, so a clear bit lets the decision skip
+//     the acted-on sets too.
 //
 // A source whose fingerprint is found in once on its next hit moves to slots with two
 // hits. When it finds its bucket full, it takes the place of the entry with the fewest
