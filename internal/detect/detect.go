@@ -154,7 +154,7 @@ const (
 const modeSlots = probe.ModeCount + 1
 
 // DefaultTableSize bounds the per-host hit counters: 65,536 sources that came back and
-// 8,192 seen once, 2.06 MiB however many distinct sources probe us.
+// 8,192 seen once, 2.03 MiB however many distinct sources probe us.
 const DefaultTableSize = 65536
 
 // DefaultBlockedMemory bounds, per mode, how many acted-on hosts are remembered for the

@@ -179,7 +179,7 @@ func TestJudgeMarksNothing(t *testing.T) {
 // onceCollide reports whether two of the pool's addresses share a slot of the table's
 // first tier, where one would make the other's count restart (as an eviction does).
 func onceCollide(t *hostTable, pool int) bool {
-	seen := map[*onceSlot]bool{}
+	seen := map[*uint32]bool{}
 	for i := range pool {
 		k := netip.AddrFrom4([4]byte{198, 18, 0, byte(i)}).As16()
 		s, _ := t.onceAt(t.hash(&k))

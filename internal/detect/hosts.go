@@ -10,8 +10,8 @@ import (
 // per-packet path, and its memory is fixed at creation.
 //
 // It is in two tiers, because under a spoofed flood nearly every source is seen once:
-//   - once: a direct-mapped array of 8-byte slots holding a 32-bit fingerprint of a
-//     source seen once (and the port it hit). A first hit only writes its slot, in an
+//   - once: a direct-mapped array of 32-bit fingerprints of sources seen once. A first
+//     hit only writes its slot, in an
 //     array small enough to stay in the CPU's cache; a flood of one-off sources
 //     overwrites these slots among themselves and costs nothing more.
 //   - slots: sources that have come back, in an open-addressing table of buckets of
@@ -32,7 +32,7 @@ type hostTable struct {
 	seed  uint64
 	len   int
 	tick  uint32 // a counter standing in for time: bumped per insert
-	once  []onceSlot
+	once  []uint32 // fingerprints; 0 is an empty slot
 	// bits is the filter: a bit per hash value, set for every source put in slots and
 	// every source the detector has acted on (markKnown), so that a clear bit proves a
 	// source is neither: most probes of a flood then touch nothing else. marks counts
@@ -54,18 +54,12 @@ type hostEntry struct {
 	_     [4]byte
 }
 
-// onceSlot remembers one source seen once; fp 0 is an empty slot.
-type onceSlot struct {
-	fp   uint32
-	port uint16
-	_    uint16
-}
-
 const bucketSlots = 8
 
-// onceSlots is the size of the first tier: 64 KiB, small enough to stay in the CPU's
+// onceSlots is the size of the first tier: 32 KiB, small enough to stay in the CPU's
 // cache while the capture ring streams through it (a 256 KiB tier cost a flood's
-// packets a fifth more CPU, measured side by side with tcpdump). A one-off source is
+// packets a fifth more CPU, measured side by side with tcpdump; the first tier's
+// lookup is still the biggest part of a refused probe's cost). A one-off source is
 // remembered until 8192 newer ones have come, 48 ms under a 170,000 packets/s flood:
 // long enough for the next probe of any scanner that sends them in bursts (nmap's
 // SYN scans do), not for one probing a port every second in the middle of the flood.
@@ -79,7 +73,7 @@ func newHostTable(size int) *hostTable {
 		buckets <<= 1
 	}
 	return &hostTable{slots: make([]hostEntry, buckets*bucketSlots), mask: uint64(buckets - 1),
-		seed: rand.Uint64() | 1, once: make([]onceSlot, onceSlots)}
+		seed: rand.Uint64() | 1, once: make([]uint32, onceSlots)}
 }
 
 // hash mixes both halves of the address with the seed (a 64-bit finaliser): an IPv4
@@ -103,7 +97,7 @@ func (t *hostTable) bucket(h uint64) []hostEntry {
 
 func filterBit(h uint64) (int, uint64) { i := (h >> 32) & 0xffff; return int(i >> 6), 1 << (i & 63) }
 
-func (t *hostTable) onceAt(h uint64) (*onceSlot, uint32) {
+func (t *hostTable) onceAt(h uint64) (*uint32, uint32) {
 	return &t.once[int(h>>40)&(len(t.once)-1)], uint32(h>>8) | 1
 }
 
@@ -143,17 +137,13 @@ func (t *hostTable) hit(a netip.Addr, port uint16) (e *hostEntry, hits uint32, f
 		return e, e.hits, false, true
 	}
 	s, fp := t.onceAt(h)
-	if s.fp != fp {
-		*s = onceSlot{fp: fp, port: port}
+	if *s != fp {
+		*s = fp
 		return nil, 1, true, known
 	}
-	first := s.port
-	*s = onceSlot{} // it moves to slots
+	*s = 0 // it moves to slots (the first hit's port is not kept: ports counts from here)
 	e = t.insert(&k, h)
 	e.hits, e.port = 2, port
-	if first != port {
-		e.ports = 1
-	}
 	return e, 2, false, known
 }
 
