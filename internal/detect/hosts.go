@@ -31,7 +31,7 @@ type hostTable struct {
 	mask  uint64 // buckets - 1
 	seed  uint64
 	len   int
-	tick  uint32 // a counter standing in for time: bumped per insert
+	tick  uint32   // a counter standing in for time: bumped per insert
 	once  []uint32 // fingerprints; 0 is an empty slot
 	// bits is the filter: a bit per hash value, set for every source put in slots and
 	// every source the detector has acted on (markKnown), so that a clear bit proves a
