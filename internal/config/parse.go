@@ -154,7 +154,55 @@ func (p *parser) unknown(n int, name, s string) {
 		p.warnf(n, "unknown key %s ignored (keys are upper case: %s)", name, strings.ToUpper(name))
 		return
 	}
+	if k := closestKey(strings.ToUpper(name)); k != "" {
+		p.warnf(n, "unknown key %s ignored (did you mean %s?)", name, k)
+		return
+	}
 	p.warnf(n, "unknown key %s ignored", name)
+}
+
+// closestKey returns the one known key within two edits of name (a typo: BLOCK_TPC,
+// KILL_RUN_COMMAND is too far), or "" when there is none or more than one.
+func closestKey(name string) string {
+	best, bestDist, ties := "", 3, 0
+	for k := range keyIndex {
+		switch d := editDistance(name, k); {
+		case d < bestDist:
+			best, bestDist, ties = k, d, 1
+		case d == bestDist:
+			ties++
+		}
+	}
+	if ties != 1 {
+		return ""
+	}
+	return best
+}
+
+// editDistance is the Levenshtein distance of a and b (ASCII key names), with a
+// transposition counted as one edit.
+func editDistance(a, b string) int {
+	prev2 := make([]int, len(b)+1)
+	prev := make([]int, len(b)+1)
+	cur := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+			if i > 1 && j > 1 && a[i-1] == b[j-2] && a[i-2] == b[j-1] {
+				cur[j] = min(cur[j], prev2[j-2]+1)
+			}
+		}
+		prev2, prev, cur = prev, cur, prev2
+	}
+	return prev[len(b)]
 }
 
 func validKeyName(s string) bool {
