@@ -12,6 +12,11 @@ import (
 // prints every problem as FILE:LINE on stderr and the effective settings on stdout.
 func checkConfig(args []string, stdout, stderr io.Writer) int {
 	fs, f := newFlagSet("portsentry check-config", stderr)
+	if helpAsked(args) {
+		fs.SetOutput(stdout)
+		fs.Usage()
+		return exitOK
+	}
 	if err := fs.Parse(args); err != nil {
 		return exitUsage
 	}

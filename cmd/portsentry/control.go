@@ -48,8 +48,13 @@ func controlCmd(name string, args []string, stdout, stderr io.Writer) int {
 	socket := fs.String("socket", control.DefaultSocket, "the daemon's control socket `path`")
 	asJSON := fs.Bool("json", false, "print the result as indented JSON")
 	fs.Usage = func() {
-		fmt.Fprintf(stderr, "Usage:\n  %s\n\nOnly root may talk to the daemon.\n\nOptions:\n", controlUsage[name])
+		fmt.Fprintf(fs.Output(), "Usage:\n  %s\n\nOnly root may talk to the daemon.\n\nOptions:\n", controlUsage[name])
 		fs.PrintDefaults()
+	}
+	if helpAsked(args) {
+		fs.SetOutput(stdout)
+		fs.Usage()
+		return exitOK
 	}
 	pos, err := parseInterspersed(fs, args)
 	if err != nil {

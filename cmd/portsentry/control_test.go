@@ -317,8 +317,9 @@ func TestControlRefusedAndBroken(t *testing.T) {
 }
 
 func TestControlUsage(t *testing.T) {
-	if code, _, errs := runControl("list", "-h"); code != exitUsage || !strings.Contains(errs, "portsentry list [-socket PATH] [-json]") || !strings.Contains(errs, control.DefaultSocket) {
-		t.Errorf("list -h: exit %d %q", code, errs)
+	// Asked for, the usage goes to stdout and is no error.
+	if code, out, _ := runControl("list", "-h"); code != exitOK || !strings.Contains(out, "portsentry list [-socket PATH] [-json]") || !strings.Contains(out, control.DefaultSocket) {
+		t.Errorf("list -h: exit %d %q", code, out)
 	}
 	if code, _, errs := runControl("status", "extra"); code != exitUsage || !strings.Contains(errs, `unexpected argument "extra"`) {
 		t.Errorf("status extra: exit %d %q", code, errs)

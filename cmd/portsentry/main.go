@@ -46,9 +46,28 @@ func run(args []string, stdout, stderr io.Writer) int {
 			return reportCmd(args[1:], stdout, stderr)
 		case "list", "status", "block", "unblock":
 			return controlCmd(args[0], args[1:], stdout, stderr)
+		case "help":
+			args = []string{"-h"}
 		}
 	}
+	if helpAsked(args) { // asked for: on stdout, and not an error
+		runDaemon([]string{"-h"}, stdout)
+		return exitOK
+	}
 	return runDaemon(args, stderr)
+}
+
+// helpAsked reports whether args ask for the usage (-h, -help, --help) before any "--".
+func helpAsked(args []string) bool {
+	for _, a := range args {
+		switch a {
+		case "--":
+			return false
+		case "-h", "-help", "--help":
+			return true
+		}
+	}
+	return false
 }
 
 // daemonFlags are the flags of the daemon itself.

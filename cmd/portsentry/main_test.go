@@ -51,6 +51,17 @@ func TestUsageErrors(t *testing.T) {
 	}
 }
 
+// TestHelpIsNoError: the usage asked for goes to stdout with exit status 0, for the
+// daemon and for each subcommand.
+func TestHelpIsNoError(t *testing.T) {
+	for _, args := range [][]string{{"-h"}, {"--help"}, {"help"}, {"-tcp", "-help"}, {"check-config", "-h"}, {"status", "--help"}} {
+		code, out, errs := runCmd(args...)
+		if code != exitOK || !strings.Contains(out, "sage") || errs != "" {
+			t.Errorf("%v: exit %d, stdout %q, stderr %q", args, code, out, errs)
+		}
+	}
+}
+
 func TestMissingExplicitConfigIsAnError(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("the daemon refuses to start without root before reading its config")
