@@ -81,45 +81,41 @@ func TestResolverDisabledNeverLooksUp(t *testing.T) {
 	}
 }
 
-func TestResolverNameCachedForTTL(t *testing.T) {
-	synctest.Test(t, func(t *testing.T) {
-		f := newFakeDNS(false)
-		r := fakeResolver(f)
-		for range 100 {
-			if got := r.name(t.Context(), scanner); got != "host-198.51.100.7.example" {
-				t.Fatalf("got %q", got)
-			}
-		}
-		if n := f.count("198.51.100.7"); n != 1 {
-			t.Errorf("%d lookups for 100 hits", n)
-		}
-		time.Sleep(resolveTTL)
-		r.name(t.Context(), scanner)
-		if n := f.count("198.51.100.7"); n != 2 {
-			t.Errorf("after the TTL: %d lookups, want 2", n)
-		}
-	})
-}
-
-func TestResolverFailureIsNumericAndCached(t *testing.T) {
-	synctest.Test(t, func(t *testing.T) {
-		f := newFakeDNS(false)
-		f.answer = func(string) ([]string, error) { return nil, errors.New("NXDOMAIN") }
-		r := fakeResolver(f)
-		for range 100 {
-			if got := r.name(t.Context(), scanner); got != "198.51.100.7" {
-				t.Fatalf("got %q", got)
-			}
-		}
-		if n := f.count("198.51.100.7"); n != 1 {
-			t.Errorf("%d lookups for 100 hits", n)
-		}
-		time.Sleep(resolveNegTTL)
-		r.name(t.Context(), scanner)
-		if n := f.count("198.51.100.7"); n != 2 {
-			t.Errorf("after the negative TTL: %d lookups, want 2", n)
-		}
-	})
+// TestResolverCachesForItsTTL: an answer and a failure are each looked up once for
+// many hits, and again once their TTL has passed.
+func TestResolverCachesForItsTTL(t *testing.T) {
+	for _, tt := range []struct {
+		name   string
+		answer func(string) ([]string, error) // nil: the fake's default, a name
+		want   string
+		ttl    time.Duration
+	}{
+		{"answer", nil, "host-198.51.100.7.example", resolveTTL},
+		{"failure", func(string) ([]string, error) { return nil, errors.New("NXDOMAIN") }, "198.51.100.7", resolveNegTTL},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				f := newFakeDNS(false)
+				if tt.answer != nil {
+					f.answer = tt.answer
+				}
+				r := fakeResolver(f)
+				for range 100 {
+					if got := r.name(t.Context(), scanner); got != tt.want {
+						t.Fatalf("got %q, want %q", got, tt.want)
+					}
+				}
+				if n := f.count("198.51.100.7"); n != 1 {
+					t.Errorf("%d lookups for 100 hits", n)
+				}
+				time.Sleep(tt.ttl)
+				r.name(t.Context(), scanner)
+				if n := f.count("198.51.100.7"); n != 2 {
+					t.Errorf("after the TTL: %d lookups, want 2", n)
+				}
+			})
+		})
+	}
 }
 
 func TestResolverEmptyAnswerIsNumeric(t *testing.T) {
