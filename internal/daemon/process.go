@@ -7,7 +7,6 @@ import (
 	"sync"
 
 	"github.com/portsentry-go/portsentry/internal/bans"
-	"github.com/portsentry-go/portsentry/internal/config"
 	"github.com/portsentry-go/portsentry/internal/detect"
 	"github.com/portsentry-go/portsentry/internal/journal"
 	"github.com/portsentry-go/portsentry/internal/probe"
@@ -81,7 +80,7 @@ func (d *Daemon) process(v detect.Verdict) {
 			d.forget(p.Mode, addr)
 			return
 		default:
-			if blockLevel(st.cfg, p.Proto) == config.BlockKill {
+			if v.Plan == detect.PlanCommandsThenBan {
 				d.banFor(v) // the journal's record of what the commands did
 			}
 			d.rec.record(p.Mode, journal.Line(p.Time.Local(), name, addr, port, p.Proto))
@@ -115,13 +114,6 @@ func (d *Daemon) banFor(v detect.Verdict) bool {
 	reason := bans.Reason{Mode: p.Mode, Port: p.Dst.Port(), Scan: p.ScanType, By: "detect", Spoofable: p.Spoofable, Addr: addr}
 	d.bans.Ban(d.bans.NewBan(prefix, reason, -1, p.Time))
 	return true
-}
-
-func blockLevel(cfg *config.Config, proto probe.Proto) config.BlockLevel {
-	if proto == probe.UDP {
-		return cfg.BlockUDP
-	}
-	return cfg.BlockTCP
 }
 
 // detectionLine is the classic first line of a detection.

@@ -32,7 +32,7 @@ const (
 	// Counted: the hit was counted but the host has not reached SCAN_TRIGGER yet.
 	Counted
 	// AlreadyBlocked: the mode has already acted on the host, and it is time for a
-	// line saying so (the first repeat, then at most one per RepeatEvery).
+	// line saying so (at most RepeatLines in each RepeatEvery).
 	AlreadyBlocked
 	// Repeated: the mode has already acted on the host and said so recently: the hit
 	// is only counted, for the next AlreadyBlocked line.
@@ -88,10 +88,12 @@ const (
 	// PlanBanThenCommands: BLOCK_x="1" with a native backend: ban and record at once,
 	// then run the classic KILL_ commands, whose failure never undoes the ban.
 	PlanBanThenCommands
-	// PlanCommands: run the classic KILL_ commands (BLOCK_x="1" without a native
-	// backend, or "2"); the host is recorded, and with "1" its ban journaled, only
-	// when they succeed.
-	PlanCommands
+	// PlanCommandsThenBan: BLOCK_x="1" without a native backend: run the classic
+	// KILL_ commands; only when they succeed is the host recorded and its ban
+	// journaled (the record of what the commands did).
+	PlanCommandsThenBan
+	// PlanRunCmd: BLOCK_x="2": run KILL_RUN_CMD; the host is recorded when it succeeds.
+	PlanRunCmd
 )
 
 // Response is the configuration a Respond verdict's plan follows.
@@ -114,8 +116,10 @@ func (r Response) plan(p *probe.Probe) Plan {
 		return PlanLogOnly
 	case level == 1 && r.Native:
 		return PlanBanThenCommands
+	case level == 1:
+		return PlanCommandsThenBan
 	}
-	return PlanCommands
+	return PlanRunCmd
 }
 
 // Decision is the detector's answer for one probe. It is small on purpose: it is

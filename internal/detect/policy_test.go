@@ -177,10 +177,10 @@ func TestPlans(t *testing.T) {
 		want      Plan
 	}{
 		{Response{}, probe.TCP, true, PlanLogOnly},
-		{Response{BlockTCP: 1}, probe.TCP, true, PlanCommands},
+		{Response{BlockTCP: 1}, probe.TCP, true, PlanCommandsThenBan},
 		{Response{BlockTCP: 1, Native: true}, probe.TCP, true, PlanBanThenCommands},
 		{Response{BlockTCP: 1, Native: true}, probe.UDP, true, PlanLogOnly}, // BLOCK_UDP 0
-		{Response{BlockUDP: 2, Native: true}, probe.UDP, true, PlanCommands},
+		{Response{BlockUDP: 2, Native: true}, probe.UDP, true, PlanRunCmd},
 		{Response{BlockTCP: 1, Native: true, UnspoofableOnly: true}, probe.TCP, true, PlanNotSpoofable},
 		{Response{BlockTCP: 1, Native: true, UnspoofableOnly: true}, probe.TCP, false, PlanBanThenCommands},
 		{Response{UnspoofableOnly: true}, probe.TCP, true, PlanNotSpoofable},
