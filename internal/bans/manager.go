@@ -395,7 +395,6 @@ func (m *Manager) recheck(now time.Time) {
 	if len(refused) == 0 {
 		return
 	}
-	defer m.renew(narrowed, now)
 	ended, err := m.journal.Lift(OpUnban, refused, now)
 	if err != nil {
 		m.log.Error("adminalert: ERROR: ban journal: " + err.Error())
@@ -411,6 +410,7 @@ func (m *Manager) recheck(now time.Time) {
 		m.event(OpUnban, b, text)
 	}
 	m.lifted(ended)
+	m.renew(narrowed, now)
 }
 
 // narrow returns the ban b shrunk around the source that earned it to the widest

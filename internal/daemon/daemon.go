@@ -527,7 +527,7 @@ func (d *Daemon) startWorkers(ctx context.Context) (stop func()) {
 }
 
 func (d *Daemon) serve(ctx context.Context, reload <-chan os.Signal) {
-	tick := time.NewTicker(10 * time.Second)
+	tick := time.NewTicker(floodReport) // also the pace of the queue-drop warnings and STATUS
 	defer tick.Stop()
 	// The watchdog's keep-alives come from this loop, so systemd restarts a daemon whose
 	// main loop is stuck (a nil channel never fires without a watchdog).
