@@ -29,6 +29,13 @@ type Backend interface {
 	Close() error
 }
 
+// Reconciler is a backend that can compare the system with the journal and repair
+// it: Reconcile makes the system hold exactly the given bans (with the time each has
+// left), of its own entries, and says what it changed.
+type Reconciler interface {
+	Reconcile([]respond.Ban) (respond.Repair, error)
+}
+
 // Nop is the backend of BLOCK_BACKEND="classic": nothing native; the classic KILL_
 // commands are what blocks, and the journal records what they did.
 type Nop struct{}
@@ -57,6 +64,8 @@ type Hooks struct {
 	Refused func(n int)
 	// BackendError counts failed backend operations.
 	BackendError func()
+	// Repaired is told what a reconciliation changed in the system.
+	Repaired func(respond.Repair)
 }
 
 // Options are a Manager's dependencies.
@@ -72,6 +81,11 @@ type Options struct {
 // Batch bounds how many bans one journal write and one kernel transaction carry.
 const Batch = 1000
 
+// ReconcileEvery is how often, while there are bans, the backend is compared with the
+// journal and repaired: the longest a ban lifted behind the daemon's back (`nft flush
+// ruleset`, as restarting nftables.service does) stays lifted.
+const ReconcileEvery = 5 * time.Second
+
 // Manager owns the ban lifecycle: new bans are journaled and put into the backend in
 // batches; expiries are recorded as they come due; operators' blocks and unblocks run
 // on the same goroutine; whenever the safety view changes, active bans are checked
@@ -86,7 +100,11 @@ type Manager struct {
 	ops     chan func()   // operators' blocks and unblocks
 	stopped chan struct{} // closed when the manager's goroutine has ended
 	pending atomic.Int64  // queued, not yet committed
+	started atomic.Bool   // Start has been called
 	wg      sync.WaitGroup
+
+	reconciled time.Time // when the backend was last compared with the journal
+	failing    bool      // the last reconciliation failed (logged once until it works)
 }
 
 // NewManager returns a manager; nothing runs until Restore and Start.
@@ -109,7 +127,9 @@ func (m *Manager) Restore(now time.Time) error {
 		return fmt.Errorf("BLOCK_BACKEND %s: %w", m.backend.Name(), err)
 	}
 	m.recheck(now)
-	if err := m.assert(m.journal.Active(), now); err != nil {
+	if _, ok := m.backend.(Reconciler); ok {
+		m.reconcile(now)
+	} else if err := m.assert(m.journal.Active(), now); err != nil {
 		m.log.Error("adminalert: ERROR: re-asserting bans: " + err.Error())
 	}
 	return nil
@@ -125,11 +145,9 @@ func (m *Manager) Backend() string { return m.backend.Name() }
 func (m *Manager) Active() []Ban { return m.journal.Active() }
 func (m *Manager) Len() int      { return m.journal.Len() }
 
-// assert puts bans into the backend with their remaining time.
-func (m *Manager) assert(list []Ban, now time.Time) error {
-	if !m.Native() || len(list) == 0 {
-		return nil
-	}
+// backendBans gives bans as the backend takes them, with their remaining time,
+// leaving out those that have run out.
+func backendBans(list []Ban, now time.Time) []respond.Ban {
 	out := make([]respond.Ban, 0, len(list))
 	for _, b := range list {
 		nb := respond.Ban{Prefix: b.Prefix}
@@ -140,6 +158,15 @@ func (m *Manager) assert(list []Ban, now time.Time) error {
 		}
 		out = append(out, nb)
 	}
+	return out
+}
+
+// assert puts bans into the backend with their remaining time.
+func (m *Manager) assert(list []Ban, now time.Time) error {
+	if !m.Native() || len(list) == 0 {
+		return nil
+	}
+	out := backendBans(list, now)
 	for len(out) > 0 {
 		n := min(len(out), Batch)
 		if err := m.backend.Apply(out[:n]); err != nil {
@@ -189,7 +216,7 @@ func (m *Manager) Block(b Ban) (got Ban, ok bool) {
 	return got, ok
 }
 
-// Unblock lifts every active ban equal to or inside p, now, on the manager's goroutine.
+// Unblock lifts every active ban inside or covering p, now, on the manager's goroutine.
 func (m *Manager) Unblock(p netip.Prefix) (ended []Ban, err error) {
 	m.do(func() { ended, err = m.unblock(p) })
 	return ended, err
@@ -199,6 +226,10 @@ func (m *Manager) Unblock(p netip.Prefix) (ended []Ban, err error) {
 // expiries (so BAN_CAP is counted once and the expiry ticker sees operator bans), and
 // waits for it. Before Start and after the goroutine has ended it runs op itself.
 func (m *Manager) do(op func()) {
+	if !m.started.Load() {
+		op()
+		return
+	}
 	done := make(chan struct{})
 	select {
 	case m.ops <- func() { op(); close(done) }:
@@ -260,6 +291,7 @@ func (m *Manager) backendError(err error) {
 // Start runs the manager's goroutine until ctx is done; what is queued then is
 // committed before it ends.
 func (m *Manager) Start(ctx context.Context) {
+	m.started.Store(true)
 	m.wg.Go(func() {
 		defer close(m.stopped)
 		m.run(ctx)
@@ -286,6 +318,9 @@ func (m *Manager) run(ctx context.Context) {
 		case now := <-tick.C:
 			m.recheck(now)
 			m.expire(now)
+			if now.Sub(m.reconciled) >= ReconcileEvery {
+				m.reconcile(now)
+			}
 			if m.journal.Len() == 0 {
 				tick.Stop()
 				ticking = false
@@ -413,6 +448,38 @@ func (m *Manager) recheck(now time.Time) {
 	m.renew(narrowed, now)
 }
 
+// reconcile compares the backend with the journal and has it repair what differs:
+// bans missing from the system are put back, entries the journal does not hold are
+// taken out. A repair is logged, with its counts; a failure is logged once until a
+// reconciliation works again, and retried at the next.
+func (m *Manager) reconcile(now time.Time) {
+	r, ok := m.backend.(Reconciler)
+	if !ok {
+		return
+	}
+	m.reconciled = now
+	rep, err := r.Reconcile(backendBans(m.journal.Active(), now))
+	if err != nil {
+		if !m.failing {
+			m.backendError(fmt.Errorf("comparing with the ban journal: %w (retrying every %v)", err, ReconcileEvery))
+		}
+		m.failing = true
+		return
+	}
+	if m.failing {
+		m.log.Info("adminalert: " + m.backend.Name() + ": the system matches the ban journal again")
+	}
+	m.failing = false
+	if !rep.Changed() {
+		return
+	}
+	m.log.Warn(fmt.Sprintf("adminalert: %s: %d bans of the journal were missing from the system and have been restored; %d entries the journal does not hold were removed",
+		m.backend.Name(), rep.Restored, rep.Removed))
+	if h := m.opts.Hooks.Repaired; h != nil {
+		h(rep)
+	}
+}
+
 // narrow returns the ban b shrunk around the source that earned it to the widest
 // prefix the view lets through, for the time b had left; false when b has no source
 // or even the source alone is refused now.
@@ -471,11 +538,11 @@ func (m *Manager) expire(now time.Time) {
 	m.lifted(ended)
 }
 
-// unblock lifts every active ban equal to or inside p, now.
+// unblock lifts every active ban inside or covering p, now.
 func (m *Manager) unblock(p netip.Prefix) ([]Ban, error) {
 	var match []netip.Prefix
 	for _, b := range m.journal.Active() {
-		if p.Bits() <= b.Prefix.Bits() && p.Contains(b.Prefix.Addr()) || b.Prefix == p {
+		if p.Overlaps(b.Prefix) { // one holds the other: p inside b, or b inside p
 			match = append(match, b.Prefix)
 		}
 	}

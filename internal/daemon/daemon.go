@@ -118,6 +118,9 @@ type Stats struct {
 	// Dismissed counts stealth probes found, at the last moment, to be aimed at a port
 	// a local service had just opened.
 	Dismissed atomic.Uint64
+	// Restored and Removed count what reconciling the backend with the ban journal
+	// changed: bans put back into the system, entries of ours taken out.
+	Restored, Removed atomic.Uint64
 }
 
 // String renders the counters for the log.

@@ -31,6 +31,7 @@ type Metrics struct {
 	commands, commandFailures    prometheus.Counter
 
 	bans, backendErrors *prometheus.CounterVec
+	repairs             *prometheus.CounterVec
 	mu                  sync.RWMutex
 	banBy, errBy        map[string]prometheus.Counter
 
@@ -160,6 +161,10 @@ func NewMetrics() *Metrics {
 			Name: "portsentry_backend_errors_total",
 			Help: "Failed operations of a blocking backend, by backend.",
 		}, []string{"backend"}),
+		repairs: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "portsentry_backend_repairs_total",
+			Help: "Entries the periodic reconciliation changed in the system: bans the journal holds that were missing (restored) and entries of ours the journal does not hold (removed).",
+		}, []string{"backend", "what"}),
 		banBy:   map[string]prometheus.Counter{},
 		errBy:   map[string]prometheus.Counter{},
 		active:  newActiveCollector(),
@@ -183,7 +188,7 @@ func NewMetrics() *Metrics {
 		m.detByMode[mi] = m.detections.WithLabelValues(mode)
 	}
 	m.reg.MustRegister(m.hits, m.detections, m.ignored, m.suppressed, m.impossible, m.repeated, m.reloads,
-		m.commands, m.commandFailures, m.bans, m.backendErrors, m.active, m.capture,
+		m.commands, m.commandFailures, m.bans, m.backendErrors, m.repairs, m.active, m.capture,
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
@@ -242,6 +247,12 @@ func (m *Metrics) Ban(backend string) { m.child(m.bans, m.banBy, backend).Inc() 
 
 // BackendError counts a failed backend operation.
 func (m *Metrics) BackendError(backend string) { m.child(m.backendErrors, m.errBy, backend).Inc() }
+
+// Repair counts what a reconciliation of the backend with the journal changed.
+func (m *Metrics) Repair(backend string, restored, removed int) {
+	m.repairs.WithLabelValues(backend, "restored").Add(float64(restored))
+	m.repairs.WithLabelValues(backend, "removed").Add(float64(removed))
+}
 
 // child returns vec's child for backend, cached so that repeated calls neither
 // allocate nor hash.
