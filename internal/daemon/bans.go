@@ -80,6 +80,7 @@ func (d *Daemon) openBans(now time.Time) (*bans.Manager, error) {
 			Event:        d.banEvent,
 			Refused:      func(n int) { d.stats.Suppressed.Add(uint64(n)) },
 			BackendError: func() { d.metrics.BackendError(backend.Name()) },
+			Journal:      d.fileReport("ban_journal"),
 		}})
 	if err := m.Restore(now); err != nil {
 		m.Close()

@@ -49,6 +49,17 @@ func (f *files) open(cfg *config.Config, modes []probe.Mode, truncate bool) erro
 	return nil
 }
 
+// fileReport is where the file labelled label reports write failures: the log and the
+// portsentry_write_* metrics.
+func (d *Daemon) fileReport(label string) appendfile.Report {
+	return appendfile.Report{
+		Log:     d.log,
+		Error:   func() { d.metrics.WriteError(label) },
+		Queued:  func(n int) { d.metrics.WriteQueued(label, n) },
+		Dropped: func(n int) { d.metrics.WriteDropped(label, n) },
+	}
+}
+
 func blockedPath(cfg *config.Config, m probe.Mode) string {
 	return cfg.BlockedFile + "." + string(m)
 }

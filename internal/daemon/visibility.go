@@ -14,17 +14,6 @@ import (
 	"github.com/portsentry-go/portsentry/internal/web"
 )
 
-// fileReport is where the file labelled label reports write failures: the log and the
-// portsentry_write_* metrics.
-func (d *Daemon) fileReport(label string) appendfile.Report {
-	return appendfile.Report{
-		Log:     d.log,
-		Error:   func() { d.metrics.WriteError(label) },
-		Queued:  func(n int) { d.metrics.WriteQueued(label, n) },
-		Dropped: func(n int) { d.metrics.WriteDropped(label, n) },
-	}
-}
-
 // event records what happened for the dashboard's live view and, when JSON_LOG is
 // set, for log shippers.
 func (d *Daemon) event(ev web.Event) {
