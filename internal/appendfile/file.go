@@ -64,7 +64,10 @@ func (f *File) Write(p []byte) error {
 		return errors.Join(err, fmt.Errorf("a partial line may remain: %w", serr))
 	}
 	f.cut = end - int64(n)
-	return errors.Join(err, f.repair())
+	if rerr := f.repair(); rerr != nil {
+		return errors.Join(err, rerr)
+	}
+	return err
 }
 
 // repair cuts off a partial write left by an earlier failed cut.

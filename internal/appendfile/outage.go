@@ -1,9 +1,11 @@
 package appendfile
 
 import (
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
+	"strings"
 	"time"
 )
 
@@ -63,10 +65,12 @@ func (o *Outage) Recovered() {
 // Active reports whether writes are failing now.
 func (o *Outage) Active() bool { return !o.since.IsZero() }
 
-// cause drops the operation and path an *os.PathError repeats ("write PATH: no space
-// left on device"): the outage's name already says which file.
+// cause drops what the outage's name already says from an error that ends in an
+// *os.PathError ("ban journal: write PATH: no space left on device"), keeping only
+// why it failed; other errors (a failed cut joined to the write's) are kept whole.
 func cause(err error) error {
-	if pe, ok := err.(*os.PathError); ok {
+	var pe *os.PathError
+	if errors.As(err, &pe) && strings.HasSuffix(err.Error(), pe.Error()) {
 		return pe.Err
 	}
 	return err
