@@ -71,10 +71,7 @@ func (h *held) keep(batch []Ban, err error) (refused []Ban) {
 		h.index[p] = len(h.bans)
 		h.bans = append(h.bans, b)
 	}
-	h.outage.Failed(err, len(h.bans))
-	if h.report.Error != nil {
-		h.report.Error()
-	}
+	h.fail(err)
 	if len(refused) > 0 {
 		h.outage.Dropped(len(refused), maxHeld)
 		if h.report.Dropped != nil {
@@ -85,11 +82,27 @@ func (h *held) keep(batch []Ban, err error) (refused []Ban) {
 	return refused
 }
 
-// committed ends an outage: what was held is in the journal now.
+// failed reports a journal write or fsync that failed outside commit (a lift, which its
+// caller tries again): once per outage, with the bans held.
+func (h *held) failed(err error) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.fail(err)
+}
+
+// fail counts a failure and logs the first of an outage. The caller holds h.mu.
+func (h *held) fail(err error) {
+	h.outage.Failed(err, len(h.bans))
+	if h.report.Error != nil {
+		h.report.Error()
+	}
+}
+
+// committed records a successful journal write; it ends an outage once nothing is held.
 func (h *held) committed() {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	if h.outage.Active() {
+	if h.outage.Active() && len(h.bans) == 0 {
 		h.outage.Recovered()
 		h.queued()
 	}

@@ -189,3 +189,34 @@ func TestPendingCoversNetworks(t *testing.T) {
 		t.Error("forgotten ban still pending")
 	}
 }
+
+// TestExpiryWaitsForTheJournal: an expiry the journal cannot record is tried again at
+// every tick, logged once, and done once the disk takes it.
+func TestExpiryWaitsForTheJournal(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "journal")
+	j, disk := onFullDisk(t, path)
+	f := newFake()
+	var log syncBuf
+	m := NewManager(Options{Journal: j, Backend: f, View: viewOf().Load,
+		Policy: func() Policy { return Policy{BanTime: time.Hour} },
+		Log:    slog.New(slog.NewTextHandler(&log, nil))})
+	ctx, cancel := context.WithCancel(context.Background())
+	m.Start(ctx)
+	defer func() { cancel(); m.Close() }()
+	p := netip.MustParsePrefix("198.18.4.1/32")
+	now := time.Now()
+	if _, ok := m.Block(Ban{Prefix: p, Start: now, Until: now.Add(time.Second)}); !ok {
+		t.Fatal("ban not recorded")
+	}
+	disk.full.Store(true)
+	time.Sleep(3500 * time.Millisecond) // three ticks past the ban's end
+	if m.Len() != 1 {
+		t.Fatalf("%d active: the expiry was recorded on a full disk", m.Len())
+	}
+	if n := strings.Count(log.String(), "no space left on device"); n != 1 {
+		t.Errorf("the failing expiry is logged %d times, want once:\n%s", n, log.String())
+	}
+	disk.full.Store(false)
+	eventually(t, func() bool { return m.Len() == 0 && !f.has(p) }, "the expiry was never recorded once the disk had room")
+	eventually(t, func() bool { return strings.Contains(log.String(), "written again after") }, "no recovery line")
+}

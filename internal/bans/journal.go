@@ -33,6 +33,9 @@ type Journal struct {
 	active   map[netip.Prefix]Ban
 	offences *fifo.Map[netip.Prefix, int]
 	records  int // records in the file, for deciding when to compact
+	// compactAt is the record count below which a compaction that failed (a full
+	// disk) is not tried again, so that it is not retried at every ban.
+	compactAt int
 }
 
 // Replay tells what Open found in the file.
@@ -42,6 +45,10 @@ type Replay struct {
 	Torn    bool  // the last line was incomplete (a crash mid-write) and was cut off
 	// Expired are bans that ran out while the daemon was down; Open records their expiry.
 	Expired []Ban
+	// ExpireErr is why recording those expiries failed (a full disk). It does not keep
+	// the journal from opening: the bans stay active in it until the manager's expiry
+	// tick records them, and nothing re-asserts them meanwhile, their time being up.
+	ExpireErr error
 }
 
 // Open replays the journal at path (creating it and its directory if needed), records
@@ -76,10 +83,7 @@ func Open(path string, now time.Time) (*Journal, Replay, error) {
 		return nil, Replay{}, fmt.Errorf("ban journal %s: %w", path, err)
 	}
 	j.w = appendfile.New(f)
-	if rep.Expired, err = j.Lift(OpExpire, j.Due(now), now); err != nil {
-		f.Close()
-		return nil, Replay{}, err
-	}
+	rep.Expired, rep.ExpireErr = j.Lift(OpExpire, j.Due(now), now)
 	return j, rep, nil
 }
 
@@ -319,8 +323,12 @@ func (j *Journal) append(recs []record) error {
 // file much between two bans, and their callers need not tell a failed compaction
 // from a failed lift.
 func (j *Journal) compactIfGrown() error {
-	if j.records > compactFloor && j.records > 4*(len(j.active)+j.offences.Len()) {
-		return j.compact()
+	if j.records <= compactFloor || j.records <= 4*(len(j.active)+j.offences.Len()) || j.records < j.compactAt {
+		return nil
+	}
+	if err := j.compact(); err != nil {
+		j.compactAt = j.records + compactFloor
+		return err
 	}
 	return nil
 }

@@ -367,7 +367,7 @@ func (m *Manager) commit(batch []Ban) {
 		m.backendError(applyErr)
 	}
 	if err := m.journal.Sync(); err != nil {
-		m.log.Error("adminalert: ERROR: ban journal: " + err.Error())
+		m.held.failed(err)
 	}
 	if applyErr != nil {
 		return
@@ -434,7 +434,8 @@ func (m *Manager) recheck(now time.Time) {
 	}
 	ended, err := m.journal.Lift(OpUnban, refused, now)
 	if err != nil {
-		m.log.Error("adminalert: ERROR: ban journal: " + err.Error())
+		m.held.failed(err)
+		m.checked = nil // look again at the next tick
 	}
 	if len(ended) > 0 && m.Native() {
 		if err := m.backend.Revoke(prefixesOf(ended)); err != nil {
@@ -491,12 +492,13 @@ func prefixesOf(list []Ban) []netip.Prefix {
 func (m *Manager) expire(now time.Time) {
 	ended, err := m.journal.Lift(OpExpire, m.journal.Due(now), now)
 	if err != nil {
-		m.log.Error("adminalert: ERROR: ban journal: " + err.Error())
+		m.held.failed(err) // the next tick tries again
 		return
 	}
 	if len(ended) == 0 {
 		return
 	}
+	m.held.committed()
 	if err := m.backend.Expire(prefixesOf(ended)); err != nil {
 		m.backendError(err)
 	}
