@@ -16,7 +16,7 @@ const maxHeld = 16384
 // held keeps the bans whose journal record could not be written (a full disk). Such a
 // ban is not final: it is neither in the backend nor in Active, and the manager commits
 // it again, journal first, at its next commit and every appendfile.RetryEvery until the
-// disk takes it. The manager's goroutine changes it; Pending may be asked from any.
+// disk takes it. The manager's goroutine changes it; covers may be asked from any.
 type held struct {
 	mu     sync.Mutex
 	bans   []Ban
@@ -139,8 +139,8 @@ func (h *held) stop() {
 	}
 }
 
-// Pending reports whether a held ban covers a.
-func (h *held) Pending(a netip.Addr) bool {
+// covers reports whether a held ban covers a.
+func (h *held) covers(a netip.Addr) bool {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if len(h.index) == 0 {

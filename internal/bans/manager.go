@@ -204,7 +204,7 @@ func (m *Manager) Block(b Ban) (got Ban, ok bool) {
 
 // Pending reports whether a ban covering a was detected but waits for the journal (a
 // full disk): it is not in force yet.
-func (m *Manager) Pending(a netip.Addr) bool { return m.held.Pending(a) }
+func (m *Manager) Pending(a netip.Addr) bool { return m.held.covers(a) }
 
 // Unblock lifts every active ban equal to or inside p, now, on the manager's goroutine.
 func (m *Manager) Unblock(p netip.Prefix) (ended []Ban, err error) {
