@@ -151,6 +151,24 @@ func (q *Queue) Replace(open func() (Backing, error)) error {
 	return nil
 }
 
+// Inherit takes over the lines old could not write, ahead of any of q's, and old's
+// outage, so that a file reopened (rotated by logrotate, moved by a reload) loses none
+// of them and tells the outage's end once they are written.
+func (q *Queue) Inherit(old *Queue) {
+	old.mu.Lock()
+	lines, outage := old.pending, old.outage
+	old.pending, old.outage.since = nil, time.Time{}
+	old.mu.Unlock()
+	if len(lines) == 0 {
+		return
+	}
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	q.pending = append(lines, q.pending...)
+	q.outage.since, q.outage.dropped = outage.since, outage.dropped
+	q.flush()
+}
+
 // Close tries the queue a last time and closes the file; lines that could still not
 // be written are logged as lost.
 func (q *Queue) Close() error {

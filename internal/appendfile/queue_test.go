@@ -195,3 +195,27 @@ func TestQueueCountsFailedSync(t *testing.T) {
 	}
 	q.Close()
 }
+
+// TestInheritCarriesTheQueue: a file reopened during an outage (rotated, say) writes
+// the old one's queued lines first, and tells the outage's end.
+func TestInheritCarriesTheQueue(t *testing.T) {
+	var log logBuf
+	var c counts
+	oldDisk := &lockedDisk{d: newDisk(0)}
+	old := NewQueue("history", oldDisk, c.report(&log))
+	old.Append("a", "b")
+	fresh := &lockedDisk{d: newDisk(-1)}
+	q := NewQueue("history", fresh, c.report(&log))
+	q.Inherit(old)
+	q.Append("c")
+	if got := fresh.contents(); got != "a\nb\nc\n" {
+		t.Fatalf("new file %q", got)
+	}
+	if err := old.Close(); err != nil || log.count("lost") != 0 {
+		t.Errorf("closing the old queue: %v\n%s", err, log.b.String())
+	}
+	if log.count("history written again after") != 1 {
+		t.Errorf("no recovery line:\n%s", log.b.String())
+	}
+	q.Close()
+}

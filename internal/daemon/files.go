@@ -75,6 +75,13 @@ func (f *files) reopen(cfg *config.Config, modes []probe.Mode) error {
 	f.mu.Lock()
 	old := &files{history: f.history, blocked: f.blocked}
 	f.history, f.blocked = next.history, next.blocked
+	// Lines a full disk kept queued go to the new files, before any new line does.
+	next.history.Inherit(old.history)
+	for m, b := range next.blocked {
+		if ob := old.blocked[m]; ob != nil {
+			b.Inherit(ob)
+		}
+	}
 	f.mu.Unlock()
 	return old.close()
 }

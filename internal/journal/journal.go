@@ -115,6 +115,9 @@ func (f *File) Append(lines ...string) error {
 // Queued is how many lines wait for the disk.
 func (f *File) Queued() int { return f.q.Queued() }
 
+// Inherit takes over the lines old could not write yet (see appendfile.Queue.Inherit).
+func (f *File) Inherit(old *File) { f.q.Inherit(old.q) }
+
 // Close writes what it can of the queue and closes the file; later Appends fail.
 func (f *File) Close() error { return f.q.Close() }
 
