@@ -9,6 +9,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/portsentry-go/portsentry/internal/appendfile"
 	"github.com/portsentry-go/portsentry/internal/respond"
 	"github.com/portsentry-go/portsentry/internal/safety"
 )
@@ -66,6 +67,10 @@ type Hooks struct {
 	BackendError func()
 	// Repaired is told what a reconciliation changed in the system.
 	Repaired func(respond.Repair)
+	// Journal is told of failed journal writes, and of the bans waiting for the disk
+	// (Queued) or refused because too many wait (Dropped). Its Log defaults to
+	// Options.Log.
+	Journal appendfile.Report
 }
 
 // Options are a Manager's dependencies.
@@ -101,6 +106,7 @@ type Manager struct {
 	stopped chan struct{} // closed when the manager's goroutine has ended
 	pending atomic.Int64  // queued, not yet committed
 	started atomic.Bool   // Start has been called
+	held    *held         // bans the journal could not take yet
 	wg      sync.WaitGroup
 
 	reconciled time.Time // when the backend was last compared with the journal
@@ -115,8 +121,12 @@ func NewManager(opts Options) *Manager {
 	if opts.Log == nil {
 		opts.Log = slog.New(slog.DiscardHandler)
 	}
+	if opts.Hooks.Journal.Log == nil {
+		opts.Hooks.Journal.Log = opts.Log
+	}
 	return &Manager{opts: opts, log: opts.Log, journal: opts.Journal, backend: opts.Backend,
-		in: make(chan Ban, Batch), ops: make(chan func()), stopped: make(chan struct{})}
+		in: make(chan Ban, Batch), ops: make(chan func()), stopped: make(chan struct{}),
+		held: newHeld(opts.Journal.path, opts.Hooks.Journal)}
 }
 
 // Restore sets the backend up, lifts the journal's bans the safety gate refuses now,
@@ -206,15 +216,22 @@ func (m *Manager) Ban(b Ban) {
 }
 
 // Block bans b now for an operator, on the manager's goroutine, and returns the
-// journal's record; false when it was not recorded (BAN_CAP, or the journal failed).
+// journal's record; false when it was not recorded (BAN_CAP, or the journal failed:
+// the operator is told, so the ban is not kept for a retry).
 func (m *Manager) Block(b Ban) (got Ban, ok bool) {
 	m.do(func() {
 		m.pending.Add(1)
 		m.commit([]Ban{b})
-		got, ok = m.journal.Get(b.Prefix)
+		if got, ok = m.journal.Get(b.Prefix); !ok {
+			m.held.forget(b.Prefix)
+		}
 	})
 	return got, ok
 }
+
+// Pending reports whether a ban covering a was detected but waits for the journal (a
+// full disk): it is not in force yet.
+func (m *Manager) Pending(a netip.Addr) bool { return m.held.covers(a) }
 
 // Unblock lifts every active ban inside or covering p, now, on the manager's goroutine.
 func (m *Manager) Unblock(p netip.Prefix) (ended []Ban, err error) {
@@ -364,24 +381,28 @@ func (m *Manager) drain() {
 // the journal first: a crash of the daemon between the two leaves a ban the next start
 // re-asserts, never a kernel ban nobody knows of; the fsync comes last so that the
 // disk's latency is not between the probe and the ban (a power loss takes the kernel's
-// bans with it anyway).
+// bans with it anyway). Bans held from a failed journal write go first.
 func (m *Manager) commit(batch []Ban) {
 	defer m.pending.Add(-int64(len(batch)))
-	batch = m.withinCap(batch)
+	batch = m.withinCap(m.held.take(batch))
 	if len(batch) == 0 {
 		return
 	}
 	stored, err := m.journal.AddNoSync(batch...)
-	if err != nil {
-		m.log.Error("adminalert: ERROR: ban journal: " + err.Error())
+	if stored == nil {
+		m.hold(batch, err)
 		return
+	}
+	m.held.committed()
+	if err != nil { // the compaction after the write
+		m.log.Error("adminalert: ERROR: ban journal: " + err.Error())
 	}
 	applyErr := m.assert(stored, time.Now())
 	if applyErr != nil {
 		m.backendError(applyErr)
 	}
 	if err := m.journal.Sync(); err != nil {
-		m.log.Error("adminalert: ERROR: ban journal: " + err.Error())
+		m.held.failed(err)
 	}
 	if applyErr != nil {
 		return
@@ -393,6 +414,22 @@ func (m *Manager) commit(batch []Ban) {
 		}
 		m.event(OpBan, b, text)
 	}
+}
+
+// hold keeps bans the journal could not take, to be committed again at the next commit
+// and every appendfile.RetryEvery; those there is no room for are refused, as at
+// BAN_CAP, so that their hosts can be caught again.
+func (m *Manager) hold(batch []Ban, err error) {
+	if refused := m.held.keep(batch, err); len(refused) > 0 {
+		m.log.Warn(fmt.Sprintf("attackalert: %d hosts detected but not banned: %d bans already wait for the ban journal", len(refused), maxHeld))
+		m.lifted(refused)
+	}
+	m.held.arm(func() {
+		select {
+		case m.ops <- func() { m.commit(nil) }:
+		case <-m.stopped:
+		}
+	})
 }
 
 func describe(b Ban) string {
@@ -432,7 +469,8 @@ func (m *Manager) recheck(now time.Time) {
 	}
 	ended, err := m.journal.Lift(OpUnban, refused, now)
 	if err != nil {
-		m.log.Error("adminalert: ERROR: ban journal: " + err.Error())
+		m.held.failed(err)
+		m.checked = nil // look again at the next tick
 	}
 	if len(ended) > 0 && m.Native() {
 		if err := m.backend.Revoke(prefixesOf(ended)); err != nil {
@@ -521,12 +559,13 @@ func prefixesOf(list []Ban) []netip.Prefix {
 func (m *Manager) expire(now time.Time) {
 	ended, err := m.journal.Lift(OpExpire, m.journal.Due(now), now)
 	if err != nil {
-		m.log.Error("adminalert: ERROR: ban journal: " + err.Error())
+		m.held.failed(err) // the next tick tries again
 		return
 	}
 	if len(ended) == 0 {
 		return
 	}
+	m.held.committed()
 	if err := m.backend.Expire(prefixesOf(ended)); err != nil {
 		m.backendError(err)
 	}
@@ -568,6 +607,13 @@ func (m *Manager) unblock(p netip.Prefix) ([]Ban, error) {
 // journal and the backend.
 func (m *Manager) Close() error {
 	m.wg.Wait()
+	if m.held.len() > 0 {
+		m.commit(nil) // a last try
+	}
+	m.held.stop()
+	if n := m.held.len(); n > 0 {
+		m.log.Error(fmt.Sprintf("adminalert: ERROR: ban journal: %d detected bans were never recorded (the journal could not be written) and are not in force", n))
+	}
 	err := m.journal.Close()
 	m.backend.Close()
 	return err

@@ -80,6 +80,9 @@ func (d *Daemon) openBans(now time.Time) (*bans.Manager, error) {
 	if rep.Torn {
 		log.Warn(fmt.Sprintf("adminalert: %s: incomplete last line (a crash while writing) cut off", path))
 	}
+	if rep.ExpireErr != nil {
+		log.Error(fmt.Sprintf("adminalert: ERROR: %s: cannot record the bans that expired while PortSentry was down (retrying): %v", path, rep.ExpireErr))
+	}
 	for _, b := range rep.Expired {
 		log.Info(fmt.Sprintf("attackalert: Ban on %s expired while PortSentry was down", b.Prefix))
 	}
@@ -99,6 +102,7 @@ func (d *Daemon) openBans(now time.Time) (*bans.Manager, error) {
 				d.stats.Removed.Add(uint64(r.Removed))
 				d.metrics.Repair(backend.Name(), r.Restored, r.Removed)
 			},
+			Journal: d.fileReport("ban_journal"),
 		}})
 	if err := m.Restore(now); err != nil {
 		m.Close()
