@@ -26,24 +26,24 @@ func reconcile(t *testing.T, b *Backend, want []respond.Ban, restored, removed i
 	}
 }
 
-// countingTools returns iptables and ip6tables wrappers that log each run to a file,
-// and a function counting the runs so far.
-func countingTools(t *testing.T) (Options, func() int) {
+// countingTools returns wrappers of the commands v4 and v6 (iptables and ip6tables of
+// one variant) that log each run to a file, and a function counting the runs so far.
+func countingTools(t *testing.T, v4, v6 string) (Options, func() int) {
 	t.Helper()
 	dir := t.TempDir()
 	log := filepath.Join(dir, "runs")
 	var opts Options
-	for _, cmd := range []string{"iptables", "ip6tables"} {
+	for _, cmd := range []string{v4, v6} {
 		real, err := exec.LookPath(cmd)
 		if err != nil {
 			t.Skip(err)
 		}
-		path := filepath.Join(dir, cmd)
+		path := filepath.Join(dir, filepath.Base(cmd))
 		script := "#!/bin/sh\necho \"$0 $*\" >>" + log + "\nexec " + real + " \"$@\"\n"
 		if err := os.WriteFile(path, []byte(script), 0o755); err != nil {
 			t.Fatal(err)
 		}
-		if cmd == "iptables" {
+		if cmd == v4 {
 			opts.IPTables = path
 		} else {
 			opts.IP6Tables = path
@@ -55,10 +55,20 @@ func countingTools(t *testing.T) (Options, func() int) {
 	}
 }
 
+// TestReconcile repairs by-hand changes, with each iptables variant: the set
+// reference counts that spare the forks must behave the same with both.
 func TestReconcile(t *testing.T) {
-	testnet.Require(t, "ipset", "iptables", "ip6tables")
+	for _, v := range [][2]string{{"iptables-nft", "ip6tables-nft"}, {"iptables-legacy", "ip6tables-legacy"}} {
+		t.Run(v[0], func(t *testing.T) {
+			testnet.Require(t, "ipset", v[0], v[1])
+			testReconcile(t, v[0], v[1])
+		})
+	}
+}
+
+func testReconcile(t *testing.T, ipt, ip6t string) {
 	ns, h := newNS(t)
-	opts, runs := countingTools(t)
+	opts, runs := countingTools(t, ipt, ip6t)
 	b := newBackend(t, h, opts)
 	if err := b.Setup(); err != nil {
 		t.Fatal(err)
@@ -93,16 +103,16 @@ func TestReconcile(t *testing.T) {
 	}
 
 	// iptables flushed: the rule comes back, the elements were never gone.
-	in(t, ns, "iptables", "-w", "-F", "INPUT")
+	in(t, ns, ipt, "-w", "-F", "INPUT")
 	reconcile(t, b, want, 0, 0)
-	if n := ruleCount(t, ns, "iptables", DefaultSet4); n != 1 {
+	if n := ruleCount(t, ns, ipt, DefaultSet4); n != 1 {
 		t.Errorf("iptables rule present %d times after Reconcile", n)
 	}
 	// ip6tables flushed and the set destroyed: both come back, with the elements.
-	in(t, ns, "ip6tables", "-w", "-F", "INPUT")
+	in(t, ns, ip6t, "-w", "-F", "INPUT")
 	in(t, ns, "ipset", "destroy", DefaultSet6)
 	reconcile(t, b, want, 2, 0)
-	if n := ruleCount(t, ns, "ip6tables", DefaultSet6); n != 1 {
+	if n := ruleCount(t, ns, ip6t, DefaultSet6); n != 1 {
 		t.Errorf("ip6tables rule present %d times after Reconcile", n)
 	}
 	if hdr, m6 := members(t, ns, DefaultSet6); !strings.Contains(hdr, "family inet6") || !strings.Contains(hdr, "timeout 0") || len(m6) != 2 {
@@ -113,13 +123,13 @@ func TestReconcile(t *testing.T) {
 	if runs() != n {
 		t.Errorf("a Reconcile after the repair ran iptables %d times", runs()-n)
 	}
-	if n := ruleCount(t, ns, "iptables", DefaultSet4) + ruleCount(t, ns, "ip6tables", DefaultSet6); n != 2 {
+	if n := ruleCount(t, ns, ipt, DefaultSet4) + ruleCount(t, ns, ip6t, DefaultSet6); n != 2 {
 		t.Errorf("%d rules of ours, want 2", n)
 	}
 
 	// The administrator's rules, one naming our set: its reference is seen once.
-	in(t, ns, "iptables", "-w", "-A", "INPUT", "-m", "set", "--match-set", "admin4", "src", "-j", "ACCEPT")
-	in(t, ns, "iptables", "-w", "-A", "INPUT", "-m", "set", "--match-set", DefaultSet4, "src", "-j", "LOG")
+	in(t, ns, ipt, "-w", "-A", "INPUT", "-m", "set", "--match-set", "admin4", "src", "-j", "ACCEPT")
+	in(t, ns, ipt, "-w", "-A", "INPUT", "-m", "set", "--match-set", DefaultSet4, "src", "-j", "LOG")
 	reconcile(t, b, want, 0, 0)
 	n = runs()
 	reconcile(t, b, want, 0, 0)
@@ -135,7 +145,7 @@ func TestReconcile(t *testing.T) {
 	if _, m := members(t, ns, "admin4"); !cmp.Equal(m, map[string]int{"192.0.2.1": -1}) {
 		t.Errorf("admin4 holds %v", m)
 	}
-	if rules := in(t, ns, "iptables", "-w", "-S", "INPUT"); !strings.Contains(rules, "--match-set admin4 src -j ACCEPT") ||
+	if rules := in(t, ns, ipt, "-w", "-S", "INPUT"); !strings.Contains(rules, "--match-set admin4 src -j ACCEPT") ||
 		!strings.Contains(rules, "--match-set "+DefaultSet4+" src -j LOG") {
 		t.Errorf("the administrator's rules are gone:\n%s", rules)
 	}
