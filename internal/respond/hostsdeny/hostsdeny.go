@@ -417,6 +417,7 @@ func (d *doc) parse(path string, data []byte) error {
 	d.post = bytes.Join(ls[end+1:], nil)
 	var until time.Time
 	var untilLine string
+	seen := map[netip.Prefix]bool{} // a second rule for a prefix is not ours
 	flushUntil := func() {
 		if untilLine != "" {
 			d.unknown = append(d.unknown, untilLine)
@@ -438,12 +439,13 @@ func (d *doc) parse(path string, data []byte) error {
 			until, untilLine = t.UTC(), l
 		case strings.HasPrefix(l, rulePrefix):
 			p, err := parsePattern(strings.TrimSpace(l[len(rulePrefix):]))
-			if err != nil || d.find(p) >= 0 {
+			if err != nil || seen[p] {
 				flushUntil()
 				d.unknown = append(d.unknown, l)
 				continue
 			}
 			d.entries = append(d.entries, Entry{Prefix: p, Until: until})
+			seen[p] = true
 			until, untilLine = time.Time{}, ""
 		default:
 			flushUntil()
