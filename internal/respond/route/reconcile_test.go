@@ -186,26 +186,51 @@ func TestInstanceMetrics(t *testing.T) {
 }
 
 // BenchmarkReconcile is one Reconcile with nothing to repair, 500 IPv4 and 500 IPv6
-// bans held.
+// bans held: by our routes, or (classic KILL_ROUTE beside the backend) by someone
+// else's route for each prefix.
 func BenchmarkReconcile(bm *testing.B) {
-	ns, h := testnet.NewNS(bm, "psbkr")
-	if out, err := exec.Command("ip", "-n", ns, "link", "set", "lo", "up").CombinedOutput(); err != nil {
-		bm.Fatalf("%v: %s", err, out)
-	}
-	b, err := New(Options{Netns: h}, nil)
-	if err != nil {
-		bm.Fatal(err)
-	}
-	defer b.Close()
 	var want []respond.Ban
 	for i := range 500 {
 		want = append(want,
 			respond.Ban{Prefix: netip.PrefixFrom(netip.AddrFrom4([4]byte{10, 1, byte(i >> 8), byte(i)}), 32), Timeout: time.Hour},
 			respond.Ban{Prefix: netip.PrefixFrom(netip.AddrFrom16([16]byte{0x20, 0x01, 0x0d, 0xb8, 14: byte(i >> 8), 15: byte(i)}), 128), Timeout: time.Hour})
 	}
-	if err := b.Apply(want); err != nil {
+	bm.Run("ours", func(bm *testing.B) {
+		b := benchBackend(bm, nil)
+		if err := b.Apply(want); err != nil {
+			bm.Fatal(err)
+		}
+		benchReconcile(bm, b, want)
+	})
+	bm.Run("foreign", func(bm *testing.B) {
+		var batch strings.Builder
+		for _, ban := range want {
+			batch.WriteString("route add blackhole " + ban.Prefix.String() + " proto boot\n")
+		}
+		benchReconcile(bm, benchBackend(bm, &batch), want)
+	})
+}
+
+// benchBackend is a backend in a new namespace, in which the ip(8) batch runs first.
+func benchBackend(bm *testing.B, batch *strings.Builder) *Backend {
+	ns, h := testnet.NewNS(bm, "psbkr")
+	cmd := exec.Command("ip", "-n", ns, "-batch", "-")
+	cmd.Stdin = strings.NewReader("link set lo up\n")
+	if batch != nil {
+		cmd.Stdin = strings.NewReader("link set lo up\n" + batch.String())
+	}
+	if out, err := cmd.CombinedOutput(); err != nil {
+		bm.Fatalf("%v: %s", err, out)
+	}
+	b, err := New(Options{Netns: h}, nil)
+	if err != nil {
 		bm.Fatal(err)
 	}
+	bm.Cleanup(func() { b.Close() })
+	return b
+}
+
+func benchReconcile(bm *testing.B, b *Backend, want []respond.Ban) {
 	for bm.Loop() {
 		if rep, err := b.Reconcile(want); err != nil || rep.Changed() {
 			bm.Fatal(rep, err)

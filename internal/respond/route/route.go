@@ -20,7 +20,7 @@
 // Options.Instance keeps the routes of two daemons on one host (Debian runs one per
 // protocol) apart, so that neither's Revoke, Expire or Reconcile ever deletes the
 // other's. A named instance tags its routes with InstanceProtocol (180) and a metric
-// of its own, the 32-bit FNV-1a hash of its name (1 should that be 0):
+// of its own, derived from its name (InstanceMetric):
 //
 //	blackhole 198.51.100.7 proto 180 metric 1253872004      (instance "udp")
 //
@@ -37,7 +37,8 @@
 // replace it (only the lowest metric is used): the ban waits until that route goes.
 //
 // Reconcile makes the routes match the journal: a route of ours deleted by hand comes
-// back, one the journal does not hold goes; one dump per family when nothing differs.
+// back, one the journal does not hold goes. It costs one dump per family when nothing
+// differs, however many bans someone else's route holds.
 //
 // A blackhole route drops what the host would send to the banned address, so a TCP
 // handshake or a UDP reply never reaches it; with reverse-path filtering on
@@ -47,13 +48,13 @@
 package route
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"hash/fnv"
 	"log/slog"
 	"net"
 	"net/netip"
+	"slices"
 	"sync"
 
 	"github.com/vishvananda/netlink"
@@ -146,12 +147,13 @@ func protocol(opts *Options) (int, error) {
 	return InstanceMetric(opts.Instance), nil
 }
 
-// InstanceMetric is the metric of a named instance's routes: the 32-bit FNV-1a hash
-// of its name, 1 should that be 0 (0 is the default instance's).
+// InstanceMetric is the metric of a named instance's routes: the low 31 bits of the
+// 32-bit FNV-1a hash of its name (an int on every platform), 1 should that be 0 (0 is
+// the default instance's).
 func InstanceMetric(name string) int {
 	h := fnv.New32a()
 	h.Write([]byte(name))
-	if m := h.Sum32(); m != 0 {
+	if m := h.Sum32() & 0x7fffffff; m != 0 {
 		return int(m)
 	}
 	return 1
@@ -254,13 +256,12 @@ func (b *Backend) Apply(bans []respond.Ban) error {
 		return errors.New("route apply: backend closed")
 	}
 	el := respond.ErrorList{Backend: "route", Op: "apply"}
-	b.add(bans, slog.LevelWarn, &el)
+	b.add(bans, &el)
 	return el.Err()
 }
 
-// add adds a route for each ban and returns how many it added. A foreign route for a
-// banned prefix is logged at level foreign: Reconcile meets it again every round.
-func (b *Backend) add(bans []respond.Ban, foreign slog.Level, el *respond.ErrorList) int {
+// add adds a route for each ban and returns how many it added.
+func (b *Backend) add(bans []respond.Ban, el *respond.ErrorList) int {
 	n := 0
 	for _, ban := range bans {
 		p, err := norm(ban.Prefix)
@@ -283,7 +284,7 @@ func (b *Backend) add(bans []respond.Ban, foreign slog.Level, el *respond.ErrorL
 			el.Add(fmt.Errorf("%v: %w", p, err))
 		case ours:
 		default:
-			b.log.Log(context.Background(), foreign, "route: not replacing a foreign route for a banned prefix", "prefix", p, "route", other)
+			b.log.Warn("route: not replacing a foreign route for a banned prefix", "prefix", p, "route", other)
 		}
 	}
 	return n
@@ -370,15 +371,15 @@ func (b *Backend) remove(prefixes []netip.Prefix, el *respond.ErrorList) int {
 
 // Reconcile makes our routes exactly want (the journal's active bans): routes
 // missing (deleted by hand) are added, routes of ours want lacks are deleted. A ban
-// whose prefix someone else's route holds stays skipped, logged at debug level only.
-// When nothing differs it costs one route dump per family.
+// whose prefix someone else's route holds (classic KILL_ROUTE's, say) stays skipped
+// without a word: Apply warned about it. It costs one route dump per family.
 func (b *Backend) Reconcile(want []respond.Ban) (respond.Repair, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if b.h == nil {
 		return respond.Repair{}, errors.New("route reconcile: backend closed")
 	}
-	held, err := b.list()
+	held, taken, err := b.scan()
 	if err != nil {
 		return respond.Repair{}, err
 	}
@@ -393,7 +394,8 @@ func (b *Backend) Reconcile(want []respond.Ban) (respond.Repair, error) {
 		canon = append(canon, respond.Ban{Prefix: p, Timeout: ban.Timeout})
 	}
 	missing, extra := respond.Diff(canon, held)
-	rep := respond.Repair{Restored: b.add(missing, slog.LevelDebug, &el), Removed: b.remove(extra, &el)}
+	missing = slices.DeleteFunc(missing, func(ban respond.Ban) bool { return taken[ban.Prefix] })
+	rep := respond.Repair{Restored: b.add(missing, &el), Removed: b.remove(extra, &el)}
 	if rep.Changed() {
 		b.log.Info("route: routes repaired", "proto", b.opts.Protocol, "metric", b.metric, "restored", rep.Restored, "removed", rep.Removed)
 	}
@@ -407,36 +409,57 @@ func (b *Backend) List() ([]netip.Prefix, error) {
 	if b.h == nil {
 		return nil, errors.New("route list: backend closed")
 	}
-	return b.list()
+	held, _, err := b.scan()
+	return held, err
 }
 
-func (b *Backend) list() ([]netip.Prefix, error) {
-	filter := &netlink.Route{Protocol: b.proto, Table: b.opts.Table, Type: unix.RTN_BLACKHOLE}
-	var out []netip.Prefix
+// scan dumps the table once per family (the library filters on our side anyway)
+// and returns the prefixes of our routes, and those of other routes that our add
+// would collide with: same destination and metric (IPv6 stores metric 0 as 1024),
+// which the kernel refuses with EEXIST.
+func (b *Backend) scan() (held []netip.Prefix, taken map[netip.Prefix]bool, err error) {
+	taken = map[netip.Prefix]bool{}
+	filter := &netlink.Route{Table: b.opts.Table}
 	for _, fam := range []int{netlink.FAMILY_V4, netlink.FAMILY_V6} {
 		rs, err := listRetry(func() ([]netlink.Route, error) {
-			return b.h.RouteListFiltered(fam, filter, netlink.RT_FILTER_PROTOCOL|netlink.RT_FILTER_TABLE|netlink.RT_FILTER_TYPE)
+			return b.h.RouteListFiltered(fam, filter, netlink.RT_FILTER_TABLE)
 		})
 		if err != nil {
 			if fam == netlink.FAMILY_V6 && errors.Is(err, unix.EAFNOSUPPORT) {
 				continue // no IPv6 in this kernel
 			}
-			return nil, fmt.Errorf("route list: %w", err)
+			return nil, nil, fmt.Errorf("route list: %w", err)
+		}
+		metric := b.metric
+		if fam == netlink.FAMILY_V6 && metric == 0 {
+			metric = 1024
 		}
 		for _, r := range rs {
-			if r.Dst == nil || !b.ours(&r) {
-				continue
+			p, ok := dst(fam, &r)
+			switch {
+			case !ok:
+			case b.ours(&r):
+				held = append(held, p)
+			case r.Priority == metric && r.Tos == 0:
+				taken[p] = true
 			}
-			a, ok := netip.AddrFromSlice(r.Dst.IP)
-			if !ok {
-				continue
-			}
-			if fam == netlink.FAMILY_V4 {
-				a = a.Unmap()
-			}
-			ones, _ := r.Dst.Mask.Size()
-			out = append(out, netip.PrefixFrom(a, ones))
 		}
 	}
-	return out, nil
+	return held, taken, nil
+}
+
+// dst is a route's destination as a prefix; false for a default route (no Dst).
+func dst(fam int, r *netlink.Route) (netip.Prefix, bool) {
+	if r.Dst == nil {
+		return netip.Prefix{}, false
+	}
+	a, ok := netip.AddrFromSlice(r.Dst.IP)
+	if !ok {
+		return netip.Prefix{}, false
+	}
+	if fam == netlink.FAMILY_V4 {
+		a = a.Unmap()
+	}
+	ones, _ := r.Dst.Mask.Size()
+	return netip.PrefixFrom(a, ones), true
 }
