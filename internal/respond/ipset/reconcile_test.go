@@ -195,6 +195,20 @@ func TestInstances(t *testing.T) {
 	reconcile(t, def, nil, 0, 0)
 	reconcile(t, long, shared, 0, 0)
 	reconcile(t, def, shared, 2, 0)
+	// iptables flushed: each instance puts back its own rules, once.
+	in(t, ns, "iptables", "-w", "-F", "INPUT")
+	in(t, ns, "ip6tables", "-w", "-F", "INPUT")
+	for range 2 {
+		reconcile(t, def, shared, 0, 0)
+	}
+	if n := ruleCount(t, ns, "iptables", DefaultSet4) + ruleCount(t, ns, "ip6tables", DefaultSet6) +
+		ruleCount(t, ns, "iptables", l4) + ruleCount(t, ns, "ip6tables", l6); n != 2 {
+		t.Errorf("%d rules after the default instance's Reconcile, want its 2", n)
+	}
+	reconcile(t, long, shared, 0, 0)
+	if n := ruleCount(t, ns, "iptables", l4) + ruleCount(t, ns, "ip6tables", l6); n != 2 {
+		t.Errorf("%d rules for %s, %s after its Reconcile; want 2", n, l4, l6)
+	}
 	if err := long.Teardown(); err != nil {
 		t.Fatal(err)
 	}
