@@ -22,8 +22,8 @@
 // start re-asserts them. Teardown removes both.
 //
 // Reconcile puts back what Setup made and the journal's bans, should someone have
-// flushed iptables, destroyed a set or deleted elements, and deletes elements the
-// journal does not hold. It runs every few seconds, so it forks iptables only when a
+// flushed iptables, destroyed a set, deleted elements or cut their timeouts short, and
+// deletes elements the journal does not hold. It runs every few seconds, so it forks iptables only when a
 // set's reference count (which the kernel keeps for every iptables rule naming the
 // set, with either iptables variant) differs from what it was when the rule was last
 // checked; otherwise it costs one netlink dump per set.
@@ -44,10 +44,12 @@ import (
 	"fmt"
 	"hash/fnv"
 	"log/slog"
+	"maps"
 	"net"
 	"net/netip"
 	"os/exec"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -541,40 +543,56 @@ func (b *Backend) remove(prefixes []netip.Prefix, el *respond.ErrorList) int {
 
 // Reconcile makes the system hold exactly want (the journal's active bans with their
 // remaining time): the sets and rules are restored if gone, missing elements added
-// with their timeouts, elements want lacks deleted. Elements that are there keep
-// their timeouts: renewals go through Apply.
+// with their timeouts, elements that would end sooner than their ban renewed (both
+// count as restored), elements want lacks deleted. An element that outlives its ban
+// is left for Expire.
 func (b *Backend) Reconcile(want []respond.Ban) (respond.Repair, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if b.h == nil {
 		return respond.Repair{}, errors.New("ipset reconcile: backend closed")
 	}
-	var held []netip.Prefix
+	left := map[netip.Prefix]time.Duration{} // each element's time left
 	for _, f := range b.families() {
 		res, err := b.restore(f)
 		if err != nil {
 			return respond.Repair{}, err
 		}
 		for _, e := range entries(f, res) {
-			held = append(held, e.Prefix)
+			left[e.Prefix] = e.Timeout
 		}
 	}
 	el := respond.ErrorList{Backend: "ipset", Op: "reconcile"}
 	canon := make([]respond.Ban, 0, len(want))
+	var short []respond.Ban
 	for _, ban := range want {
 		_, _, q, err := b.entry(ban.Prefix)
 		if err != nil {
 			el.Add(err)
 			continue
 		}
-		canon = append(canon, respond.Ban{Prefix: q, Timeout: ban.Timeout})
+		ban.Prefix = q
+		canon = append(canon, ban)
+		if t, ok := left[q]; ok && endsSooner(t, ban.Timeout) {
+			short = append(short, ban)
+		}
 	}
-	missing, extra := respond.Diff(canon, held)
-	rep := respond.Repair{Restored: b.add(missing, &el), Removed: b.remove(extra, &el)}
+	missing, extra := respond.Diff(canon, slices.Collect(maps.Keys(left)))
+	rep := respond.Repair{Restored: b.add(append(missing, short...), &el), Removed: b.remove(extra, &el)}
 	if rep.Changed() {
 		b.log.Info("ipset: sets repaired", "sets", b.opts.Set4+","+b.opts.Set6, "restored", rep.Restored, "removed", rep.Removed)
 	}
 	return rep, el.Err()
+}
+
+// endsSooner reports whether an element with time left (0: permanent) ends more than
+// respond.Grace before a ban with that much left (0: permanent) would: set by hand, or
+// a renewal that did not reach the kernel.
+func endsSooner(left, ban time.Duration) bool {
+	if left == 0 {
+		return false
+	}
+	return seconds(ban) == 0 || left < ban-respond.Grace
 }
 
 // List returns the elements of both sets with the time they have left.

@@ -102,6 +102,16 @@ func testReconcile(t *testing.T, ipt, ip6t string) {
 		t.Errorf("%s holds %v", DefaultSet6, m6)
 	}
 
+	// By hand, cut short: a timed ban's element, and the permanent one, given 100 s.
+	in(t, ns, "ipset", "-exist", "add", DefaultSet4, "198.51.100.7", "timeout", "100")
+	in(t, ns, "ipset", "-exist", "add", DefaultSet4, "203.0.113.0/24", "timeout", "100")
+	reconcile(t, b, want, 2, 0)
+	if _, m4 := members(t, ns, DefaultSet4); m4["198.51.100.7"] < 3590 || m4["203.0.113.0/24"] != 0 {
+		t.Errorf("renewed elements: %v, want 198.51.100.7 ~3600 s and 203.0.113.0/24 permanent", m4)
+	}
+	// An element that outlives its ban is Expire's to remove.
+	reconcile(t, b, append(want[:0:0], respond.Ban{Prefix: want[0].Prefix, Timeout: time.Minute}, want[1], want[2], want[3]), 0, 0)
+
 	// iptables flushed: the rule comes back, the elements were never gone.
 	in(t, ns, ipt, "-w", "-F", "INPUT")
 	reconcile(t, b, want, 0, 0)
