@@ -118,14 +118,19 @@ wait $pid || { cat /tmp/daemon.log; fail "the daemon exited with $?"; }
 ok "the installed daemon came up with -stcp -udp and stopped cleanly on SIGTERM"
 
 # Kernel state the daemon's native backends leave: purge must take it away.
+# A second process's (Debian's -udp beside -tcp) are named after its modes.
 nft add table inet portsentry
+nft add table inet portsentry_udp
 nft add table inet other
 ip route add blackhole 198.51.100.7 proto 181
+ip route add blackhole 198.51.100.9 proto 180 metric 1253872004
 ip route add blackhole 198.51.100.8 proto static
 for f in 4 6; do
   if [ $f = 4 ]; then ipt=iptables fam=inet; else ipt=ip6tables fam=inet6; fi
-  ipset create portsentry$f hash:net family $fam timeout 0
-  $ipt -I INPUT -m set --match-set portsentry$f src -j DROP
+  for set in portsentry$f portsentry-udp$f; do
+    ipset create $set hash:net family $fam timeout 0
+    $ipt -I INPUT -m set --match-set $set src -j DROP
+  done
 done
 ipset create other4 hash:net
 dpkg --purge portsentry >/tmp/purge.log 2>&1 || { cat /tmp/purge.log; fail "purge"; }
@@ -136,14 +141,16 @@ for f in /etc/portsentry /etc/default/portsentry /var/lib/portsentry /run/portse
   [ ! -e "$f" ] || fail "purge left $f: $(find $f)"
 done
 nft list table inet portsentry >/dev/null 2>&1 && fail "purge left table inet portsentry"
+nft list table inet portsentry_udp >/dev/null 2>&1 && fail "purge left table inet portsentry_udp"
 nft list table inet other >/dev/null 2>&1 || fail "purge removed someone else's table"
 ip route show proto 181 | grep -q . && fail "purge left routes with proto 181"
+ip route show proto 180 | grep -q . && fail "purge left routes with proto 180"
 ip route show | grep -q 198.51.100.8 || fail "purge removed someone else's route"
 ipset list -n | grep -q '^portsentry' && fail "purge left ipsets: $(ipset list -n)"
 iptables -S INPUT | grep -q match-set && fail "purge left: $(iptables -S INPUT | grep match-set)"
 ip6tables -S INPUT | grep -q match-set && fail "purge left: $(ip6tables -S INPUT | grep match-set)"
 ipset list -n | grep -q '^other4$' || fail "purge removed someone else's ipset"
-ok "purge removed every file, the nft table, the tagged route, the ipsets and their rules, and nothing else"
+ok "purge removed every file, the nft tables, the tagged routes, the ipsets and their rules, and nothing else"
 
 # A fresh installation, without 1.2 before it.
 dpkg -i /tmp/portsentry.deb >/tmp/fresh.log 2>&1 || { cat /tmp/fresh.log; fail "fresh install"; }
