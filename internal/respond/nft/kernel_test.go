@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/vishvananda/netns"
+	"pgregory.net/rapid"
 
 	"github.com/portsentry-go/portsentry/internal/testnet"
 )
@@ -925,4 +926,76 @@ func checkRulesetWith(t *testing.T, ns string, sets ...string) {
 	if !slices.Equal(slices.Sorted(slices.Values(got)), slices.Sorted(slices.Values(want))) {
 		t.Fatalf("ruleset:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
 	}
+}
+
+// Property: whatever sequence of bans (overlapping, of any length, permanent or not),
+// revocations and hand deletions, the kernel holds exactly the model's bans after each
+// step (after Reconcile for the hand deletions), each with its own timeout.
+func TestKernelMatchesModel(t *testing.T) {
+	ns, h := newNS(t)
+	b := newBackend(t, h, Options{})
+	pool := []netip.Prefix{
+		P("10.78.1.70/32"), P("10.78.1.71/32"), P("10.78.1.0/24"), P("10.78.0.0/16"), P("10.78.1.64/26"),
+		P("2001:db8::5/128"), P("2001:db8::/64"), P("2001:db8::/48"), P("2001:db8::4/126"),
+	}
+	timeouts := []time.Duration{0, time.Hour, 2 * time.Hour}
+	rapid.Check(t, func(rt *rapid.T) {
+		if err := b.Flush(); err != nil {
+			rt.Fatal(err)
+		}
+		model := map[netip.Prefix]time.Duration{}
+		check := func(when string, viaNft bool) {
+			els, err := b.List()
+			if err != nil {
+				rt.Fatal(err)
+			}
+			got := map[netip.Prefix]time.Duration{}
+			for _, e := range els {
+				got[e.Prefix] = e.Timeout
+			}
+			if viaNft {
+				got = map[netip.Prefix]time.Duration{}
+				for p, e := range kernelAll(t, ns) {
+					got[p] = time.Duration(e.Timeout) * time.Second
+				}
+			}
+			if len(got) != len(model) {
+				rt.Fatalf("%s: kernel %v, model %v", when, got, model)
+			}
+			for p, to := range model {
+				if g, ok := got[p]; !ok || g != to {
+					rt.Fatalf("%s: %v is %v in the kernel (present %v), %v in the model", when, p, g, ok, to)
+				}
+			}
+		}
+		for i := range rapid.IntRange(1, 12).Draw(rt, "steps") {
+			p := rapid.SampledFrom(pool).Draw(rt, "prefix")
+			switch rapid.IntRange(0, 2).Draw(rt, "op") {
+			case 0:
+				to := rapid.SampledFrom(timeouts).Draw(rt, "timeout")
+				if err := b.Apply([]Ban{{Prefix: p, Timeout: to}}); err != nil {
+					rt.Fatal(err)
+				}
+				model[p] = to
+			case 1:
+				if err := b.Revoke([]netip.Prefix{p}); err != nil {
+					rt.Fatal(err)
+				}
+				delete(model, p)
+			case 2:
+				if _, ok := model[p]; ok {
+					nft(t, ns, "delete", "element", "inet", DefaultTable, setName(p), "{ "+p.String()+" }")
+				}
+				var want []Ban
+				for q, to := range model {
+					want = append(want, Ban{Prefix: q, Timeout: to})
+				}
+				if _, err := b.Reconcile(want); err != nil {
+					rt.Fatal(err)
+				}
+			}
+			check(fmt.Sprintf("step %d", i), false)
+		}
+		check("end (nft -j)", true)
+	})
 }
