@@ -125,8 +125,10 @@ func (v *validator) blocking(proto probe.Proto) {
 	switch {
 	case level == BlockRunCmd && c.KillRunCmd == "":
 		v.add(diag.Error, key, `%s="2" runs only KILL_RUN_CMD, which is not set`, key)
-	case level == BlockKill && c.KillRoute == "" && c.KillHostsDeny == "" && c.KillRunCmd == "":
-		v.add(diag.Warning, key, `%s="1" but none of KILL_ROUTE, KILL_HOSTS_DENY, KILL_RUN_CMD is set: nothing will be blocked`, key)
+	case level == BlockKill && c.KillRoute == "" && c.KillHostsDeny == "" && c.KillRunCmd == "" &&
+		(c.BlockBackend == "" || c.BlockBackend == "classic"):
+		// A native backend blocks by itself; only classic needs a KILL_ line.
+		v.add(diag.Warning, key, `%s="1" but none of KILL_ROUTE, KILL_HOSTS_DENY, KILL_RUN_CMD is set and BLOCK_BACKEND is "classic": nothing will be blocked`, key)
 	}
 }
 

@@ -41,7 +41,7 @@ func TestValidate(t *testing.T) {
 			want: []string{`v.conf:1: error: BLOCK_TCP="2" runs only KILL_RUN_CMD, which is not set`}},
 		{name: "udp: blocking with nothing to run, files unset", file: "BLOCK_UDP=\"1\"\nUDP_PORTS=\"1\"\n", modes: []probe.Mode{sudp},
 			want: []string{
-				`v.conf:1: warning: BLOCK_UDP="1" but none of KILL_ROUTE, KILL_HOSTS_DENY, KILL_RUN_CMD is set: nothing will be blocked`,
+				`v.conf:1: warning: BLOCK_UDP="1" but none of KILL_ROUTE, KILL_HOSTS_DENY, KILL_RUN_CMD is set and BLOCK_BACKEND is "classic": nothing will be blocked`,
 				"v.conf: warning: HISTORY_FILE is not set",
 				"v.conf: warning: BLOCKED_FILE is not set",
 			}},
@@ -50,6 +50,11 @@ func TestValidate(t *testing.T) {
 		{name: "BLOCK 2 with a command is fine",
 			change: func(c *Config) { c.BlockTCP, c.BlockUDP, c.KillRunCmd = BlockRunCmd, BlockRunCmd, "/bin/true" },
 			modes:  probe.Modes},
+		{name: "BLOCK 1 with a native backend needs no KILL_ line",
+			change: func(c *Config) {
+				c.BlockTCP, c.KillRoute, c.KillHostsDeny, c.KillRunCmd, c.BlockBackend = BlockKill, "", "", "", "nftables"
+			},
+			modes: []probe.Mode{tcp}},
 		{name: "BLOCK 1 with one action is fine",
 			change: func(c *Config) { c.BlockTCP, c.KillRoute, c.KillHostsDeny = BlockKill, "", ""; c.KillRunCmd = "x" },
 			modes:  []probe.Mode{tcp}},
