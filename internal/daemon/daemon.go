@@ -243,9 +243,6 @@ func (d *Daemon) classicConfig(c *config.Config) respond.ClassicConfig {
 	}
 }
 
-// StatsSnapshot returns the counters.
-func (d *Daemon) StatsSnapshot() *Stats { return &d.stats }
-
 // Config returns the configuration in force.
 func (d *Daemon) Config() *config.Config { return d.state.Load().cfg }
 

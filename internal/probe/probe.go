@@ -48,19 +48,6 @@ var modes = [...]Mode{ModeTCP, ModeUDP, ModeSTCP, ModeSUDP, ModeATCP, ModeAUDP}
 // ModeCount is len(Modes), as a constant for arrays indexed by Mode.Index.
 const ModeCount = len(modes)
 
-// ParseMode accepts a mode name with or without a leading dash ("stcp", "-stcp").
-func ParseMode(s string) (Mode, bool) {
-	if len(s) > 0 && s[0] == '-' {
-		s = s[1:]
-	}
-	for _, m := range Modes {
-		if string(m) == s {
-			return m, true
-		}
-	}
-	return "", false
-}
-
 // Index is the mode's position in Modes, or len(Modes) for a string that is no mode,
 // for tables indexed by mode (a switch on the string is cheaper than a map lookup).
 func (m Mode) Index() int {

@@ -207,9 +207,6 @@ func NewMetrics() *Metrics {
 	return m
 }
 
-// Registry is the private registry, for collectors the daemon adds itself.
-func (m *Metrics) Registry() *prometheus.Registry { return m.reg }
-
 // Hit counts n probes of one mode and scan type. scan is the scan type as the sensor
 // reports it ("" for a connect-mode hit); see ScanLabel for the label it becomes.
 func (m *Metrics) Hit(mode, scan string, n uint64) {
