@@ -39,10 +39,12 @@ type Server struct {
 	closeErr  error
 }
 
+// ErrRunning is Listen's error when another daemon answers on the socket.
+var ErrRunning = errors.New("another portsentry is running")
+
 // Listen creates the control socket at path and serves it in goroutines until Close.
 // The parent directory is created (mode 0750) if missing. A socket file that nothing
-// answers on is replaced; if a daemon answers, Listen fails with "another portsentry
-// is running". The socket gets mode 0600 and, when running as root, owner root. log
+// answers on is replaced; if a daemon answers, Listen fails with ErrRunning. The socket gets mode 0600 and, when running as root, owner root. log
 // may be nil.
 func Listen(path string, svc Service, log *slog.Logger) (*Server, error) {
 	euid := uint32(os.Geteuid())
@@ -111,7 +113,7 @@ func removeStale(path string) error {
 	c, err := net.DialTimeout("unix", path, probeTimeout)
 	if err == nil {
 		c.Close()
-		return fmt.Errorf("control socket: another portsentry is running (%s answers)", path)
+		return fmt.Errorf("control socket: %w (%s answers)", ErrRunning, path)
 	}
 	if err := os.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return fmt.Errorf("control socket: removing stale %s: %w", path, err)

@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
-	"strings"
 	"time"
 
 	"github.com/portsentry-go/portsentry/internal/bans"
@@ -114,7 +113,7 @@ func (d *Daemon) listenControl(cfg *config.Config) *control.Server {
 		return nil
 	}
 	srv, err := control.Listen(path, service{d}, d.log)
-	if err != nil && strings.Contains(err.Error(), "another portsentry") {
+	if errors.Is(err, control.ErrRunning) {
 		path += "." + modeSuffix(d.opts.Modes)
 		srv, err = control.Listen(path, service{d}, d.log)
 	}
