@@ -64,8 +64,9 @@ func blockedPath(cfg *config.Config, m probe.Mode) string {
 	return cfg.BlockedFile + "." + string(m)
 }
 
-// reopen switches to the paths of a new config, only where they changed. Nothing is
-// truncated: a reload is not a restart.
+// reopen opens every file again, at the paths of a new config: a path that did not
+// change is reopened too, which is what logrotate's rename-then-reload needs. Nothing
+// is truncated: a reload is not a restart.
 func (f *files) reopen(cfg *config.Config, modes []probe.Mode) error {
 	next := &files{blocked: map[probe.Mode]*journal.File{}, report: f.report}
 	if err := next.open(cfg, modes, false); err != nil {
