@@ -29,5 +29,5 @@
 // fails a whole transaction on an absent element, and absent ones are found by
 // bisection. Everything else (ruleset, listing, flushing) goes through the library,
 // github.com/google/nftables at a pinned pseudo-version (tagged v0.3.0 silently dropped
-// elements from large batches, see DESIGN.md).
+// elements from large batches: 5000 sent, 318 stored, no error).
 package nft

@@ -42,8 +42,9 @@ type Options struct {
 const (
 	// DefaultTable is the table name when Options.Table is empty.
 	DefaultTable = "portsentry"
-	// MaxBatch is the largest number of bans committed in one transaction (DESIGN.md:
-	// keep nftables batches at 1000 or below).
+	// MaxBatch is the largest number of bans committed in one transaction: small
+	// enough that one failed transaction costs little and that the element lists stay
+	// far from the 16-bit attribute lengths behind the library's old silent drops.
 	MaxBatch = 1000
 
 	set4, set6        = "ban4", "ban6"

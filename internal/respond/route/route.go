@@ -315,7 +315,8 @@ func (b *Backend) lookup(p netip.Prefix) (ours bool, other string, err error) {
 	return false, other, nil
 }
 
-// listRetry retries a dump interrupted by a concurrent change (DESIGN.md).
+// listRetry retries a dump the kernel marks interrupted (ErrDumpInterrupted: the
+// routes changed while it was being read), which holds an incomplete list.
 func listRetry(f func() ([]netlink.Route, error)) ([]netlink.Route, error) {
 	var rs []netlink.Route
 	var err error
