@@ -67,7 +67,7 @@ func (d *Daemon) process(v detect.Verdict) {
 		d.rec.record(p.Mode, journal.Line(p.Time.Local(), name, addr, port, p.Proto))
 	}
 	d.commands.run(func(ctx context.Context) {
-		ok := st.responder.Respond(ctx, t)
+		ok := st.responder.Respond(ctx, t).Blocked
 		switch {
 		case native:
 			if !ok {
