@@ -195,6 +195,18 @@ func (m *Manager) Unblock(p netip.Prefix) (ended []Ban, err error) {
 	return ended, err
 }
 
+// Note records in p's active ban what the classic KILL_ actions did for it (see
+// Journal.Note), on the manager's goroutine after the bans queued before it, so that
+// lifting the ban undoes them; false when p is not banned (refused, or already lifted),
+// and the caller undoes them itself.
+func (m *Manager) Note(p netip.Prefix, d respond.Done) (ok bool, err error) {
+	m.do(func() {
+		m.drain() // the ban the commands ran for may still be queued
+		ok, err = m.journal.Note(p, d)
+	})
+	return ok, err
+}
+
 // do runs op on the manager's goroutine, as one with the detections' bans and the
 // expiries (so BAN_CAP is counted once and the expiry ticker sees operator bans), and
 // waits for it. Before Start and after the goroutine has ended it runs op itself.
@@ -424,7 +436,9 @@ func narrow(v *safety.View, b Ban) (Ban, bool) {
 	if !ok {
 		return Ban{}, false
 	}
-	return Ban{Prefix: p, Start: b.Start, Until: b.Until, Reason: b.Reason}, true
+	r := b.Reason
+	r.Classic = nil // lifting the wide ban undid them
+	return Ban{Prefix: p, Start: b.Start, Until: b.Until, Reason: r}, true
 }
 
 // renew commits bans narrowed by recheck, logging each.

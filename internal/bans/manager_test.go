@@ -215,3 +215,34 @@ func TestNopBans(t *testing.T) {
 	}
 	m.Close()
 }
+
+// TestNoteFollowsTheQueuedBan: the classic commands of a detection run while its ban
+// may still be queued; the note waits for it. The unblock then hands the note to
+// Lifted, which is how the daemon undoes the commands. A note for a host that is not
+// banned is refused, so the caller undoes at once.
+func TestNoteFollowsTheQueuedBan(t *testing.T) {
+	m := testManager(t, filepath.Join(t.TempDir(), "journal"), viewOf(), newFake())
+	var lifted []Ban
+	m.opts.Hooks.Lifted = func(bs []Ban) { lifted = append(lifted, bs...) }
+	ctx, cancel := context.WithCancel(context.Background())
+	m.Start(ctx)
+	defer func() { cancel(); m.Close() }()
+	a := netip.MustParseAddr("198.18.9.9")
+	p := netip.PrefixFrom(a, 32)
+	d := respond.Done{Addr: a, Route: true}
+	for range 50 {
+		m.Ban(m.NewBan(p, Reason{Addr: a}, -1, time.Now()))
+		if ok, err := m.Note(p, d); !ok || err != nil {
+			t.Fatalf("note after a queued ban: %v %v", ok, err)
+		}
+		if _, err := m.Unblock(p); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if len(lifted) != 50 || !slices.Equal(lifted[49].Reason.Classic, []respond.Done{d}) {
+		t.Errorf("lifted %d bans, the last with %+v", len(lifted), lifted[len(lifted)-1].Reason.Classic)
+	}
+	if ok, _ := m.Note(p, d); ok {
+		t.Error("note accepted for a host that is not banned")
+	}
+}
