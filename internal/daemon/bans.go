@@ -128,12 +128,15 @@ func (d *Daemon) restoreBans() {
 
 // forgetBans makes the detector forget lifted bans' hosts (so their next probe is
 // acted on again), takes them off the blocked files and undoes what the classic
-// commands did under them.
+// commands did under them. A host with commands to undo is forgotten once they are
+// undone: acted on before, its new commands would race the undo of the old ones.
 func (d *Daemon) forgetBans(ended []bans.Ban) {
 	prefixes := make([]netip.Prefix, len(ended))
 	d.mu.Lock()
 	for i, b := range ended {
-		d.det.ForgetPrefix(b.Prefix)
+		if len(b.Reason.Classic) == 0 {
+			d.det.ForgetPrefix(b.Prefix)
+		}
 		prefixes[i] = b.Prefix
 	}
 	d.mu.Unlock()
@@ -141,27 +144,38 @@ func (d *Daemon) forgetBans(ended []bans.Ban) {
 		d.log.Error("adminalert: ERROR: " + err.Error())
 	}
 	for _, b := range ended {
-		d.undoClassic(b)
+		if len(b.Reason.Classic) > 0 {
+			d.undoClassic(b)
+		}
 	}
 }
 
-// undoClassic queues the undo of what the classic commands did under an ended ban, as
-// the configuration in force says, and logs what stays because no undo key is set.
-// It runs on the command pool: the manager's goroutine must not wait for commands.
-// Bans lifted at start, before the pool exists (Restore's safety recheck), are undone
-// at once.
+// undoClassic undoes what the classic commands did under an ended ban, as the
+// configuration in force says, logs what stays because no undo key is set, and then
+// forgets the ban's host. It runs on the command pool: the manager's goroutine must
+// not wait for commands. Bans lifted at start, before the pool exists (Restore's
+// safety recheck), are undone at once.
 func (d *Daemon) undoClassic(b bans.Ban) {
-	if len(b.Reason.Classic) == 0 {
-		return
+	undo := d.undoJob(b)
+	job := func(ctx context.Context) {
+		undo(ctx)
+		d.forgetPrefix(b.Prefix)
 	}
 	if d.commands == nil {
-		d.undoJob(b)(context.Background())
+		job(context.Background())
 		return
 	}
-	d.commands.run(d.undoJob(b), func() {
+	d.commands.run(job, func() {
 		d.stats.Failures.Add(1)
 		d.log.Error(fmt.Sprintf("attackalert: ERROR: command queue full: what the KILL_ commands did under the ban on %s is not undone", b.Prefix))
+		d.forgetPrefix(b.Prefix)
 	})
+}
+
+func (d *Daemon) forgetPrefix(p netip.Prefix) {
+	d.mu.Lock()
+	d.det.ForgetPrefix(p)
+	d.mu.Unlock()
 }
 
 // undoJob logs what of b's classic actions stays and returns the undo of the others.

@@ -126,6 +126,14 @@ func TestLiftUndoesClassic(t *testing.T) {
 				_, err := testnet.Connect(p.Scanner, s, netip.AddrPortFrom(p.DefV4, 8080), time.Second)
 				return err == nil, fmt.Sprint(err)
 			})
+			// Caught again: everything is done again, and is ours again to undo.
+			mark := d.Mark()
+			hit(t, p, s, p.DefV4, 143)
+			waitMsg(t, d.Log, mark, fmt.Sprintf(`attackalert: Host %s has been blocked via wrappers with string: "ALL: %s : DENY"`, s, s))
+			waitMsg(t, d.Log, mark, fmt.Sprintf(`attackalert: Host %s has been blocked via dropped route using command: "/sbin/route add -host %s reject"`, s, s))
+			if got, _ := os.ReadFile(f.HostsDeny); string(got) != want {
+				t.Errorf("hosts.deny after the second ban:\n%s\nwant:\n%s", got, want)
+			}
 		})
 	}
 }
