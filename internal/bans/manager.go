@@ -152,7 +152,7 @@ func (m *Manager) assert(list []Ban, now time.Time) error {
 
 // NewBan builds a ban of p lasting d, or with d < 0 the duration its offence count
 // earns. Without a native backend a ban on unspoofable evidence is permanent, as
-// classic's were (nothing undoes a KILL_ROUTE); one on spoofable evidence lasts
+// classic's were (an operator lifts it); one on spoofable evidence lasts
 // BAN_TIME in the journal (at least an hour), so that forged probes cannot fill
 // BAN_CAP for good and lock detection out.
 func (m *Manager) NewBan(p netip.Prefix, reason Reason, d time.Duration, now time.Time) Ban {
