@@ -49,7 +49,7 @@ func waitNoted(t *testing.T, f files, a netip.Addr) {
 }
 
 // TestLiftUndoesClassic: with Debian's stock KILL_ROUTE and KILL_HOSTS_DENY, the undo
-// keys and nftables, a ban's end (an operator's unblock after a daemon restart, or
+// keys and nftables (or the classic backend), a ban's end (an operator's unblock after a daemon restart, or
 // BAN_TIME) removes the nft element, the route and our hosts.deny line, runs
 // KILL_RUN_CMD_UNDO, and the scanner connects again. The admin's own lines stay, the
 // identical-looking one for a host the admin denied before included, and it is not
@@ -57,8 +57,9 @@ func waitNoted(t *testing.T, f files, a netip.Addr) {
 func TestLiftUndoesClassic(t *testing.T) {
 	needDaemon(t)
 	testnet.Require(t, "nft", "/sbin/route")
-	for _, how := range []string{"unblock", "expiry"} {
-		t.Run(how, func(t *testing.T) {
+	for _, c := range []struct{ how, backend string }{{"unblock", "nftables"}, {"expiry", "nftables"}, {"unblock", "classic"}} {
+		how := c.how
+		t.Run(how+"/"+c.backend, func(t *testing.T) {
 			t.Parallel()
 			p := testnet.NewPair(t)
 			f := newFiles(t)
@@ -69,7 +70,7 @@ func TestLiftUndoesClassic(t *testing.T) {
 			if how == "expiry" {
 				banTime = "4"
 			}
-			f.write(t, nil, stockUndo(f, testnet.Setting{Key: "BAN_TIME", Value: banTime})...)
+			f.write(t, nil, stockUndo(f, testnet.Setting{Key: "BAN_TIME", Value: banTime}, testnet.Setting{Key: "BLOCK_BACKEND", Value: c.backend})...)
 			svc := p.Listen(t, p.Defended, "tcp4", ":8080")
 			testnet.Serve(svc, "hello")
 			d := startOurs(t, p, f, "tcp")
@@ -87,8 +88,8 @@ func TestLiftUndoesClassic(t *testing.T) {
 			if r := routesTo(t, p, s); !strings.HasPrefix(r, "unreachable "+s.String()) {
 				t.Fatalf("no reject route for %s: %q", s, r)
 			}
-			if e := nftElements(t, p); !containsElem(e, s) {
-				t.Fatalf("no nft element for %s: %v", s, e)
+			if e := nftElements(t, p); containsElem(e, s) != (c.backend == "nftables") {
+				t.Fatalf("nft elements with the %s backend: %v", c.backend, e)
 			}
 			if _, err := testnet.Connect(p.Scanner, s, netip.AddrPortFrom(p.DefV4, 8080), blockedDial); err == nil {
 				t.Fatal("the banned scanner still connects")
