@@ -202,7 +202,7 @@ func usage(fs *flag.FlagSet, w io.Writer) {
   portsentry list|status [-json] [-socket PATH]
                                            active bans / the daemon's state and counters
   portsentry block ADDR|CIDR [DURATION]    ban by hand ("90m", "7d", "permanent")
-  portsentry unblock ADDR|CIDR             lift every ban equal to or inside it
+  portsentry unblock ADDR|CIDR             lift every ban inside or covering it
   portsentry version                       print the version
 
 MODE is one or more of -tcp -udp -stcp -sudp -atcp -audp. Classic PortSentry runs one

@@ -7,7 +7,10 @@
 // (Add, Lift; AddNoSync leaves the fsync to a later Sync). After a crash of the process
 // the file holds every batch that was written, plus at most one torn last line, which
 // replay detects (no newline, or not valid JSON), reports, and cuts off before anything
-// new is appended; after a power loss, every batch that was synced.
+// new is appended; after a power loss, every batch that was synced. A write the disk
+// refuses or cuts short (full, over quota, I/O error) is cut back at once, so it leaves
+// no torn line; its bans are not final: the manager holds them, out of the backend,
+// and commits them again, journal first, when the disk takes writes again.
 package bans
 
 import (

@@ -8,6 +8,8 @@ import (
 	"os"
 	"path/filepath"
 	"syscall"
+
+	"github.com/portsentry-go/portsentry/internal/appendfile"
 )
 
 // compact rewrites the journal with one record per active ban and one per remembered
@@ -43,8 +45,8 @@ func (j *Journal) compact() error {
 		nf.Close()
 		return fmt.Errorf("ban journal compaction: lock: %w", err)
 	}
-	j.f.Close()
-	j.f = nf
+	j.w.Close()
+	j.w = appendfile.New(nf)
 	j.records = n
 	return nil
 }

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/portsentry-go/portsentry/internal/appendfile"
 	"github.com/portsentry-go/portsentry/internal/fifo"
 	"github.com/portsentry-go/portsentry/internal/respond"
 	"io"
@@ -29,10 +30,13 @@ const offenceMemory = 65536
 type Journal struct {
 	mu       sync.Mutex
 	path     string
-	f        *os.File
+	w        *appendfile.File // nil once closed
 	active   map[netip.Prefix]Ban
 	offences *fifo.Map[netip.Prefix, int]
 	records  int // records in the file, for deciding when to compact
+	// compactAt is the record count below which a compaction that failed (a full
+	// disk) is not tried again, so that it is not retried at every ban.
+	compactAt int
 }
 
 // Replay tells what Open found in the file.
@@ -42,6 +46,10 @@ type Replay struct {
 	Torn    bool  // the last line was incomplete (a crash mid-write) and was cut off
 	// Expired are bans that ran out while the daemon was down; Open records their expiry.
 	Expired []Ban
+	// ExpireErr is why recording those expiries failed (a full disk). It does not keep
+	// the journal from opening: the bans stay active in it until the manager's expiry
+	// tick records them, and nothing re-asserts them meanwhile, their time being up.
+	ExpireErr error
 }
 
 // Open replays the journal at path (creating it and its directory if needed), records
@@ -75,11 +83,8 @@ func Open(path string, now time.Time) (*Journal, Replay, error) {
 		f.Close()
 		return nil, Replay{}, fmt.Errorf("ban journal %s: %w", path, err)
 	}
-	j.f = f
-	if rep.Expired, err = j.Lift(OpExpire, j.Due(now), now); err != nil {
-		f.Close()
-		return nil, Replay{}, err
-	}
+	j.w = appendfile.New(f)
+	rep.Expired, rep.ExpireErr = j.Lift(OpExpire, j.Due(now), now)
 	return j, rep, nil
 }
 
@@ -161,6 +166,10 @@ func (j *Journal) Add(bans ...Ban) ([]Ban, error) {
 // AddNoSync is Add without the fsync: the records are written (a crash of the process
 // cannot lose them) but not yet forced to disk. The daemon puts the bans in the kernel
 // and then calls Sync, so the disk's latency is not between probe and ban.
+//
+// When the write fails (a full disk) nothing is recorded, nothing of it is left in the
+// file, and it returns no bans. When only the compaction that may follow fails, the
+// bans are recorded and returned with the error.
 func (j *Journal) AddNoSync(bans ...Ban) ([]Ban, error) {
 	j.mu.Lock()
 	defer j.mu.Unlock()
@@ -184,17 +193,17 @@ func (j *Journal) AddNoSync(bans ...Ban) ([]Ban, error) {
 		j.active[b.Prefix] = b
 		j.offences.Set(b.Prefix, b.Offences)
 	}
-	return out, nil
+	return out, j.compactIfGrown()
 }
 
 // Sync forces what was written to disk.
 func (j *Journal) Sync() error {
 	j.mu.Lock()
 	defer j.mu.Unlock()
-	if j.f == nil {
+	if j.w == nil {
 		return errors.New("ban journal is closed")
 	}
-	if err := j.f.Sync(); err != nil {
+	if err := j.w.Sync(); err != nil {
 		return fmt.Errorf("ban journal: %w", err)
 	}
 	return nil
@@ -307,21 +316,20 @@ func (j *Journal) Len() int {
 func (j *Journal) Close() error {
 	j.mu.Lock()
 	defer j.mu.Unlock()
-	if j.f == nil {
+	if j.w == nil {
 		return nil
 	}
-	err := j.f.Close()
-	j.f = nil
+	err := j.w.Close()
+	j.w = nil
 	return err
 }
 
-// append writes records in one write and syncs; then compacts if the file has grown
-// well beyond what it needs to hold.
+// append writes records in one write; a failed one leaves nothing in the file.
 func (j *Journal) append(recs []record) error {
 	if len(recs) == 0 {
 		return nil
 	}
-	if j.f == nil {
+	if j.w == nil {
 		return errors.New("ban journal is closed")
 	}
 	var buf bytes.Buffer
@@ -331,12 +339,24 @@ func (j *Journal) append(recs []record) error {
 			return err
 		}
 	}
-	if _, err := j.f.Write(buf.Bytes()); err != nil {
+	if err := j.w.Write(buf.Bytes()); err != nil {
 		return fmt.Errorf("ban journal: %w", err)
 	}
 	j.records += len(recs)
-	if j.records > compactFloor && j.records > 4*(len(j.active)+j.offences.Len()) {
-		return j.compact()
+	return nil
+}
+
+// compactIfGrown compacts when the file has grown well beyond what it needs to hold.
+// Only new bans call it: lifts add at most one record per ban, so they cannot grow the
+// file much between two bans, and their callers need not tell a failed compaction
+// from a failed lift.
+func (j *Journal) compactIfGrown() error {
+	if j.records <= compactFloor || j.records <= 4*(len(j.active)+j.offences.Len()) || j.records < j.compactAt {
+		return nil
+	}
+	if err := j.compact(); err != nil {
+		j.compactAt = j.records + compactFloor
+		return err
 	}
 	return nil
 }

@@ -9,6 +9,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/portsentry-go/portsentry/internal/appendfile"
 	"github.com/portsentry-go/portsentry/internal/respond"
 	"github.com/portsentry-go/portsentry/internal/safety"
 )
@@ -27,6 +28,13 @@ type Backend interface {
 	// Expire removes bans that ran out, for backends the kernel cannot expire.
 	Expire([]netip.Prefix) error
 	Close() error
+}
+
+// Reconciler is a backend that can compare the system with the journal and repair
+// it: Reconcile makes the system hold exactly the given bans (with the time each has
+// left), of its own entries, and says what it changed.
+type Reconciler interface {
+	Reconcile([]respond.Ban) (respond.Repair, error)
 }
 
 // Nop is the backend of BLOCK_BACKEND="classic": nothing native; the classic KILL_
@@ -57,6 +65,12 @@ type Hooks struct {
 	Refused func(n int)
 	// BackendError counts failed backend operations.
 	BackendError func()
+	// Repaired is told what a reconciliation changed in the system.
+	Repaired func(respond.Repair)
+	// Journal is told of failed journal writes, and of the bans waiting for the disk
+	// (Queued) or refused because too many wait (Dropped). Its Log defaults to
+	// Options.Log.
+	Journal appendfile.Report
 }
 
 // Options are a Manager's dependencies.
@@ -72,6 +86,11 @@ type Options struct {
 // Batch bounds how many bans one journal write and one kernel transaction carry.
 const Batch = 1000
 
+// ReconcileEvery is how often, while there are bans, the backend is compared with the
+// journal and repaired: the longest a ban lifted behind the daemon's back (`nft flush
+// ruleset`, as restarting nftables.service does) stays lifted.
+const ReconcileEvery = 5 * time.Second
+
 // Manager owns the ban lifecycle: new bans are journaled and put into the backend in
 // batches; expiries are recorded as they come due; operators' blocks and unblocks run
 // on the same goroutine; whenever the safety view changes, active bans are checked
@@ -86,7 +105,12 @@ type Manager struct {
 	ops     chan func()   // operators' blocks and unblocks
 	stopped chan struct{} // closed when the manager's goroutine has ended
 	pending atomic.Int64  // queued, not yet committed
+	started atomic.Bool   // Start has been called
+	held    *held         // bans the journal could not take yet
 	wg      sync.WaitGroup
+
+	reconciled time.Time // when the backend was last compared with the journal
+	failing    bool      // the last reconciliation failed (logged once until it works)
 }
 
 // NewManager returns a manager; nothing runs until Restore and Start.
@@ -97,8 +121,12 @@ func NewManager(opts Options) *Manager {
 	if opts.Log == nil {
 		opts.Log = slog.New(slog.DiscardHandler)
 	}
+	if opts.Hooks.Journal.Log == nil {
+		opts.Hooks.Journal.Log = opts.Log
+	}
 	return &Manager{opts: opts, log: opts.Log, journal: opts.Journal, backend: opts.Backend,
-		in: make(chan Ban, Batch), ops: make(chan func()), stopped: make(chan struct{})}
+		in: make(chan Ban, Batch), ops: make(chan func()), stopped: make(chan struct{}),
+		held: newHeld(opts.Journal.path, opts.Hooks.Journal)}
 }
 
 // Restore sets the backend up, lifts the journal's bans the safety gate refuses now,
@@ -109,7 +137,9 @@ func (m *Manager) Restore(now time.Time) error {
 		return fmt.Errorf("BLOCK_BACKEND %s: %w", m.backend.Name(), err)
 	}
 	m.recheck(now)
-	if err := m.assert(m.journal.Active(), now); err != nil {
+	if _, ok := m.backend.(Reconciler); ok {
+		m.reconcile(now)
+	} else if err := m.assert(m.journal.Active(), now); err != nil {
 		m.log.Error("adminalert: ERROR: re-asserting bans: " + err.Error())
 	}
 	return nil
@@ -125,11 +155,9 @@ func (m *Manager) Backend() string { return m.backend.Name() }
 func (m *Manager) Active() []Ban { return m.journal.Active() }
 func (m *Manager) Len() int      { return m.journal.Len() }
 
-// assert puts bans into the backend with their remaining time.
-func (m *Manager) assert(list []Ban, now time.Time) error {
-	if !m.Native() || len(list) == 0 {
-		return nil
-	}
+// backendBans gives bans as the backend takes them, with their remaining time,
+// leaving out those that have run out.
+func backendBans(list []Ban, now time.Time) []respond.Ban {
 	out := make([]respond.Ban, 0, len(list))
 	for _, b := range list {
 		nb := respond.Ban{Prefix: b.Prefix}
@@ -140,6 +168,15 @@ func (m *Manager) assert(list []Ban, now time.Time) error {
 		}
 		out = append(out, nb)
 	}
+	return out
+}
+
+// assert puts bans into the backend with their remaining time.
+func (m *Manager) assert(list []Ban, now time.Time) error {
+	if !m.Native() || len(list) == 0 {
+		return nil
+	}
+	out := backendBans(list, now)
 	for len(out) > 0 {
 		n := min(len(out), Batch)
 		if err := m.backend.Apply(out[:n]); err != nil {
@@ -179,17 +216,24 @@ func (m *Manager) Ban(b Ban) {
 }
 
 // Block bans b now for an operator, on the manager's goroutine, and returns the
-// journal's record; false when it was not recorded (BAN_CAP, or the journal failed).
+// journal's record; false when it was not recorded (BAN_CAP, or the journal failed:
+// the operator is told, so the ban is not kept for a retry).
 func (m *Manager) Block(b Ban) (got Ban, ok bool) {
 	m.do(func() {
 		m.pending.Add(1)
 		m.commit([]Ban{b})
-		got, ok = m.journal.Get(b.Prefix)
+		if got, ok = m.journal.Get(b.Prefix); !ok {
+			m.held.forget(b.Prefix)
+		}
 	})
 	return got, ok
 }
 
-// Unblock lifts every active ban equal to or inside p, now, on the manager's goroutine.
+// Pending reports whether a ban covering a was detected but waits for the journal (a
+// full disk): it is not in force yet.
+func (m *Manager) Pending(a netip.Addr) bool { return m.held.covers(a) }
+
+// Unblock lifts every active ban inside or covering p, now, on the manager's goroutine.
 func (m *Manager) Unblock(p netip.Prefix) (ended []Ban, err error) {
 	m.do(func() { ended, err = m.unblock(p) })
 	return ended, err
@@ -211,6 +255,10 @@ func (m *Manager) Note(p netip.Prefix, d respond.Done) (ok bool, err error) {
 // expiries (so BAN_CAP is counted once and the expiry ticker sees operator bans), and
 // waits for it. Before Start and after the goroutine has ended it runs op itself.
 func (m *Manager) do(op func()) {
+	if !m.started.Load() {
+		op()
+		return
+	}
 	done := make(chan struct{})
 	select {
 	case m.ops <- func() { op(); close(done) }:
@@ -272,6 +320,7 @@ func (m *Manager) backendError(err error) {
 // Start runs the manager's goroutine until ctx is done; what is queued then is
 // committed before it ends.
 func (m *Manager) Start(ctx context.Context) {
+	m.started.Store(true)
 	m.wg.Go(func() {
 		defer close(m.stopped)
 		m.run(ctx)
@@ -298,6 +347,9 @@ func (m *Manager) run(ctx context.Context) {
 		case now := <-tick.C:
 			m.recheck(now)
 			m.expire(now)
+			if now.Sub(m.reconciled) >= ReconcileEvery {
+				m.reconcile(now)
+			}
 			if m.journal.Len() == 0 {
 				tick.Stop()
 				ticking = false
@@ -341,24 +393,28 @@ func (m *Manager) drain() {
 // the journal first: a crash of the daemon between the two leaves a ban the next start
 // re-asserts, never a kernel ban nobody knows of; the fsync comes last so that the
 // disk's latency is not between the probe and the ban (a power loss takes the kernel's
-// bans with it anyway).
+// bans with it anyway). Bans held from a failed journal write go first.
 func (m *Manager) commit(batch []Ban) {
 	defer m.pending.Add(-int64(len(batch)))
-	batch = m.withinCap(batch)
+	batch = m.withinCap(m.held.take(batch))
 	if len(batch) == 0 {
 		return
 	}
 	stored, err := m.journal.AddNoSync(batch...)
-	if err != nil {
-		m.log.Error("adminalert: ERROR: ban journal: " + err.Error())
+	if stored == nil {
+		m.hold(batch, err)
 		return
+	}
+	m.held.committed()
+	if err != nil { // the compaction after the write
+		m.log.Error("adminalert: ERROR: ban journal: " + err.Error())
 	}
 	applyErr := m.assert(stored, time.Now())
 	if applyErr != nil {
 		m.backendError(applyErr)
 	}
 	if err := m.journal.Sync(); err != nil {
-		m.log.Error("adminalert: ERROR: ban journal: " + err.Error())
+		m.held.failed(err)
 	}
 	if applyErr != nil {
 		return
@@ -370,6 +426,22 @@ func (m *Manager) commit(batch []Ban) {
 		}
 		m.event(OpBan, b, text)
 	}
+}
+
+// hold keeps bans the journal could not take, to be committed again at the next commit
+// and every appendfile.RetryEvery; those there is no room for are refused, as at
+// BAN_CAP, so that their hosts can be caught again.
+func (m *Manager) hold(batch []Ban, err error) {
+	if refused := m.held.keep(batch, err); len(refused) > 0 {
+		m.log.Warn(fmt.Sprintf("attackalert: %d hosts detected but not banned: %d bans already wait for the ban journal", len(refused), maxHeld))
+		m.lifted(refused)
+	}
+	m.held.arm(func() {
+		select {
+		case m.ops <- func() { m.commit(nil) }:
+		case <-m.stopped:
+		}
+	})
 }
 
 func describe(b Ban) string {
@@ -409,7 +481,8 @@ func (m *Manager) recheck(now time.Time) {
 	}
 	ended, err := m.journal.Lift(OpUnban, refused, now)
 	if err != nil {
-		m.log.Error("adminalert: ERROR: ban journal: " + err.Error())
+		m.held.failed(err)
+		m.checked = nil // look again at the next tick
 	}
 	if len(ended) > 0 && m.Native() {
 		if err := m.backend.Revoke(prefixesOf(ended)); err != nil {
@@ -423,6 +496,38 @@ func (m *Manager) recheck(now time.Time) {
 	}
 	m.lifted(ended)
 	m.renew(narrowed, now)
+}
+
+// reconcile compares the backend with the journal and has it repair what differs:
+// bans missing from the system are put back, entries the journal does not hold are
+// taken out. A repair is logged, with its counts; a failure is logged once until a
+// reconciliation works again, and retried at the next.
+func (m *Manager) reconcile(now time.Time) {
+	r, ok := m.backend.(Reconciler)
+	if !ok {
+		return
+	}
+	m.reconciled = now
+	rep, err := r.Reconcile(backendBans(m.journal.Active(), now))
+	if err != nil {
+		if !m.failing {
+			m.backendError(fmt.Errorf("comparing with the ban journal: %w (retrying every %v)", err, ReconcileEvery))
+		}
+		m.failing = true
+		return
+	}
+	if m.failing {
+		m.log.Info("adminalert: " + m.backend.Name() + ": the system matches the ban journal again")
+	}
+	m.failing = false
+	if !rep.Changed() {
+		return
+	}
+	m.log.Warn(fmt.Sprintf("adminalert: %s: %d bans of the journal were missing from the system and have been restored; %d entries the journal does not hold were removed",
+		m.backend.Name(), rep.Restored, rep.Removed))
+	if h := m.opts.Hooks.Repaired; h != nil {
+		h(rep)
+	}
 }
 
 // narrow returns the ban b shrunk around the source that earned it to the widest
@@ -468,12 +573,13 @@ func prefixesOf(list []Ban) []netip.Prefix {
 func (m *Manager) expire(now time.Time) {
 	ended, err := m.journal.Lift(OpExpire, m.journal.Due(now), now)
 	if err != nil {
-		m.log.Error("adminalert: ERROR: ban journal: " + err.Error())
+		m.held.failed(err) // the next tick tries again
 		return
 	}
 	if len(ended) == 0 {
 		return
 	}
+	m.held.committed()
 	if err := m.backend.Expire(prefixesOf(ended)); err != nil {
 		m.backendError(err)
 	}
@@ -485,11 +591,11 @@ func (m *Manager) expire(now time.Time) {
 	m.lifted(ended)
 }
 
-// unblock lifts every active ban equal to or inside p, now.
+// unblock lifts every active ban inside or covering p, now.
 func (m *Manager) unblock(p netip.Prefix) ([]Ban, error) {
 	var match []netip.Prefix
 	for _, b := range m.journal.Active() {
-		if p.Bits() <= b.Prefix.Bits() && p.Contains(b.Prefix.Addr()) || b.Prefix == p {
+		if p.Overlaps(b.Prefix) { // one holds the other: p inside b, or b inside p
 			match = append(match, b.Prefix)
 		}
 	}
@@ -515,6 +621,13 @@ func (m *Manager) unblock(p netip.Prefix) ([]Ban, error) {
 // journal and the backend.
 func (m *Manager) Close() error {
 	m.wg.Wait()
+	if m.held.len() > 0 {
+		m.commit(nil) // a last try
+	}
+	m.held.stop()
+	if n := m.held.len(); n > 0 {
+		m.log.Error(fmt.Sprintf("adminalert: ERROR: ban journal: %d detected bans were never recorded (the journal could not be written) and are not in force", n))
+	}
 	err := m.journal.Close()
 	m.backend.Close()
 	return err

@@ -2,9 +2,12 @@ package bans
 
 import (
 	"context"
+	"errors"
+	"log/slog"
 	"net/netip"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -244,5 +247,107 @@ func TestNoteFollowsTheQueuedBan(t *testing.T) {
 	}
 	if ok, _ := m.Note(p, d); ok {
 		t.Error("note accepted for a host that is not banned")
+	}
+}
+
+// reconcilingFake is a fakeBackend that can also be reconciled, or fail to be.
+type reconcilingFake struct {
+	*fakeBackend
+	fail atomic.Bool
+}
+
+func (f *reconcilingFake) Reconcile(want []respond.Ban) (respond.Repair, error) {
+	if f.fail.Load() {
+		return respond.Repair{}, errors.New("netlink: no buffer space")
+	}
+	f.mu.Lock()
+	var held []netip.Prefix
+	for p := range f.held {
+		held = append(held, p)
+	}
+	f.mu.Unlock()
+	missing, extra := respond.Diff(want, held)
+	f.Apply(missing)
+	f.drop("remove", extra)
+	return respond.Repair{Restored: len(missing), Removed: len(extra)}, nil
+}
+
+// The system loses bans and gains entries behind the manager's back; every
+// reconciliation puts it back as the journal says, logs the repair with its counts, and
+// a failing one is logged once until it works again.
+func TestReconcileRepairs(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "bans")
+	now := time.Now()
+	j, _, err := Open(path, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := j.Add(Ban{Prefix: pfx("192.0.2.1/32"), Start: now, Until: now.Add(time.Hour)},
+		Ban{Prefix: pfx("192.0.2.2/32"), Start: now}); err != nil {
+		t.Fatal(err)
+	}
+	var logged strings.Builder
+	var repairs []respond.Repair
+	f := &reconcilingFake{fakeBackend: newFake()}
+	f.held[pfx("203.0.113.9/32")] = true // not in the journal
+	m := NewManager(Options{Journal: j, Backend: f, View: viewOf().Load,
+		Log:    slog.New(slog.NewTextHandler(&logged, nil)),
+		Policy: func() Policy { return Policy{BanTime: time.Hour} },
+		Hooks:  Hooks{Repaired: func(r respond.Repair) { repairs = append(repairs, r) }}})
+	defer m.Close()
+	if err := m.Restore(now); err != nil {
+		t.Fatal(err)
+	}
+	if !f.has(pfx("192.0.2.1/32")) || !f.has(pfx("192.0.2.2/32")) || f.has(pfx("203.0.113.9/32")) {
+		t.Fatalf("after Restore the backend holds %v", f.held)
+	}
+	m.reconcile(now) // nothing wrong: no repair
+	f.drop("lost", []netip.Prefix{pfx("192.0.2.1/32"), pfx("192.0.2.2/32")})
+	f.fail.Store(true)
+	m.reconcile(now)
+	m.reconcile(now)
+	f.fail.Store(false)
+	m.reconcile(now)
+	if want := []respond.Repair{{Restored: 2, Removed: 1}, {Restored: 2}}; !slices.Equal(repairs, want) {
+		t.Errorf("repairs %v, want %v", repairs, want)
+	}
+	out := logged.String()
+	for s, n := range map[string]int{
+		"2 bans of the journal were missing from the system and have been restored; 1 entries": 1,
+		"2 bans of the journal were missing from the system and have been restored; 0 entries": 1,
+		"comparing with the ban journal: netlink: no buffer space":                             1,
+		"the system matches the ban journal again":                                             1,
+	} {
+		if got := strings.Count(out, s); got != n {
+			t.Errorf("%q logged %d times, want %d:\n%s", s, got, n, out)
+		}
+	}
+}
+
+// Unblocking a prefix lifts the bans inside it and those covering it, and no other.
+func TestUnblockInsideAndCovering(t *testing.T) {
+	f := newFake()
+	m := testManager(t, filepath.Join(t.TempDir(), "bans"), viewOf(), f)
+	defer m.Close()
+	now := time.Now()
+	for _, p := range []string{"10.78.1.0/24", "10.78.1.70/32", "10.78.0.60/32", "10.78.2.1/32", "10.0.0.0/8"} {
+		if _, ok := m.Block(Ban{Prefix: pfx(p), Start: now}); !ok {
+			t.Fatalf("block %s refused", p)
+		}
+	}
+	ended, err := m.Unblock(pfx("10.78.1.0/24"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, b := range ended {
+		got = append(got, b.Prefix.String())
+	}
+	slices.Sort(got)
+	if want := []string{"10.0.0.0/8", "10.78.1.0/24", "10.78.1.70/32"}; !slices.Equal(got, want) {
+		t.Errorf("unblock 10.78.1.0/24 lifted %v, want %v", got, want)
+	}
+	if !f.has(pfx("10.78.0.60/32")) || !f.has(pfx("10.78.2.1/32")) || f.has(pfx("10.78.1.70/32")) {
+		t.Errorf("backend holds %v", f.held)
 	}
 }

@@ -87,7 +87,7 @@ func (c *Client) Block(prefix string, d time.Duration) (Ban, error) {
 	return *resp.Ban, nil
 }
 
-// Unblock lifts every active ban equal to or inside prefix (an address or CIDR) and
+// Unblock lifts every active ban inside or covering prefix (an address or CIDR) and
 // returns the bans lifted; none is not an error.
 func (c *Client) Unblock(prefix string) ([]Ban, error) {
 	p, err := ParsePrefix(prefix)

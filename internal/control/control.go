@@ -107,7 +107,7 @@ type Service interface {
 	// Block bans p for d: d == 0 means the configured default duration, d < 0
 	// (Permanent) a ban that never expires. p is already normalised (ParsePrefix).
 	Block(p netip.Prefix, d time.Duration) (Ban, error)
-	// Unblock lifts every active ban equal to or inside p and returns them; lifting
+	// Unblock lifts every active ban inside or covering p and returns them; lifting
 	// nothing is not an error.
 	Unblock(p netip.Prefix) ([]Ban, error)
 	// Status summarises the daemon.

@@ -14,6 +14,7 @@ import (
 	"github.com/portsentry-go/portsentry/internal/config"
 	"github.com/portsentry-go/portsentry/internal/journal"
 	"github.com/portsentry-go/portsentry/internal/probe"
+	"github.com/portsentry-go/portsentry/internal/respond"
 	"github.com/portsentry-go/portsentry/internal/respond/hostsdeny"
 	"github.com/portsentry-go/portsentry/internal/respond/ipset"
 	"github.com/portsentry-go/portsentry/internal/respond/nft"
@@ -22,10 +23,13 @@ import (
 )
 
 // newBackend opens the native backend BLOCK_BACKEND names; bans.Nop for "classic".
-func newBackend(cfg *config.Config, log *slog.Logger) (bans.Backend, error) {
+// instance is empty for the first process on a host and names the others (see
+// openBans), so that no two processes share entries: one's reconciling or unblocking
+// would lift the other's bans.
+func newBackend(cfg *config.Config, log *slog.Logger, instance string) (bans.Backend, error) {
 	switch cfg.BlockBackend {
 	case "nftables":
-		return nft.New(nft.Options{}, log)
+		return nft.New(nft.Options{Table: nftTable(instance)}, log)
 	case "route":
 		return route.New(route.Options{}, log)
 	case "ipset":
@@ -34,6 +38,15 @@ func newBackend(cfg *config.Config, log *slog.Logger) (bans.Backend, error) {
 		return hostsdeny.New(hostsdeny.Options{Path: cfg.HostsDenyFile}, log)
 	}
 	return bans.Nop{}, nil
+}
+
+// nftTable is the nftables table of an instance: "portsentry", or for a second
+// process "portsentry_tcp", "portsentry_udp", "portsentry_stcp_sudp", ...
+func nftTable(instance string) string {
+	if instance == "" {
+		return nft.DefaultTable
+	}
+	return nft.DefaultTable + "_" + strings.ReplaceAll(instance, "+", "_")
 }
 
 // banPolicy is the ban manager's view of the configuration in force.
@@ -51,10 +64,11 @@ func (d *Daemon) banPolicy() bans.Policy {
 // journal locked by the first uses its own, named after its modes.
 func (d *Daemon) openBans(now time.Time) (*bans.Manager, error) {
 	cfg, log := d.Config(), d.log
-	path := cfg.BanJournalPath()
+	path, instance := cfg.BanJournalPath(), ""
 	j, rep, err := bans.Open(path, now)
 	if errors.Is(err, bans.ErrLocked) {
-		path += "." + modeSuffix(d.opts.Modes)
+		instance = modeSuffix(d.opts.Modes)
+		path += "." + instance
 		log.Warn(fmt.Sprintf("adminalert: %s is used by another portsentry process: using %s", cfg.BanJournalPath(), path))
 		j, rep, err = bans.Open(path, now)
 	}
@@ -67,11 +81,14 @@ func (d *Daemon) openBans(now time.Time) (*bans.Manager, error) {
 	if rep.Torn {
 		log.Warn(fmt.Sprintf("adminalert: %s: incomplete last line (a crash while writing) cut off", path))
 	}
+	if rep.ExpireErr != nil {
+		log.Error(fmt.Sprintf("adminalert: ERROR: %s: cannot record the bans that expired while PortSentry was down (retrying): %v", path, rep.ExpireErr))
+	}
 	for _, b := range rep.Expired {
 		log.Info(fmt.Sprintf("attackalert: Ban on %s expired while PortSentry was down", b.Prefix))
 		d.undoJob(b)(context.Background()) // before detection starts: bounded by KILL_CMD_TIMEOUT
 	}
-	backend, err := newBackend(cfg, log)
+	backend, err := newBackend(cfg, log, instance)
 	if err != nil {
 		j.Close()
 		return nil, fmt.Errorf("BLOCK_BACKEND %s: %w", cfg.BlockBackend, err)
@@ -82,6 +99,12 @@ func (d *Daemon) openBans(now time.Time) (*bans.Manager, error) {
 			Event:        d.banEvent,
 			Refused:      func(n int) { d.stats.Suppressed.Add(uint64(n)) },
 			BackendError: func() { d.metrics.BackendError(backend.Name()) },
+			Repaired: func(r respond.Repair) {
+				d.stats.Restored.Add(uint64(r.Restored))
+				d.stats.Removed.Add(uint64(r.Removed))
+				d.metrics.Repair(backend.Name(), r.Restored, r.Removed)
+			},
+			Journal: d.fileReport("ban_journal"),
 		}})
 	if err := m.Restore(now); err != nil {
 		m.Close()

@@ -118,6 +118,9 @@ type Stats struct {
 	// Dismissed counts stealth probes found, at the last moment, to be aimed at a port
 	// a local service had just opened.
 	Dismissed atomic.Uint64
+	// Restored and Removed count what reconciling the backend with the ban journal
+	// changed: bans put back into the system, entries of ours taken out.
+	Restored, Removed atomic.Uint64
 }
 
 // String renders the counters for the log.
@@ -466,7 +469,7 @@ func (d *Daemon) startWatchers(ctx context.Context) (stop func()) {
 // openStores opens what the daemon writes: history and blocked files, the ban journal
 // (carrying its bans into the kernel, the detector and the blocked files) and JSON_LOG.
 func (d *Daemon) openStores(cfg *config.Config) error {
-	f, err := openFiles(cfg, d.opts.Modes)
+	f, err := openFiles(cfg, d.opts.Modes, d.fileReport)
 	if err != nil {
 		return err
 	}
@@ -484,7 +487,7 @@ func (d *Daemon) openStores(cfg *config.Config) error {
 	d.mu.Unlock()
 	d.restoreBans()
 	if cfg.JSONLog != "" {
-		if d.jsonLog, err = openJSONLog(cfg.JSONLog, d.log); err != nil {
+		if d.jsonLog, err = openJSONLog(cfg.JSONLog, d.log, d.fileReport("json_log")); err != nil {
 			d.log.Error("adminalert: ERROR: JSON_LOG: " + err.Error())
 		}
 	}

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/portsentry-go/portsentry/internal/appendfile"
 	"github.com/portsentry-go/portsentry/internal/config"
 	"github.com/portsentry-go/portsentry/internal/journal"
 	"github.com/portsentry-go/portsentry/internal/probe"
@@ -17,12 +18,14 @@ type files struct {
 	mu      sync.RWMutex
 	history *journal.File
 	blocked map[probe.Mode]*journal.File
+	report  func(label string) appendfile.Report // for the file the label names
 }
 
 // openFiles opens the history file for appending and the blocked files emptied, as
-// classic does at start (it forgets its blocks on restart).
-func openFiles(cfg *config.Config, modes []probe.Mode) (*files, error) {
-	f := &files{blocked: map[probe.Mode]*journal.File{}}
+// classic does at start (it forgets its blocks on restart). report gives each file
+// where its write failures go, by label ("history", "blocked.tcp").
+func openFiles(cfg *config.Config, modes []probe.Mode, report func(label string) appendfile.Report) (*files, error) {
+	f := &files{blocked: map[probe.Mode]*journal.File{}, report: report}
 	if err := f.open(cfg, modes, true); err != nil {
 		f.close()
 		return nil, err
@@ -31,19 +34,30 @@ func openFiles(cfg *config.Config, modes []probe.Mode) (*files, error) {
 }
 
 func (f *files) open(cfg *config.Config, modes []probe.Mode, truncate bool) error {
-	h, err := journal.Open(cfg.HistoryFile, false)
+	h, err := journal.Open(cfg.HistoryFile, false, f.report("history"))
 	if err != nil {
 		return err
 	}
 	f.history = h
 	for _, m := range modes {
-		b, err := journal.Open(blockedPath(cfg, m), truncate)
+		b, err := journal.Open(blockedPath(cfg, m), truncate, f.report("blocked."+string(m)))
 		if err != nil {
 			return err
 		}
 		f.blocked[m] = b
 	}
 	return nil
+}
+
+// fileReport is where the file labelled label reports write failures: the log and the
+// portsentry_write_* metrics.
+func (d *Daemon) fileReport(label string) appendfile.Report {
+	return appendfile.Report{
+		Log:     d.log,
+		Error:   func() { d.metrics.WriteError(label) },
+		Queued:  func(n int) { d.metrics.WriteQueued(label, n) },
+		Dropped: func(n int) { d.metrics.WriteDropped(label, n) },
+	}
 }
 
 func blockedPath(cfg *config.Config, m probe.Mode) string {
@@ -53,7 +67,7 @@ func blockedPath(cfg *config.Config, m probe.Mode) string {
 // reopen switches to the paths of a new config, only where they changed. Nothing is
 // truncated: a reload is not a restart.
 func (f *files) reopen(cfg *config.Config, modes []probe.Mode) error {
-	next := &files{blocked: map[probe.Mode]*journal.File{}}
+	next := &files{blocked: map[probe.Mode]*journal.File{}, report: f.report}
 	if err := next.open(cfg, modes, false); err != nil {
 		next.close()
 		return err
@@ -61,6 +75,13 @@ func (f *files) reopen(cfg *config.Config, modes []probe.Mode) error {
 	f.mu.Lock()
 	old := &files{history: f.history, blocked: f.blocked}
 	f.history, f.blocked = next.history, next.blocked
+	// Lines a full disk kept queued go to the new files, before any new line does.
+	next.history.Inherit(old.history)
+	for m, b := range next.blocked {
+		if ob := old.blocked[m]; ob != nil {
+			b.Inherit(ob)
+		}
+	}
 	f.mu.Unlock()
 	return old.close()
 }

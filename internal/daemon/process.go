@@ -31,6 +31,11 @@ func (d *Daemon) process(v detect.Verdict) {
 	if p.IPOptions {
 		d.log.Info(fmt.Sprintf("attackalert: Packet from host: %s/%s to %s port: %d has IP options set (detection avoidance technique).", name, addr, p.Proto, port))
 	}
+	if v.Action == detect.AlreadyBlocked && d.bans.Native() && d.bans.Pending(addr) {
+		// Its ban is queued behind a journal the disk refuses: not in force yet.
+		d.log.Info(fmt.Sprintf("attackalert: Host: %s/%s is not blocked yet: its ban waits for the ban journal to be writable", name, addr))
+		return
+	}
 	if v.Action == detect.AlreadyBlocked {
 		if p.Mode.Connect() {
 			d.log.Info(fmt.Sprintf("attackalert: Host: %s is already blocked. Ignoring", addr))

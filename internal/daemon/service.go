@@ -78,7 +78,8 @@ func (s service) Status() control.Status {
 		"failures": d.stats.Failures.Load(), "queue_drops": d.stats.QueueDrops.Load(),
 		"suppressed": d.stats.Suppressed.Load(), "dismissed": d.stats.Dismissed.Load(),
 		"impossible": d.stats.Impossible.Load(), "repeated": d.stats.Repeated.Load(),
-		"reloads": d.stats.Reloads.Load(),
+		"reloads":          d.stats.Reloads.Load(),
+		"backend_restored": d.stats.Restored.Load(), "backend_removed": d.stats.Removed.Load(),
 	}
 	if d.stealth != nil {
 		st := d.stealth.Stats()

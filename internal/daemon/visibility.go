@@ -7,6 +7,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/portsentry-go/portsentry/internal/appendfile"
 	"github.com/portsentry-go/portsentry/internal/config"
 	"github.com/portsentry-go/portsentry/internal/control"
 	"github.com/portsentry-go/portsentry/internal/journal"
@@ -27,7 +28,8 @@ func (d *Daemon) event(ev web.Event) {
 
 // jsonLog writes events as JSON lines from its own goroutine, in batches, so that a
 // slow disk never slows detection: when its queue is full, events are dropped and
-// counted.
+// counted. A full disk does not stop it either: the file queues what it cannot write
+// (see appendfile.Queue).
 type jsonLog struct {
 	file    *journal.File
 	lines   chan []byte
@@ -36,8 +38,8 @@ type jsonLog struct {
 	log     *slog.Logger
 }
 
-func openJSONLog(path string, log *slog.Logger) (*jsonLog, error) {
-	f, err := journal.Open(path, false)
+func openJSONLog(path string, log *slog.Logger, r appendfile.Report) (*jsonLog, error) {
+	f, err := journal.Open(path, false, r)
 	if err != nil {
 		return nil, err
 	}

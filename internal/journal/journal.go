@@ -2,20 +2,23 @@
 //
 // Durability: every batch of lines is written with a single write(2) on a file opened
 // with O_APPEND, so concurrent writers never interleave and a crash of the daemon can
-// never leave half a line (the kernel applies the whole write or none of it). After each
-// batch the file is fsync'ed, so a line that was logged as written survives a power loss.
+// never leave half a line. After each batch the file is fsync'ed, so a line that was
+// logged as written survives a power loss. A write the disk refuses or cuts short (full,
+// over quota, I/O error) is cut back to the last whole line, and its lines wait in a
+// bounded queue until the disk takes them again (see appendfile).
 package journal
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"time"
 
+	"github.com/portsentry-go/portsentry/internal/appendfile"
 	"github.com/portsentry-go/portsentry/internal/probe"
 )
 
@@ -38,110 +41,118 @@ func Line(t time.Time, name string, addr netip.Addr, port uint16, proto probe.Pr
 		name, addr, port, proto)
 }
 
-// File is an append-only text file safe for concurrent use.
+// File is an append-only text file safe for concurrent use. Its lines go through an
+// appendfile.Queue: a write the disk refuses leaves no partial line, and its lines are
+// kept and written once there is space again.
 type File struct {
-	mu   sync.Mutex
 	path string
-	f    *os.File
+	q    *appendfile.Queue
 }
 
-// Open opens path for appending, creating it and its parent directories.
-// With truncate set the file is emptied first (classic does this to blocked files).
-func Open(path string, truncate bool) (*File, error) {
+// Open opens path for appending, creating it and its parent directories; r is where
+// write failures are reported. With truncate set the file is emptied first (classic
+// does this to blocked files). A last line left without its newline (cut short by a
+// crash, or by a full disk under an older version) is cut off, so the first line
+// appended starts a line of its own.
+func Open(path string, truncate bool, r appendfile.Report) (*File, error) {
 	if err := os.MkdirAll(filepath.Dir(path), dirMode); err != nil {
 		return nil, fmt.Errorf("create directory for %s: %w", path, err)
 	}
-	flags := os.O_WRONLY | os.O_CREATE | os.O_APPEND
+	flags := os.O_RDWR | os.O_CREATE | os.O_APPEND
 	if truncate {
 		flags |= os.O_TRUNC
 	}
 	f, err := os.OpenFile(path, flags, fileMode)
+	if err == nil {
+		err = cutTornTail(f)
+	}
 	if err != nil {
+		if f != nil {
+			f.Close()
+		}
 		return nil, fmt.Errorf("open %s: %w", path, err)
 	}
-	return &File{path: path, f: f}, nil
+	return &File{path: path, q: appendfile.NewQueue(path, f, r)}, nil
+}
+
+// cutTornTail truncates f after its last newline when it does not end with one.
+func cutTornTail(f *os.File) error {
+	st, err := f.Stat()
+	if err != nil || st.Size() == 0 {
+		return err
+	}
+	buf := make([]byte, 4096)
+	for end := st.Size(); end > 0; {
+		off := max(end-int64(len(buf)), 0)
+		n, err := f.ReadAt(buf[:end-off], off)
+		if err != nil {
+			return err
+		}
+		if i := bytes.LastIndexByte(buf[:n], '\n'); i >= 0 {
+			if off+int64(i)+1 == st.Size() {
+				return nil
+			}
+			return f.Truncate(off + int64(i) + 1)
+		}
+		end = off
+	}
+	return f.Truncate(0)
 }
 
 // Path is the file's name.
 func (f *File) Path() string { return f.path }
 
-// Append writes the lines (newlines added) in one write and syncs the file.
+// Append writes the lines (newlines added) in one write and syncs the file. When the
+// disk refuses them they are queued (see appendfile.Queue); the error is only for a
+// closed file.
 func (f *File) Append(lines ...string) error {
 	if len(lines) == 0 {
 		return nil
 	}
-	n := 0
-	for _, l := range lines {
-		n += len(l) + 1
-	}
-	buf := make([]byte, 0, n)
-	for _, l := range lines {
-		buf = append(buf, l...)
-		buf = append(buf, '\n')
-	}
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	if f.f == nil {
-		return fmt.Errorf("write %s: file is closed", f.path)
-	}
-	if _, err := f.f.Write(buf); err != nil {
-		return fmt.Errorf("write %s: %w", f.path, err)
-	}
-	if err := f.f.Sync(); err != nil {
-		return fmt.Errorf("sync %s: %w", f.path, err)
-	}
-	return nil
+	return f.q.Append(lines...)
 }
 
-// Close closes the file; later Appends fail.
-func (f *File) Close() error {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	if f.f == nil {
-		return nil
-	}
-	err := f.f.Close()
-	f.f = nil
-	return err
-}
+// Queued is how many lines wait for the disk.
+func (f *File) Queued() int { return f.q.Queued() }
+
+// Inherit takes over the lines old could not write yet (see appendfile.Queue.Inherit).
+func (f *File) Inherit(old *File) { f.q.Inherit(old.q) }
+
+// Close writes what it can of the queue and closes the file; later Appends fail.
+func (f *File) Close() error { return f.q.Close() }
 
 // Rewrite keeps only the lines for which keep returns true, replacing the file
 // atomically (a temporary file beside it, synced, renamed over it), and goes on
 // appending to the new file. Used for the blocked files, which list hosts blocked now.
 func (f *File) Rewrite(keep func(line string) bool) error {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	if f.f == nil {
-		return fmt.Errorf("rewrite %s: file is closed", f.path)
-	}
-	data, err := os.ReadFile(f.path)
-	if err != nil {
-		return fmt.Errorf("rewrite %s: %w", f.path, err)
-	}
-	var out []byte
-	for _, l := range strings.SplitAfter(string(data), "\n") {
-		if l != "" && keep(strings.TrimSuffix(l, "\n")) {
-			out = append(out, l...)
+	return f.q.Replace(func() (appendfile.Backing, error) {
+		data, err := os.ReadFile(f.path)
+		if err != nil {
+			return nil, fmt.Errorf("rewrite %s: %w", f.path, err)
 		}
-	}
-	if len(out) == len(data) {
-		return nil
-	}
-	tmp := f.path + ".tmp"
-	if err := writeSynced(tmp, out); err != nil {
-		return fmt.Errorf("rewrite %s: %w", f.path, err)
-	}
-	if err := os.Rename(tmp, f.path); err != nil {
-		os.Remove(tmp)
-		return fmt.Errorf("rewrite %s: %w", f.path, err)
-	}
-	nf, err := os.OpenFile(f.path, os.O_WRONLY|os.O_APPEND, fileMode)
-	if err != nil {
-		return fmt.Errorf("rewrite %s: %w", f.path, err)
-	}
-	f.f.Close()
-	f.f = nf
-	return nil
+		var out []byte
+		for _, l := range strings.SplitAfter(string(data), "\n") {
+			if l != "" && keep(strings.TrimSuffix(l, "\n")) {
+				out = append(out, l...)
+			}
+		}
+		if len(out) == len(data) {
+			return nil, nil
+		}
+		tmp := f.path + ".tmp"
+		if err := writeSynced(tmp, out); err != nil {
+			return nil, fmt.Errorf("rewrite %s: %w", f.path, err)
+		}
+		if err := os.Rename(tmp, f.path); err != nil {
+			os.Remove(tmp)
+			return nil, fmt.Errorf("rewrite %s: %w", f.path, err)
+		}
+		nf, err := os.OpenFile(f.path, os.O_RDWR|os.O_APPEND, fileMode)
+		if err != nil {
+			return nil, fmt.Errorf("rewrite %s: %w", f.path, err)
+		}
+		return nf, nil
+	})
 }
 
 func writeSynced(path string, data []byte) error {

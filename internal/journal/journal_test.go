@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/portsentry-go/portsentry/internal/appendfile"
 	"github.com/portsentry-go/portsentry/internal/probe"
 )
 
@@ -38,7 +39,7 @@ func TestLineParsedByFail2banPattern(t *testing.T) {
 
 func TestAppendCreatesDirsAndKeepsLinesWhole(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "a", "b", "history")
-	f, err := Open(path, false)
+	f, err := Open(path, false, appendfile.Report{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -88,7 +89,7 @@ func TestOpenTruncate(t *testing.T) {
 	if err := os.WriteFile(path, []byte("old\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	f, err := Open(path, true)
+	f, err := Open(path, true, appendfile.Report{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -103,7 +104,7 @@ func TestOpenTruncate(t *testing.T) {
 
 func TestRewriteKeepsAppending(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "blocked.tcp")
-	f, err := Open(path, false)
+	f, err := Open(path, false, appendfile.Report{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -118,5 +119,29 @@ func TestRewriteKeepsAppending(t *testing.T) {
 	}
 	if _, err := os.Stat(path + ".tmp"); err == nil {
 		t.Error("temporary file left behind")
+	}
+}
+
+func TestOpenCutsTornLastLine(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "history")
+	long := strings.Repeat("y", 5000) // the cut is found across read blocks
+	for _, c := range []struct{ before, after string }{
+		{"a\nb\n", "a\nb\n"},
+		{"a\nb\n16:08:47 Ho", "a\nb\n"},
+		{"a\n" + long, "a\n"},
+		{"no newline at all", ""},
+	} {
+		if err := os.WriteFile(path, []byte(c.before), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		f, err := Open(path, false, appendfile.Report{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		f.Append("next")
+		f.Close()
+		if got, _ := os.ReadFile(path); string(got) != c.after+"next\n" {
+			t.Errorf("%.20q: got %.20q, want %.20q", c.before, got, c.after+"next\n")
+		}
 	}
 }

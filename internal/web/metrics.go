@@ -30,9 +30,11 @@ type Metrics struct {
 	impossible, repeated         prometheus.Counter
 	commands, commandFailures    prometheus.Counter
 
-	bans, backendErrors *prometheus.CounterVec
-	mu                  sync.RWMutex
-	banBy, errBy        map[string]prometheus.Counter
+	bans, backendErrors         *prometheus.CounterVec
+	repairs, writeErrors, drops *prometheus.CounterVec
+	queued                      *prometheus.GaugeVec
+	mu                          sync.RWMutex
+	banBy, errBy                map[string]prometheus.Counter
 
 	active  *activeCollector
 	capture *captureCollector
@@ -160,6 +162,22 @@ func NewMetrics() *Metrics {
 			Name: "portsentry_backend_errors_total",
 			Help: "Failed operations of a blocking backend, by backend.",
 		}, []string{"backend"}),
+		repairs: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "portsentry_backend_repairs_total",
+			Help: "Entries the periodic reconciliation changed in the system: bans the journal holds that were missing (restored) and entries of ours the journal does not hold (removed).",
+		}, []string{"backend", "what"}),
+		writeErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "portsentry_write_errors_total",
+			Help: "Failed writes and fsyncs of the daemon's files (a full disk, a quota, an I/O error), by file.",
+		}, []string{"file"}),
+		drops: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "portsentry_write_dropped_total",
+			Help: "Lines given up on because a file could not be written for so long that its queue filled, by file (ban_journal: bans refused).",
+		}, []string{"file"}),
+		queued: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "portsentry_write_queued",
+			Help: "Lines waiting for a file that cannot be written now, by file (ban_journal: bans waiting for their record).",
+		}, []string{"file"}),
 		banBy:   map[string]prometheus.Counter{},
 		errBy:   map[string]prometheus.Counter{},
 		active:  newActiveCollector(),
@@ -183,7 +201,7 @@ func NewMetrics() *Metrics {
 		m.detByMode[mi] = m.detections.WithLabelValues(mode)
 	}
 	m.reg.MustRegister(m.hits, m.detections, m.ignored, m.suppressed, m.impossible, m.repeated, m.reloads,
-		m.commands, m.commandFailures, m.bans, m.backendErrors, m.active, m.capture,
+		m.commands, m.commandFailures, m.bans, m.backendErrors, m.repairs, m.writeErrors, m.drops, m.queued, m.active, m.capture,
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
@@ -242,6 +260,23 @@ func (m *Metrics) Ban(backend string) { m.child(m.bans, m.banBy, backend).Inc() 
 
 // BackendError counts a failed backend operation.
 func (m *Metrics) BackendError(backend string) { m.child(m.backendErrors, m.errBy, backend).Inc() }
+
+// Repair counts what a reconciliation of the backend with the journal changed.
+func (m *Metrics) Repair(backend string, restored, removed int) {
+	m.repairs.WithLabelValues(backend, "restored").Add(float64(restored))
+	m.repairs.WithLabelValues(backend, "removed").Add(float64(removed))
+}
+
+// WriteError counts a failed write or fsync of a file ("history", "blocked.tcp",
+// "json_log", "ban_journal"). The write metrics are touched once per batch, not per
+// hit, so their children are looked up each time.
+func (m *Metrics) WriteError(file string) { m.writeErrors.WithLabelValues(file).Inc() }
+
+// WriteDropped counts n lines (for the ban journal, bans) a file's full queue refused.
+func (m *Metrics) WriteDropped(file string, n int) { m.drops.WithLabelValues(file).Add(float64(n)) }
+
+// WriteQueued sets how many lines (bans) wait for a file now.
+func (m *Metrics) WriteQueued(file string, n int) { m.queued.WithLabelValues(file).Set(float64(n)) }
 
 // child returns vec's child for backend, cached so that repeated calls neither
 // allocate nor hash.

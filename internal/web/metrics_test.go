@@ -117,6 +117,13 @@ func TestMetricsScrape(t *testing.T) {
 	m.Ban("nftables")
 	m.Ban("route")
 	m.BackendError("nftables")
+	m.WriteError("history")
+	m.WriteError("history")
+	m.WriteError("ban_journal")
+	m.WriteQueued("history", 12)
+	m.WriteQueued("history", 5)
+	m.WriteQueued("json_log", 0)
+	m.WriteDropped("history", 3)
 	var active atomic.Int64
 	active.Store(7)
 	m.SetActiveBans("nftables", func() float64 { return float64(active.Load()) })
@@ -148,6 +155,11 @@ func TestMetricsScrape(t *testing.T) {
 		{"portsentry_bans_total", "backend=nftables", 2},
 		{"portsentry_bans_total", "backend=route", 1},
 		{"portsentry_backend_errors_total", "backend=nftables", 1},
+		{"portsentry_write_errors_total", "file=history", 2},
+		{"portsentry_write_errors_total", "file=ban_journal", 1},
+		{"portsentry_write_queued", "file=history", 5},
+		{"portsentry_write_queued", "file=json_log", 0},
+		{"portsentry_write_dropped_total", "file=history", 3},
 		{"portsentry_bans_active", "backend=nftables", 7},
 		{"portsentry_bans_active", "backend=route", 1},
 		{"portsentry_capture_packets_total", "", 1000},
@@ -161,6 +173,8 @@ func TestMetricsScrape(t *testing.T) {
 		"portsentry_hits_total": dto.MetricType_COUNTER, "portsentry_bans_active": dto.MetricType_GAUGE,
 		"portsentry_capture_packets_total": dto.MetricType_COUNTER, "portsentry_capture_dropped_total": dto.MetricType_COUNTER,
 		"portsentry_bans_total": dto.MetricType_COUNTER, "portsentry_backend_errors_total": dto.MetricType_COUNTER,
+		"portsentry_write_errors_total": dto.MetricType_COUNTER, "portsentry_write_queued": dto.MetricType_GAUGE,
+		"portsentry_write_dropped_total": dto.MetricType_COUNTER,
 	}
 	for name, typ := range types {
 		if f := after[name]; f == nil || f.GetType() != typ || f.GetHelp() == "" {

@@ -48,7 +48,7 @@ const (
 type Source interface {
 	Status() control.Status
 	Bans() []control.Ban
-	// Unblock lifts every active ban equal to or inside p and returns them (see
+	// Unblock lifts every active ban inside or covering p and returns them (see
 	// control.Service). The daemon records the matching "unban" events itself.
 	Unblock(p netip.Prefix) ([]control.Ban, error)
 }

@@ -31,6 +31,22 @@
 // Timeouts are enforced by the daemon calling Expire; Setup also drops the rules
 // whose expiry has passed (the daemon may have been down when they ran out).
 //
+// Reconcile makes the block hold exactly the journal's bans: a rule deleted by hand
+// (or the whole file) comes back, a rule of ours the journal does not hold goes, in
+// one rewrite, and only when something differs. Lines inside the block that this
+// package did not write are kept, as everywhere.
+//
+// Options.Instance names the block, so that two daemons (Debian runs one per protocol)
+// keep one block each and never remove each other's rules: instance "udp" keeps
+//
+//	# BEGIN portsentry udp (managed: do not edit between these lines)
+//	...
+//	# END portsentry udp
+//
+// and each backend reads the other's block as text outside its own, left byte for byte.
+// The default instance (no name) keeps the markers above. A host banned by both is
+// denied while either block holds it.
+//
 // The classic KILL_HOSTS_DENY appends to the file without this package's lock: do
 // not point both at the same file.
 package hostsdeny
@@ -65,6 +81,9 @@ const (
 type Options struct {
 	Path string           // the hosts.deny file, e.g. /etc/hosts.deny (required)
 	Now  func() time.Time // clock; default time.Now
+	// Instance names the block (see the package comment; respond.CheckInstance);
+	// empty: the default block.
+	Instance string
 }
 
 // Entry is one rule in the block.
@@ -75,9 +94,10 @@ type Entry struct {
 
 // Backend keeps the managed block. Its methods are safe for concurrent use.
 type Backend struct {
-	log  *slog.Logger
-	opts Options
-	mu   sync.Mutex
+	log        *slog.Logger
+	opts       Options
+	begin, end string // the block's markers
+	mu         sync.Mutex
 }
 
 // New returns a backend for the file at opts.Path. It touches nothing.
@@ -88,10 +108,22 @@ func New(opts Options, log *slog.Logger) (*Backend, error) {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
+	if err := respond.CheckInstance(opts.Instance); err != nil {
+		return nil, fmt.Errorf("hostsdeny: %w", err)
+	}
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Backend{log: log, opts: opts}, nil
+	begin, end := Markers(opts.Instance)
+	return &Backend{log: log, opts: opts, begin: begin, end: end}, nil
+}
+
+// Markers are the lines that open and close an instance's block.
+func Markers(instance string) (begin, end string) {
+	if instance == "" {
+		return BeginMarker, EndMarker
+	}
+	return "# BEGIN portsentry " + instance + " (managed: do not edit between these lines)", EndMarker + " " + instance
 }
 
 // Name is "hostsdeny".
@@ -132,7 +164,7 @@ func (b *Backend) Setup() error {
 	if err != nil {
 		return err
 	}
-	b.log.Info("blocking backend: hosts.deny", "file", b.opts.Path, "expired_at_start", n)
+	b.log.Info("blocking backend: hosts.deny", "file", b.opts.Path, "block", b.begin, "expired_at_start", n)
 	return nil
 }
 
@@ -142,34 +174,93 @@ func (b *Backend) Apply(bans []respond.Ban) error {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	now := b.opts.Now()
-	var bad []error
+	bans, bad := normBans(bans)
 	err := b.change(func(d *doc) bool {
 		changed := false
 		for _, ban := range bans {
-			p, err := norm(ban.Prefix)
-			if err != nil {
-				bad = append(bad, err)
-				continue
-			}
-			var until time.Time
-			if ban.Timeout > 0 {
-				until = now.Add(ban.Timeout).UTC()
-				if t := until.Truncate(time.Second); !t.Equal(until) {
-					until = t.Add(time.Second)
-				}
-			}
-			i := d.find(p)
-			if i < 0 {
-				d.entries = append(d.entries, Entry{Prefix: p, Until: until})
-				changed = true
-			} else if !d.entries[i].Until.Equal(until) {
-				d.entries[i].Until = until
-				changed = true
-			}
+			changed = d.put(ban.Prefix, until(now, ban.Timeout)) || changed
 		}
 		return changed
 	})
 	return errors.Join(err, joinBad("apply", bad))
+}
+
+// Reconcile makes the block hold exactly want (the journal's active bans with their
+// remaining time): missing rules are added, rules of ours that want lacks are removed,
+// in one rewrite, and the file is not touched when nothing differs. The expiry of a
+// rule that is there is left as it is: renewals go through Apply.
+func (b *Backend) Reconcile(want []respond.Ban) (respond.Repair, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	now := b.opts.Now()
+	want, bad := normBans(want)
+	var rep respond.Repair
+	err := b.change(func(d *doc) bool {
+		held := make([]netip.Prefix, len(d.entries))
+		for i, e := range d.entries {
+			held[i] = e.Prefix
+		}
+		missing, extra := respond.Diff(want, held)
+		drop := make(map[netip.Prefix]bool, len(extra))
+		for _, p := range extra {
+			drop[p] = true
+		}
+		d.entries = slices.DeleteFunc(d.entries, func(e Entry) bool { return drop[e.Prefix] })
+		for _, ban := range missing {
+			d.put(ban.Prefix, until(now, ban.Timeout))
+		}
+		rep = respond.Repair{Restored: len(missing), Removed: len(extra)}
+		return rep.Changed()
+	})
+	if err != nil {
+		return respond.Repair{}, errors.Join(err, joinBad("reconcile", bad))
+	}
+	if rep.Changed() {
+		b.log.Info("hostsdeny: block repaired", "file", b.opts.Path, "restored", rep.Restored, "removed", rep.Removed)
+	}
+	return rep, joinBad("reconcile", bad)
+}
+
+// normBans canonicalises the bans' prefixes, returning the bad ones as errors.
+func normBans(bans []respond.Ban) ([]respond.Ban, []error) {
+	out := make([]respond.Ban, 0, len(bans))
+	var bad []error
+	for _, ban := range bans {
+		p, err := norm(ban.Prefix)
+		if err != nil {
+			bad = append(bad, err)
+			continue
+		}
+		out = append(out, respond.Ban{Prefix: p, Timeout: ban.Timeout})
+	}
+	return out, bad
+}
+
+// until is the expiry a rule carries for a ban of timeout d from now, rounded up to
+// the second; zero (permanent) for no timeout.
+func until(now time.Time, d time.Duration) time.Time {
+	if d <= 0 {
+		return time.Time{}
+	}
+	t := now.Add(d).UTC()
+	if r := t.Truncate(time.Second); !r.Equal(t) {
+		t = r.Add(time.Second)
+	}
+	return t
+}
+
+// put adds a rule for p or sets its expiry, reporting whether the block changed.
+func (d *doc) put(p netip.Prefix, until time.Time) bool {
+	i := d.find(p)
+	if i < 0 {
+		d.entries = append(d.entries, Entry{Prefix: p, Until: until})
+		return true
+	}
+	if d.entries[i].Until.Equal(until) {
+		return false
+	}
+	d.entries[i].Until = until
+	return true
 }
 
 func joinBad(what string, bad []error) error {
@@ -214,7 +305,7 @@ func (b *Backend) List() ([]Entry, error) {
 	if err != nil {
 		return nil, err
 	}
-	d, err := load(path)
+	d, err := load(path, b.begin, b.end)
 	if err != nil {
 		return nil, err
 	}
@@ -239,7 +330,7 @@ func (b *Backend) change(f func(*doc) bool) error {
 	if err != nil {
 		return err
 	}
-	d, err := load(path)
+	d, err := load(path, b.begin, b.end)
 	if err != nil {
 		return err
 	}
@@ -254,10 +345,11 @@ func (b *Backend) change(f func(*doc) bool) error {
 
 // doc is a parsed hosts.deny: the bytes around the block, and the block.
 type doc struct {
-	pre, post []byte // outside the block, verbatim (post starts after the END line)
-	hasBlock  bool
-	entries   []Entry
-	unknown   []string // lines in the block we did not write, kept verbatim
+	beginMarker, endMarker string
+	pre, post              []byte // outside the block, verbatim (post starts after the END line)
+	hasBlock               bool
+	entries                []Entry
+	unknown                []string // lines in the block we did not write, kept verbatim
 }
 
 func (d *doc) find(p netip.Prefix) int {
@@ -281,45 +373,50 @@ func lines(b []byte) [][]byte {
 
 func trimLine(l []byte) string { return strings.TrimRight(string(l), " \t\r\n") }
 
-func load(path string) (*doc, error) {
+// load reads the file and finds in it the block between the markers given.
+func load(path, beginMarker, endMarker string) (*doc, error) {
+	d := &doc{beginMarker: beginMarker, endMarker: endMarker}
 	data, err := os.ReadFile(path)
 	if errors.Is(err, fs.ErrNotExist) {
-		return &doc{}, nil
+		return d, nil
 	}
 	if err != nil {
 		return nil, fmt.Errorf("hostsdeny: %w", err)
 	}
-	return parse(path, data)
+	if err := d.parse(path, data); err != nil {
+		return nil, err
+	}
+	return d, nil
 }
 
-func parse(path string, data []byte) (*doc, error) {
-	d := &doc{}
+func (d *doc) parse(path string, data []byte) error {
 	ls := lines(data)
-	begin := slices.IndexFunc(ls, func(l []byte) bool { return trimLine(l) == BeginMarker })
+	begin := slices.IndexFunc(ls, func(l []byte) bool { return trimLine(l) == d.beginMarker })
 	if begin < 0 {
 		d.pre = data
-		return d, nil
+		return nil
 	}
 	end := -1
 	for i := begin + 1; i < len(ls); i++ {
 		switch trimLine(ls[i]) {
-		case EndMarker:
+		case d.endMarker:
 			end = i
-		case BeginMarker:
-			return nil, fmt.Errorf("hostsdeny: %s:%d: second %q before %q", path, i+1, BeginMarker, EndMarker)
+		case d.beginMarker:
+			return fmt.Errorf("hostsdeny: %s:%d: second %q before %q", path, i+1, d.beginMarker, d.endMarker)
 		}
 		if end >= 0 {
 			break
 		}
 	}
 	if end < 0 {
-		return nil, fmt.Errorf("hostsdeny: %s:%d: %q without %q; fix the file by hand", path, begin+1, BeginMarker, EndMarker)
+		return fmt.Errorf("hostsdeny: %s:%d: %q without %q; fix the file by hand", path, begin+1, d.beginMarker, d.endMarker)
 	}
 	d.hasBlock = true
 	d.pre = bytes.Join(ls[:begin], nil)
 	d.post = bytes.Join(ls[end+1:], nil)
 	var until time.Time
 	var untilLine string
+	seen := map[netip.Prefix]bool{} // a second rule for a prefix is not ours
 	flushUntil := func() {
 		if untilLine != "" {
 			d.unknown = append(d.unknown, untilLine)
@@ -341,12 +438,13 @@ func parse(path string, data []byte) (*doc, error) {
 			until, untilLine = t.UTC(), l
 		case strings.HasPrefix(l, rulePrefix):
 			p, err := parsePattern(strings.TrimSpace(l[len(rulePrefix):]))
-			if err != nil || d.find(p) >= 0 {
+			if err != nil || seen[p] {
 				flushUntil()
 				d.unknown = append(d.unknown, l)
 				continue
 			}
 			d.entries = append(d.entries, Entry{Prefix: p, Until: until})
+			seen[p] = true
 			until, untilLine = time.Time{}, ""
 		default:
 			flushUntil()
@@ -354,7 +452,7 @@ func parse(path string, data []byte) (*doc, error) {
 		}
 	}
 	flushUntil()
-	return d, nil
+	return nil
 }
 
 func (d *doc) render() []byte {
@@ -367,7 +465,7 @@ func (d *doc) render() []byte {
 	if len(d.pre) > 0 && d.pre[len(d.pre)-1] != '\n' {
 		buf.WriteByte('\n')
 	}
-	buf.WriteString(BeginMarker + "\n")
+	buf.WriteString(d.beginMarker + "\n")
 	for _, l := range d.unknown {
 		buf.WriteString(l + "\n")
 	}
@@ -377,7 +475,7 @@ func (d *doc) render() []byte {
 		}
 		buf.WriteString(rulePrefix + Pattern(e.Prefix) + "\n")
 	}
-	buf.WriteString(EndMarker + "\n")
+	buf.WriteString(d.endMarker + "\n")
 	buf.Write(d.post)
 	return buf.Bytes()
 }

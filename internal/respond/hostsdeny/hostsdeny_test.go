@@ -52,7 +52,7 @@ func newBackend(t *testing.T, content string) (*Backend, string, *clock) {
 	return b, path, c
 }
 
-func read(t *testing.T, path string) string {
+func read(t tb, path string) string {
 	t.Helper()
 	b, err := os.ReadFile(path)
 	if err != nil {

@@ -20,6 +20,21 @@
 //
 // Close leaves the sets and rules in place: bans outlive the daemon, and the next
 // start re-asserts them. Teardown removes both.
+//
+// Reconcile puts back what Setup made and the journal's bans, should someone have
+// flushed iptables, destroyed a set, deleted elements or cut their timeouts short, and
+// deletes elements the journal does not hold. It runs every few seconds, so it forks iptables only when a
+// set's reference count (which the kernel keeps for every iptables rule naming the
+// set, with either iptables variant) differs from what it was when the rule was last
+// checked; otherwise it costs one netlink dump per set.
+//
+// Options.Instance keeps two daemons on one host (Debian runs one per protocol)
+// apart: instance "udp" uses the sets portsentry-udp4 and portsentry-udp6, each with
+// its rule, so neither's Revoke, Reconcile or Teardown touches the other's. A name too
+// long for ipset's 31 bytes is cut to its first 10 bytes and "~" and its FNV-1a hash
+// in hex (portsentry-tcp+udp+st~e21451ac4); "~" is not allowed in instance names, so
+// a cut name never equals a whole one. The default instance (no name) keeps
+// portsentry4 and portsentry6.
 package ipset
 
 import (
@@ -27,11 +42,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"log/slog"
+	"maps"
 	"net"
 	"net/netip"
 	"os/exec"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -60,8 +78,11 @@ type Options struct {
 	// Netns is the network namespace the sets and rules live in; 0 or netns.None():
 	// the current one. iptables runs on a thread switched into it.
 	Netns      netns.NsHandle
-	Set4, Set6 string // set names; default portsentry4, portsentry6 (at most 31 bytes)
-	Chain      string // filter chain for the rules; default INPUT
+	Set4, Set6 string // set names; default SetNames(Instance) (at most 31 bytes)
+	// Instance names the daemon whose sets these are (see the package comment;
+	// respond.CheckInstance); empty: the default instance.
+	Instance string
+	Chain    string // filter chain for the rules; default INPUT
 	// IPTables and IP6Tables are the commands; default "iptables" and "ip6tables"
 	// found on PATH.
 	IPTables, IP6Tables string
@@ -81,16 +102,23 @@ type Backend struct {
 	opts Options
 	mu   sync.Mutex
 	h    *netlink.Handle
+	// refs is each family's set reference count when its rule was last checked; -1
+	// before that.
+	refs [2]int
 }
 
 // New opens a netfilter netlink socket in the configured namespace. It changes
 // nothing; Setup checks the tools and creates the sets and rules.
 func New(opts Options, log *slog.Logger) (*Backend, error) {
+	if err := respond.CheckInstance(opts.Instance); err != nil {
+		return nil, fmt.Errorf("ipset: %w", err)
+	}
+	set4, set6 := SetNames(opts.Instance)
 	if opts.Set4 == "" {
-		opts.Set4 = DefaultSet4
+		opts.Set4 = set4
 	}
 	if opts.Set6 == "" {
-		opts.Set6 = DefaultSet6
+		opts.Set6 = set6
 	}
 	for _, n := range []string{opts.Set4, opts.Set6} {
 		if len(n) > 31 || strings.ContainsAny(n, " \t\n") {
@@ -125,7 +153,22 @@ func New(opts Options, log *slog.Logger) (*Backend, error) {
 	if err != nil {
 		return nil, fmt.Errorf("ipset unusable: cannot open a netfilter netlink socket: %w", err)
 	}
-	return &Backend{log: log, opts: opts, h: h}, nil
+	return &Backend{log: log, opts: opts, h: h, refs: [2]int{-1, -1}}, nil
+}
+
+// SetNames are an instance's IPv4 and IPv6 sets (see the package comment).
+func SetNames(instance string) (string, string) {
+	if instance == "" {
+		return DefaultSet4, DefaultSet6
+	}
+	const prefix, limit = "portsentry-", 31 - 1 // one byte for the family
+	name := prefix + instance
+	if len(name) > limit {
+		h := fnv.New32a()
+		h.Write([]byte(instance))
+		name = fmt.Sprintf("%s%s~%08x", prefix, instance[:limit-len(prefix)-9], h.Sum32())
+	}
+	return name + "4", name + "6"
 }
 
 // Name is "ipset".
@@ -168,6 +211,7 @@ func isErrno(err error, e uintptr) bool {
 }
 
 type family struct {
+	i    int // index in refs
 	v6   bool
 	set  string
 	cmd  string // iptables or ip6tables
@@ -176,8 +220,8 @@ type family struct {
 
 func (b *Backend) families() []family {
 	return []family{
-		{false, b.opts.Set4, b.opts.IPTables, "IPv4"},
-		{true, b.opts.Set6, b.opts.IP6Tables, "IPv6"},
+		{0, false, b.opts.Set4, b.opts.IPTables, "IPv4"},
+		{1, true, b.opts.Set6, b.opts.IP6Tables, "IPv6"},
 	}
 }
 
@@ -210,6 +254,9 @@ func (b *Backend) Setup() error {
 	for _, f := range b.families() {
 		if err := b.ensureRule(f); err != nil {
 			return err
+		}
+		if _, err := b.noteRefs(f); err != nil {
+			return fmt.Errorf("ipset setup: %w", err)
 		}
 	}
 	b.log.Info("blocking backend: ipset", "sets", b.opts.Set4+","+b.opts.Set6, "chain", b.opts.Chain)
@@ -267,6 +314,59 @@ func (b *Backend) ensureRule(f family) error {
 		return fmt.Errorf("ipset setup (%s): %s %s: %w: %s", f.name, f.cmd, strings.Join(b.ruleArgs(f, "-I"), " "), err, out)
 	}
 	return nil
+}
+
+// listSet lists one set: its header (with the reference count) and elements.
+func (b *Backend) listSet(f family) (*netlink.IPSetResult, error) {
+	var res *netlink.IPSetResult
+	err := nlcall(func() (err error) { res, err = b.h.IpsetList(f.set); return err })
+	if err != nil {
+		return nil, fmt.Errorf("ipset list %s: %w", f.set, err)
+	}
+	return res, nil
+}
+
+// noteRefs lists the set after its rule was checked and keeps its reference count.
+func (b *Backend) noteRefs(f family) (*netlink.IPSetResult, error) {
+	res, err := b.listSet(f)
+	if err != nil {
+		b.refs[f.i] = -1
+		return nil, err
+	}
+	b.refs[f.i] = int(res.References)
+	return res, nil
+}
+
+// restore re-creates a missing set and re-inserts a missing rule, and returns the
+// set's listing. The rule is checked (a fork of iptables) only when the set's
+// reference count changed since it was last checked: deleting or flushing the rule
+// drops it, and a destroyed set comes back with none.
+func (b *Backend) restore(f family) (*netlink.IPSetResult, error) {
+	res, err := b.listSet(f)
+	if isErrno(err, uintptr(unix.ENOENT)) {
+		b.log.Warn("ipset: set missing, created again", "set", f.set)
+		if err := b.createSet(f); err != nil {
+			return nil, err
+		}
+		res, err = b.listSet(f)
+	}
+	if err != nil {
+		return nil, err
+	}
+	if int(res.References) == b.refs[f.i] {
+		return res, nil
+	}
+	had, err := b.hasRule(f)
+	if err != nil {
+		return nil, fmt.Errorf("ipset reconcile (%s): %w", f.name, err)
+	}
+	if !had {
+		b.log.Warn("ipset: rule missing, inserted again", "cmd", f.cmd, "set", f.set, "chain", b.opts.Chain)
+		if err := b.ensureRule(f); err != nil {
+			return nil, err
+		}
+	}
+	return b.noteRefs(f)
 }
 
 // run runs a command in the backend's namespace and returns its combined output
@@ -375,6 +475,13 @@ func (b *Backend) Apply(bans []respond.Ban) error {
 		return errors.New("ipset apply: backend closed")
 	}
 	el := respond.ErrorList{Backend: "ipset", Op: "apply"}
+	b.add(bans, &el)
+	return el.Err()
+}
+
+// add adds or renews bans and returns how many it added.
+func (b *Backend) add(bans []respond.Ban, el *respond.ErrorList) int {
+	n := 0
 	for _, ban := range bans {
 		set, e, q, err := b.entry(ban.Prefix)
 		if err != nil {
@@ -388,9 +495,11 @@ func (b *Backend) Apply(bans []respond.Ban) error {
 		e.Timeout = &t
 		if err := nlcall(func() error { return b.h.IpsetAdd(set, e) }); err != nil {
 			el.Add(fmt.Errorf("add %v to %s: %w", q, set, err))
+			continue
 		}
+		n++
 	}
-	return el.Err()
+	return n
 }
 
 // Revoke deletes bans early; absent ones (or an absent set) are not an error.
@@ -408,6 +517,14 @@ func (b *Backend) del(what string, prefixes []netip.Prefix) error {
 		return fmt.Errorf("ipset %s: backend closed", what)
 	}
 	el := respond.ErrorList{Backend: "ipset", Op: what}
+	b.remove(prefixes, &el)
+	return el.Err()
+}
+
+// remove deletes elements and returns how many deletions succeeded (an absent
+// element succeeds too).
+func (b *Backend) remove(prefixes []netip.Prefix, el *respond.ErrorList) int {
+	n := 0
 	for _, p := range prefixes {
 		set, e, q, err := b.entry(p)
 		if err != nil {
@@ -417,9 +534,65 @@ func (b *Backend) del(what string, prefixes []netip.Prefix) error {
 		err = nlcall(func() error { return b.h.IpsetDel(set, e) })
 		if err != nil && !isErrno(err, nl.IPSET_ERR_EXIST) && !isErrno(err, uintptr(unix.ENOENT)) {
 			el.Add(fmt.Errorf("delete %v from %s: %w", q, set, err))
+			continue
+		}
+		n++
+	}
+	return n
+}
+
+// Reconcile makes the system hold exactly want (the journal's active bans with their
+// remaining time): the sets and rules are restored if gone, missing elements added
+// with their timeouts, elements that would end sooner than their ban renewed (both
+// count as restored), elements want lacks deleted. An element that outlives its ban
+// is left for Expire.
+func (b *Backend) Reconcile(want []respond.Ban) (respond.Repair, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.h == nil {
+		return respond.Repair{}, errors.New("ipset reconcile: backend closed")
+	}
+	left := map[netip.Prefix]time.Duration{} // each element's time left
+	for _, f := range b.families() {
+		res, err := b.restore(f)
+		if err != nil {
+			return respond.Repair{}, err
+		}
+		for _, e := range entries(f, res) {
+			left[e.Prefix] = e.Timeout
 		}
 	}
-	return el.Err()
+	el := respond.ErrorList{Backend: "ipset", Op: "reconcile"}
+	canon := make([]respond.Ban, 0, len(want))
+	var short []respond.Ban
+	for _, ban := range want {
+		_, _, q, err := b.entry(ban.Prefix)
+		if err != nil {
+			el.Add(err)
+			continue
+		}
+		ban.Prefix = q
+		canon = append(canon, ban)
+		if t, ok := left[q]; ok && endsSooner(t, ban.Timeout) {
+			short = append(short, ban)
+		}
+	}
+	missing, extra := respond.Diff(canon, slices.Collect(maps.Keys(left)))
+	rep := respond.Repair{Restored: b.add(append(missing, short...), &el), Removed: b.remove(extra, &el)}
+	if rep.Changed() {
+		b.log.Info("ipset: sets repaired", "sets", b.opts.Set4+","+b.opts.Set6, "restored", rep.Restored, "removed", rep.Removed)
+	}
+	return rep, el.Err()
+}
+
+// endsSooner reports whether an element with time left (0: permanent) ends more than
+// respond.Grace before a ban with that much left (0: permanent) would: set by hand, or
+// a renewal that did not reach the kernel.
+func endsSooner(left, ban time.Duration) bool {
+	if left == 0 {
+		return false
+	}
+	return seconds(ban) == 0 || left < ban-respond.Grace
 }
 
 // List returns the elements of both sets with the time they have left.
@@ -431,31 +604,37 @@ func (b *Backend) List() ([]Entry, error) {
 	}
 	var out []Entry
 	for _, f := range b.families() {
-		var res *netlink.IPSetResult
-		err := nlcall(func() (err error) { res, err = b.h.IpsetList(f.set); return err })
+		res, err := b.listSet(f)
 		if err != nil {
-			return nil, fmt.Errorf("ipset list %s: %w", f.set, err)
+			return nil, err
 		}
-		for _, e := range res.Entries {
-			a, ok := netip.AddrFromSlice(e.IP)
-			if !ok {
-				continue
-			}
-			if !f.v6 {
-				a = a.Unmap()
-			}
-			bits := int(e.CIDR)
-			if bits == 0 {
-				bits = a.BitLen()
-			}
-			en := Entry{Prefix: netip.PrefixFrom(a, bits)}
-			if e.Timeout != nil {
-				en.Timeout = time.Duration(*e.Timeout) * time.Second
-			}
-			out = append(out, en)
-		}
+		out = append(out, entries(f, res)...)
 	}
 	return out, nil
+}
+
+// entries are the elements of one set's listing.
+func entries(f family, res *netlink.IPSetResult) []Entry {
+	var out []Entry
+	for _, e := range res.Entries {
+		a, ok := netip.AddrFromSlice(e.IP)
+		if !ok {
+			continue
+		}
+		if !f.v6 {
+			a = a.Unmap()
+		}
+		bits := int(e.CIDR)
+		if bits == 0 {
+			bits = a.BitLen()
+		}
+		en := Entry{Prefix: netip.PrefixFrom(a, bits)}
+		if e.Timeout != nil {
+			en.Timeout = time.Duration(*e.Timeout) * time.Second
+		}
+		out = append(out, en)
+	}
+	return out
 }
 
 // Teardown removes the rules (every copy) and destroys the sets.
@@ -504,6 +683,7 @@ func (b *Backend) Teardown() error {
 			errs = append(errs, fmt.Errorf("destroy %s: %w", f.set, err))
 		}
 	}
+	b.refs = [2]int{-1, -1}
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("ipset teardown: %w", err)
 	}

@@ -23,42 +23,8 @@ import (
 //     yet, fails with ENOENT and aborts the transaction. DESTROYSETELEM would not, but
 //     it corrupts interval sets (rawtx.go), so remove skips absent ones by bisection.
 
-// longer is the longer of two ban durations, where 0 is permanent.
-func longer(a, b time.Duration) time.Duration {
-	if a == 0 || b == 0 {
-		return 0
-	}
-	return max(a, b)
-}
-
-func cmpBan(x, y Ban) int {
-	if c := x.Prefix.Addr().Compare(y.Prefix.Addr()); c != 0 {
-		return c
-	}
-	return x.Prefix.Bits() - y.Prefix.Bits()
-}
-
-// merge makes bans non-overlapping: a prefix inside (or equal to) another one is
-// folded into the wider one, which gets the longer of the durations.
-func merge(bans []Ban) []Ban {
-	sorted := slices.Clone(bans)
-	slices.SortFunc(sorted, cmpBan)
-	// Sorted by address, then widest first: every prefix nested in a kept one follows
-	// it directly, until the first prefix outside it.
-	out := sorted[:0]
-	for _, ban := range sorted {
-		if n := len(out); n > 0 && out[n-1].Prefix.Overlaps(ban.Prefix) {
-			out[n-1].Timeout = longer(out[n-1].Timeout, ban.Timeout)
-			continue
-		}
-		out = append(out, ban)
-	}
-	return out
-}
-
-// resolve normalises bans and makes them non-overlapping: the same prefix twice keeps
-// the later timeout (bans apply in order); a prefix inside another one in the list is
-// folded into the wider prefix, which gets the longer of the two durations.
+// resolve normalises bans; the same prefix twice keeps the later timeout (bans apply
+// in order).
 func resolve(bans []Ban) ([]Ban, error) {
 	byPrefix := make(map[netip.Prefix]int, len(bans))
 	out := make([]Ban, 0, len(bans))
@@ -83,20 +49,16 @@ func resolve(bans []Ban) ([]Ban, error) {
 		byPrefix[p] = len(out)
 		out = append(out, Ban{Prefix: p, Timeout: ban.Timeout})
 	}
-	merged := merge(out)
-	if len(merged) == len(out) {
-		return out, nil // keep the caller's order when nothing was folded
-	}
-	return merged, nil
+	return out, nil
 }
 
 // Apply bans every prefix for its duration, committing at most BatchSize bans per
 // transaction. A prefix already banned is set anew: its timeout restarts with the new
-// duration (permanent or not). Overlapping bans are folded together, within the list
-// and against what the kernel holds: the wider prefix stays, with the longer duration.
-// Setup runs first if it has not yet, and again if the table or its sets have
-// vanished (`nft flush ruleset`, as the nftables service does on reload).
-// When a transaction fails, the bans committed by the earlier ones stay.
+// duration (permanent or not). Bans of different lengths are independent, whether or
+// not they overlap: each is its own element in the set for its length, and ends when
+// its own timeout does. Setup runs first if it has not yet, and again if the table or
+// one of its sets has vanished (`nft flush ruleset`, as the nftables service does on
+// reload). When a transaction fails, the bans committed by the earlier ones stay.
 func (b *Backend) Apply(bans []Ban) error {
 	bans, err := resolve(bans)
 	if err != nil {
@@ -104,14 +66,14 @@ func (b *Backend) Apply(bans []Ban) error {
 	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	if b.canUpdate == probeUnknown {
-		if _, err := b.setup(); err != nil {
+	if need := setsFor(bans); b.canUpdate == probeUnknown || len(b.missingSets(need)) > 0 {
+		if _, err := b.setup(need); err != nil {
 			return err
 		}
 	}
 	// The kernel's view, when needed: read once and reused by later chunks, which
 	// are disjoint from earlier ones; a stale view only costs a retry.
-	var stored map[string][]storedRange
+	var stored map[string][]decoded
 	if b.canUpdate == probeNo {
 		if stored, err = b.readStored(); err != nil {
 			return err
@@ -130,9 +92,10 @@ func (b *Backend) Apply(bans []Ban) error {
 
 // applyChunk commits one chunk. On kernels that update elements in place the fast
 // path is a plain add; stored (the kernel's view) is nil then. The view is read again
-// after a transaction failed on an overlap (EEXIST) or on something missing (ENOENT:
-// the table was removed, or an element to delete expired in between).
-func (b *Backend) applyChunk(chunk []Ban, stored map[string][]storedRange) error {
+// after a transaction failed on an overlap (EEXIST: a range in one of our sets that
+// we did not put there) or on something missing (ENOENT: the table or a set was
+// removed, or an element to delete expired in between).
+func (b *Backend) applyChunk(chunk []Ban, stored map[string][]decoded) error {
 	var err error
 	for attempt := 0; ; attempt++ {
 		err = b.commit(b.plan(chunk, stored))
@@ -144,14 +107,13 @@ func (b *Backend) applyChunk(chunk []Ban, stored map[string][]storedRange) error
 		}
 		switch {
 		case errors.Is(err, unix.ENOENT):
-			// Perhaps the table is gone: Setup is idempotent and cheap when it is not.
-			changed, serr := b.setup()
+			// Perhaps the table or a set is gone: Setup is idempotent and cheap when not.
+			changed, serr := b.setup(setsFor(chunk))
 			if serr != nil {
 				return serr
 			}
 			if changed {
-				b.log.Warn("nftables: the table or its sets were missing and have been recreated; earlier bans are gone from the kernel until replayed",
-					"table", "inet "+b.opts.Table)
+				b.log.Warn("nftables: the table or its sets were missing and have been recreated", "table", "inet "+b.opts.Table)
 			}
 		case errors.Is(err, unix.EEXIST), errors.Is(err, unix.ENOTEMPTY):
 		default:
@@ -164,55 +126,62 @@ func (b *Backend) applyChunk(chunk []Ban, stored map[string][]storedRange) error
 	return fmt.Errorf("nftables apply (table inet %s): %w", b.opts.Table, err)
 }
 
-// storedRange is one range the kernel holds: its elements (to delete it) and the
-// prefixes it consists of, each with the time the range has left (0 = permanent).
-type storedRange struct {
-	r      decoded
-	pieces []Ban
+// kernelSets lists our sets as the kernel holds them now, sorted.
+func (b *Backend) kernelSets() ([]string, error) {
+	ss, err := b.conn.GetSets(b.table)
+	if errors.Is(err, unix.ENOENT) {
+		return nil, nil // no table
+	}
+	if err != nil {
+		return nil, fmt.Errorf("nftables: list sets of table inet %s: %w", b.opts.Table, err)
+	}
+	var out []string
+	for _, s := range ss {
+		if _, _, ours := parseSetName(s.Name); ours {
+			out = append(out, s.Name)
+		}
+	}
+	slices.SortFunc(out, cmpSets)
+	return out, nil
 }
 
-// readStored reads both sets, sorted by address, leaving out expired ranges.
-func (b *Backend) readStored() (map[string][]storedRange, error) {
-	out := map[string][]storedRange{}
-	for _, name := range []string{set4, set6} {
+// readStored reads our sets, each sorted by address, leaving out expired ranges.
+func (b *Backend) readStored() (map[string][]decoded, error) {
+	names, err := b.kernelSets()
+	if err != nil {
+		return nil, err
+	}
+	out := map[string][]decoded{}
+	for _, name := range names {
 		rs, err := b.rawList(name)
 		if err != nil {
 			if errors.Is(err, unix.ENOENT) {
-				continue // no set: nothing stored; the transaction will recreate it
+				continue // gone meanwhile: nothing stored; the transaction will recreate it
 			}
 			return nil, fmt.Errorf("nftables: list set %s: %w", name, err)
 		}
 		for _, r := range rs {
-			remaining := r.expires
-			if r.timeout == 0 {
-				remaining = 0
-			} else if remaining <= 0 {
-				continue
+			if r.timeout == 0 || r.expires > 0 {
+				out[name] = append(out[name], r)
 			}
-			sr := storedRange{r: r}
-			for _, p := range prefixes(r.start, r.end) {
-				sr.pieces = append(sr.pieces, Ban{Prefix: p, Timeout: remaining})
-			}
-			out[name] = append(out[name], sr)
 		}
 	}
 	return out, nil
 }
 
 // overlapping returns the stored ranges (sorted, disjoint) that overlap p.
-func overlapping(rs []storedRange, p netip.Prefix) []storedRange {
+func overlapping(rs []decoded, p netip.Prefix) []decoded {
 	first, last := p.Addr(), lastAddr(p)
 	// The first range starting after last; the ones before it may overlap.
-	i, _ := slices.BinarySearchFunc(rs, last, func(s storedRange, a netip.Addr) int {
-		if s.r.start.Compare(a) <= 0 {
+	i, _ := slices.BinarySearchFunc(rs, last, func(r decoded, a netip.Addr) int {
+		if r.start.Compare(a) <= 0 {
 			return -1
 		}
 		return 1
 	})
-	var out []storedRange
+	var out []decoded
 	for j := i - 1; j >= 0; j-- {
-		r := rs[j].r
-		if r.end.IsValid() && r.end.Compare(first) <= 0 {
+		if rs[j].end.IsValid() && rs[j].end.Compare(first) <= 0 {
 			break // ends before p: so do all earlier ones
 		}
 		out = append(out, rs[j])
@@ -220,101 +189,64 @@ func overlapping(rs []storedRange, p netip.Prefix) []storedRange {
 	return out
 }
 
+// is reports whether the range r is exactly the prefix p.
+func (r decoded) is(p netip.Prefix) bool {
+	ps := prefixes(r.start, r.end)
+	return len(ps) == 1 && ps[0] == p
+}
+
 // plan builds the transaction for a chunk. Without stored (nil) it is a plain add.
-// With the kernel's view it also folds each ban with the stored ranges it overlaps:
-// a stored range inside the ban is deleted and its remaining time counts; a stored
-// prefix around the ban takes the ban's place. A stored range that is not a single
-// prefix (not ours) and overlaps a ban is replaced by its prefixes. And on kernels
-// that cannot update elements, a stored ban being re-added is deleted first, in the
-// same transaction, so that it comes back with the new timeout.
-func (b *Backend) plan(chunk []Ban, stored map[string][]storedRange) *tx {
+// With the kernel's view it first deletes, in the same transaction, every stored
+// range the ban overlaps in its set: one that is not exactly the ban (only a range we
+// did not add can overlap a ban of the same length), and, on kernels that cannot
+// update elements, the ban itself, so that it comes back with the new timeout.
+func (b *Backend) plan(chunk []Ban, stored map[string][]decoded) *tx {
 	t := &tx{table: b.opts.Table}
-	if stored == nil {
-		byset := map[string][]elem{}
-		for _, ban := range chunk {
-			name := setFor(ban.Prefix)
-			byset[name] = append(byset[name], elemsOf(ban.Prefix, ban.Timeout)...)
-		}
-		for _, name := range []string{set4, set6} {
-			t.add(name, byset[name])
-		}
-		return t
-	}
-	var add []Ban
-	del := map[string][]decoded{}
-	deleted := map[netip.Addr]bool{} // by start address: each range at most once
+	add := map[string][]elem{}
+	del := map[string][]elem{}
+	deleted := map[string]map[netip.Addr]bool{} // by set and start: each range once
 	for _, ban := range chunk {
-		name := setFor(ban.Prefix)
-		for _, sr := range overlapping(stored[name], ban.Prefix) {
-			exact := len(sr.pieces) == 1
-			if exact && sr.pieces[0].Prefix == ban.Prefix && b.canUpdate == probeYes {
+		name := setName(ban.Prefix)
+		add[name] = append(add[name], elemsOf(ban.Prefix, ban.Timeout)...)
+		for _, r := range overlapping(stored[name], ban.Prefix) {
+			if r.is(ban.Prefix) && b.canUpdate == probeYes {
 				continue // re-add: the kernel updates it in place
 			}
-			if !deleted[sr.r.start] {
-				deleted[sr.r.start] = true
-				del[name] = append(del[name], sr.r)
-				for _, piece := range sr.pieces {
-					if !piece.Prefix.Overlaps(ban.Prefix) {
-						add = append(add, piece) // the rest of a foreign range
-					}
-				}
+			if deleted[name] == nil {
+				deleted[name] = map[netip.Addr]bool{}
 			}
-			for _, piece := range sr.pieces {
-				if !piece.Prefix.Overlaps(ban.Prefix) {
-					continue
-				}
-				if piece.Prefix.Bits() < ban.Prefix.Bits() {
-					b.log.Info("nftables: ban folded into a wider stored ban", "ban", ban.Prefix, "into", piece.Prefix)
-					ban.Prefix = piece.Prefix
-				} else if piece.Prefix != ban.Prefix {
-					b.log.Info("nftables: stored ban folded into a wider new ban", "stored", piece.Prefix, "into", ban.Prefix)
-				}
-				if piece.Prefix != ban.Prefix || !exact {
-					ban.Timeout = longer(ban.Timeout, piece.Timeout)
-				}
+			if !deleted[name][r.start] {
+				deleted[name][r.start] = true
+				del[name] = append(del[name], rangeElems(r)...)
 			}
 		}
-		add = append(add, ban)
 	}
-	for _, name := range []string{set4, set6} {
-		var els []elem
-		for _, r := range del[name] {
-			els = append(els, rangeElems(r)...)
-		}
-		t.del(name, els)
+	names := setsFor(chunk)
+	for _, name := range names {
+		t.del(name, del[name])
 	}
-	byset := map[string][]elem{}
-	for _, ban := range merge(add) {
-		name := setFor(ban.Prefix)
-		byset[name] = append(byset[name], elemsOf(ban.Prefix, ban.Timeout)...)
-	}
-	for _, name := range []string{set4, set6} {
-		t.add(name, byset[name])
+	for _, name := range names {
+		t.add(name, add[name])
 	}
 	return t
 }
 
-// verify checks that every prefix of bans lies in a range the kernel holds.
+// verify checks that every prefix of bans is a range the kernel holds.
 func (b *Backend) verify(bans []Ban) error {
 	var missing []netip.Prefix
-	for _, name := range []string{set4, set6} {
+	for _, name := range setsFor(bans) {
 		rs, err := b.rawList(name)
 		if err != nil {
 			return fmt.Errorf("nftables verify: list set %s: %w", name, err)
 		}
 		for _, ban := range bans {
-			if setFor(ban.Prefix) != name {
+			if setName(ban.Prefix) != name {
 				continue
 			}
-			first, last := ban.Prefix.Addr(), lastAddr(ban.Prefix)
-			i, _ := slices.BinarySearchFunc(rs, first, func(r decoded, a netip.Addr) int {
+			i, found := slices.BinarySearchFunc(rs, ban.Prefix.Addr(), func(r decoded, a netip.Addr) int {
 				return r.start.Compare(a)
 			})
-			// The range holding first starts at or before it.
-			if i == len(rs) || rs[i].start != first {
-				i--
-			}
-			if i < 0 || (rs[i].end.IsValid() && rs[i].end.Compare(last) <= 0) {
+			if !found || !rs[i].is(ban.Prefix) {
 				missing = append(missing, ban.Prefix)
 			}
 		}
@@ -326,8 +258,8 @@ func (b *Backend) verify(bans []Ban) error {
 	return nil
 }
 
-// Revoke lifts the bans on the given prefixes, exactly as stored (a host inside a
-// banned network stays blocked by the network's ban). Prefixes that are not banned,
+// Revoke lifts the bans on the given prefixes, exactly (a host inside a banned network
+// stays blocked by the network's ban, and a network's ban leaves the hosts' inside it). Prefixes that are not banned,
 // or whose ban has just expired, are not an error.
 func (b *Backend) Revoke(prefixes []netip.Prefix) error {
 	seen := map[netip.Prefix]bool{}
@@ -352,34 +284,62 @@ func (b *Backend) Revoke(prefixes []netip.Prefix) error {
 	return nil
 }
 
-// remove deletes the prefixes' elements in one transaction. DELSETELEM fails the
-// whole transaction when one element is absent or expired (ENOENT), so then the
-// list is split in halves, recursively, until the absent ones stand alone and are
-// skipped: k absent prefixes cost about 2k·log2(n/k) extra transactions, and a
-// transaction never removes half an interval.
+// stored is one range of one of our sets, to delete.
+type stored struct {
+	set string
+	r   decoded
+}
+
+// storedOf is the range prefix p is stored as.
+func storedOf(p netip.Prefix) stored {
+	r := decoded{start: p.Addr()}
+	if next := lastAddr(p).Next(); next.IsValid() {
+		r.end = next
+	}
+	return stored{set: setName(p), r: r}
+}
+
+// remove deletes the prefixes' elements; see removeRanges.
 func (b *Backend) remove(ps []netip.Prefix) error {
-	if len(ps) == 0 {
+	rs := make([]stored, len(ps))
+	for i, p := range ps {
+		rs[i] = storedOf(p)
+	}
+	return b.removeRanges(rs)
+}
+
+// removeRanges deletes the ranges in one transaction. DELSETELEM fails the whole
+// transaction when one element is absent or expired (ENOENT), so then the list is
+// split in halves, recursively, until the absent ones stand alone and are skipped:
+// k absent ranges cost about 2k·log2(n/k) extra transactions, and a transaction never
+// removes half an interval.
+func (b *Backend) removeRanges(rs []stored) error {
+	if len(rs) == 0 {
 		return nil
 	}
 	t := &tx{table: b.opts.Table}
 	byset := map[string][]elem{}
-	for _, p := range ps {
-		byset[setFor(p)] = append(byset[setFor(p)], elemsOf(p, 0)...)
+	var names []string
+	for _, s := range rs {
+		if byset[s.set] == nil {
+			names = append(names, s.set)
+		}
+		byset[s.set] = append(byset[s.set], rangeElems(s.r)...)
 	}
-	for _, name := range []string{set4, set6} {
+	for _, name := range names {
 		t.del(name, byset[name])
 	}
 	err := b.commit(t)
 	if !errors.Is(err, unix.ENOENT) {
 		return err
 	}
-	if len(ps) == 1 {
-		return nil // not there (or expired): what revoking asked for
+	if len(rs) == 1 {
+		return nil // not there (or expired): what removing asked for
 	}
-	if err := b.remove(ps[:len(ps)/2]); err != nil {
+	if err := b.removeRanges(rs[:len(rs)/2]); err != nil {
 		return err
 	}
-	return b.remove(ps[len(ps)/2:])
+	return b.removeRanges(rs[len(rs)/2:])
 }
 
 // probeUpdate finds out whether re-adding an element restarts its timeout (kernel
@@ -430,50 +390,61 @@ func (b *Backend) rawList(name string) ([]decoded, error) {
 	return ranges(els)
 }
 
-// List returns the bans the kernel holds, sorted by address, each with its timeout
-// and the time it has left (Expires; both 0 for a permanent ban). Expired elements
-// the kernel has not reaped yet are left out.
+// List returns the bans the kernel holds, sorted by address (a network before the
+// hosts inside it), each with its timeout and the time it has left (Expires; both 0
+// for a permanent ban). Expired elements the kernel has not reaped yet are left out.
 func (b *Backend) List() ([]Element, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	stored, err := b.readStored()
+	if err != nil {
+		return nil, fmt.Errorf("nftables list: %w", err)
+	}
 	var out []Element
-	for _, name := range []string{set4, set6} {
-		rs, err := b.rawList(name)
-		if err != nil {
-			return nil, fmt.Errorf("nftables list set %s: %w", name, err)
-		}
+	for _, rs := range stored {
 		for _, r := range rs {
-			if r.timeout > 0 && r.expires <= 0 {
-				continue
-			}
 			for _, p := range prefixes(r.start, r.end) {
 				out = append(out, Element{Prefix: p, Timeout: r.timeout, Expires: r.expires})
 			}
 		}
 	}
+	slices.SortFunc(out, func(x, y Element) int {
+		if c := x.Prefix.Addr().Compare(y.Prefix.Addr()); c != 0 {
+			return c
+		}
+		return x.Prefix.Bits() - y.Prefix.Bits()
+	})
 	return out, nil
 }
 
-// Count returns how many ranges (bans) each set holds.
+// Count returns how many ranges (bans) the IPv4 and the IPv6 sets hold.
 func (b *Backend) Count() (v4, v6 int, err error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	r4, err := b.rawList(set4)
+	stored, err := b.readStored()
 	if err != nil {
 		return 0, 0, fmt.Errorf("nftables count: %w", err)
 	}
-	r6, err := b.rawList(set6)
-	if err != nil {
-		return 0, 0, fmt.Errorf("nftables count: %w", err)
+	for name, rs := range stored {
+		if is6, _, _ := parseSetName(name); is6 {
+			v6 += len(rs)
+		} else {
+			v4 += len(rs)
+		}
 	}
-	return len(r4), len(r6), nil
+	return v4, v6, nil
 }
 
-// Flush empties both sets, in one transaction.
+// Flush empties all our sets, in one transaction.
 func (b *Backend) Flush() error {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	b.conn.FlushSet(b.set(set4))
-	b.conn.FlushSet(b.set(set6))
+	names, err := b.kernelSets()
+	if err != nil {
+		return err
+	}
+	for _, name := range names {
+		b.conn.FlushSet(b.set(name))
+	}
 	return b.flush("flush")
 }

@@ -150,12 +150,31 @@ func kernelSet(t *testing.T, ns, name string) map[netip.Prefix]kElem {
 	return out
 }
 
+// kernelAll lists the elements of all our sets (ban4, ban6, ban4_24, ...).
 func kernelAll(t *testing.T, ns string) map[netip.Prefix]kElem {
-	m := kernelSet(t, ns, set4)
-	for p, e := range kernelSet(t, ns, set6) {
-		m[p] = e
+	m := map[netip.Prefix]kElem{}
+	for _, name := range kernelSetNames(t, ns) {
+		for p, e := range kernelSet(t, ns, name) {
+			m[p] = e
+		}
 	}
 	return m
+}
+
+// kernelSetNames lists the sets of our table, as nft(8) shows them.
+func kernelSetNames(t *testing.T, ns string) []string {
+	t.Helper()
+	var names []string
+	for _, obj := range nftJSON(t, ns, "list", "sets", "table", "inet", DefaultTable) {
+		if raw, ok := obj["set"]; ok {
+			var s jsonSet
+			if err := json.Unmarshal(raw, &s); err != nil {
+				t.Fatal(err)
+			}
+			names = append(names, s.Name)
+		}
+	}
+	return names
 }
 
 type jsonRule struct {
@@ -271,7 +290,7 @@ func TestSetupIdempotent(t *testing.T) {
 	b := newBackend(t, h, Options{})
 	handles := checkRuleset(t, ns)
 
-	if err := b.Apply([]Ban{{Prefix: P("192.0.2.7/32"), Timeout: time.Hour}, {Prefix: P("2001:db8::/64")}}); err != nil {
+	if err := b.Apply([]Ban{{Prefix: P("192.0.2.7/32"), Timeout: time.Hour}, {Prefix: P("2001:db8::1/128")}}); err != nil {
 		t.Fatal(err)
 	}
 	if err := b.Setup(); err != nil {
@@ -287,6 +306,15 @@ func TestSetupIdempotent(t *testing.T) {
 	}
 	if got := kernelAll(t, ns); len(got) != 2 {
 		t.Errorf("Setup again lost elements: %v", got)
+	}
+	// The first network ban adds its set and rules; the host rules stay (and keep their
+	// counters).
+	if err := b.Apply([]Ban{{Prefix: P("2001:db8:1::/64")}}); err != nil {
+		t.Fatal(err)
+	}
+	_, after := ruleset(t, ns)
+	if len(after) != len(handles)+2 || !slices.Equal(after[:2], handles[:2]) {
+		t.Errorf("rule handles %v after a network ban, were %v", after, handles)
 	}
 }
 
@@ -465,29 +493,53 @@ func testApplyOverlaps(t *testing.T, ns string, b *Backend) {
 	if err := b.Apply([]Ban{{Prefix: P("2001:db8::/64"), Timeout: time.Hour}, {Prefix: P("192.0.2.5/32"), Timeout: 10 * time.Minute}}); err != nil {
 		t.Fatal(err)
 	}
-	// A host inside a banned /64, in a batch with an unrelated ban: no error, the batch
-	// is not lost, and the /64 stays (kernel interval sets refuse overlaps).
+	// A host inside a banned /64 is a ban of its own, with its own timeout.
 	if err := b.Apply([]Ban{{Prefix: P("2001:db8::5/128"), Timeout: 2 * time.Hour}, {Prefix: P("192.0.2.6/32"), Timeout: time.Hour}}); err != nil {
 		t.Fatal(err)
 	}
 	got := kernelAll(t, ns)
-	if _, ok := got[P("192.0.2.6/32")]; !ok {
-		t.Errorf("the unrelated ban was lost: %v", got)
+	for p, want := range map[netip.Prefix]int{P("192.0.2.6/32"): 3600, P("2001:db8::/64"): 3600, P("2001:db8::5/128"): 7200} {
+		if e, ok := got[p]; !ok || e.Timeout != want {
+			t.Errorf("%v: %+v, want timeout %d; the kernel holds %v", p, e, want, got)
+		}
 	}
-	if e, ok := got[P("2001:db8::/64")]; !ok || e.Timeout != 7200 {
-		t.Errorf("/64 should stay, with the longer 2h: %v", got)
-	}
-	if _, ok := got[P("2001:db8::5/128")]; ok {
-		t.Errorf("host inside the /64 stored separately: %v", got)
-	}
-	// A network around a banned host replaces it.
+	// A network around banned hosts leaves them as they are.
 	if err := b.Apply([]Ban{{Prefix: P("192.0.2.0/24"), Timeout: time.Minute}}); err != nil {
 		t.Fatal(err)
 	}
-	got = kernelSet(t, ns, set4)
-	// The /24 takes over the hosts' longer remaining time (just under an hour).
-	if e, ok := got[P("192.0.2.0/24")]; len(got) != 1 || !ok || e.Timeout < 3590 || e.Timeout > 3600 {
+	got = kernelAll(t, ns)
+	if got[P("192.0.2.0/24")].Timeout != 60 || got[P("192.0.2.5/32")].Timeout != 600 || got[P("192.0.2.6/32")].Timeout != 3600 {
 		t.Errorf("after a /24 over hosts: %v", got)
+	}
+	if names := kernelSetNames(t, ns); !slices.Contains(names, "ban4_24") || !slices.Contains(names, "ban6_64") {
+		t.Errorf("sets %v", names)
+	}
+}
+
+// TestOverlapsEndExactly is the fold that outlived its record: a 1 h host ban, then a
+// 2 s ban on its /24. The /24 must end after 2 s and the host's stay; and with a
+// permanent host inside, the /24 must still end.
+func TestOverlapsEndExactly(t *testing.T) {
+	ns, h := newNS(t)
+	b := newBackend(t, h, Options{})
+	if err := b.Apply([]Ban{{Prefix: P("10.78.1.70/32"), Timeout: time.Hour}, {Prefix: P("10.78.2.1/32")}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Apply([]Ban{{Prefix: P("10.78.1.0/24"), Timeout: 2 * time.Second}, {Prefix: P("10.78.2.0/24"), Timeout: 2 * time.Second}}); err != nil {
+		t.Fatal(err)
+	}
+	waitGone(t, ns, "ban4_24", P("10.78.1.0/24"))
+	waitGone(t, ns, "ban4_24", P("10.78.2.0/24"))
+	got := kernelAll(t, ns)
+	if len(got) != 2 || got[P("10.78.1.70/32")].Timeout != 3600 || got[P("10.78.2.1/32")] != (kElem{}) {
+		t.Errorf("after the /24s ended: %v", got)
+	}
+	// Revoking the /24s (already gone) and a host leaves the other host.
+	if err := b.Revoke([]netip.Prefix{P("10.78.1.0/24"), P("10.78.2.1/32")}); err != nil {
+		t.Fatal(err)
+	}
+	if got := kernelAll(t, ns); len(got) != 1 {
+		t.Errorf("after Revoke: %v", got)
 	}
 }
 
@@ -786,5 +838,91 @@ func TestConcurrent(t *testing.T) {
 	}
 	if got := len(kernelSet(t, ns, set4)); got != workers*per {
 		t.Errorf("kernel holds %d, want %d", got, workers*per)
+	}
+}
+
+// TestReconcile is the admin's and the attacker's ways of making the kernel differ
+// from the journal: the whole ruleset flushed, the table deleted, an element deleted or
+// added by hand, a timeout changed, a rule deleted, and a table left by the version
+// that folded overlapping bans into one set.
+func TestReconcile(t *testing.T) {
+	ns, h := newNS(t)
+	b := newBackend(t, h, Options{})
+	want := []Ban{
+		{Prefix: P("192.0.2.1/32"), Timeout: time.Hour},
+		{Prefix: P("192.0.2.0/24"), Timeout: 10 * time.Minute},
+		{Prefix: P("198.51.100.9/32")},
+		{Prefix: P("2001:db8::/64"), Timeout: time.Hour},
+		{Prefix: P("2001:db8::5/128"), Timeout: time.Hour},
+	}
+	reconcile := func(when string, restored, removed int) {
+		t.Helper()
+		r, err := b.Reconcile(want)
+		if err != nil {
+			t.Fatalf("%s: %v", when, err)
+		}
+		if r.Restored != restored || r.Removed != removed {
+			t.Errorf("%s: %+v, want %d restored, %d removed", when, r, restored, removed)
+		}
+		got := kernelAll(t, ns)
+		if len(got) != len(want) {
+			t.Errorf("%s: the kernel holds %v", when, got)
+		}
+		for _, w := range want {
+			e, ok := got[w.Prefix]
+			if !ok || (w.Timeout == 0) != (e.Timeout == 0) || e.Expires > int(w.Timeout.Seconds())+1 {
+				t.Errorf("%s: %v is %+v in the kernel", when, w.Prefix, e)
+			}
+		}
+	}
+	reconcile("first", 5, 0)
+	reconcile("nothing wrong", 0, 0)
+
+	nft(t, ns, "flush", "ruleset")
+	reconcile("after nft flush ruleset", 5, 0)
+	checkRulesetWith(t, ns, "ban4_24", "ban6_64")
+	nft(t, ns, "delete", "table", "inet", DefaultTable)
+	reconcile("after nft delete table", 5, 0)
+
+	nft(t, ns, "delete", "element", "inet", DefaultTable, "ban4", "{ 192.0.2.1 }")
+	nft(t, ns, "add", "element", "inet", DefaultTable, "ban4", "{ 203.0.113.7 }")
+	nft(t, ns, "add", "element", "inet", DefaultTable, "ban6_64", "{ 2001:db8:9::/64 timeout 1h }")
+	reconcile("after elements deleted and added by hand", 1, 2)
+
+	// A permanent element for a timed ban, and a timed one for a permanent ban.
+	nft(t, ns, "delete", "element", "inet", DefaultTable, "ban4_24", "{ 192.0.2.0/24 }")
+	nft(t, ns, "add", "element", "inet", DefaultTable, "ban4_24", "{ 192.0.2.0/24 }")
+	nft(t, ns, "delete", "element", "inet", DefaultTable, "ban4", "{ 198.51.100.9 }")
+	nft(t, ns, "add", "element", "inet", DefaultTable, "ban4", "{ 198.51.100.9 timeout 1m }")
+	reconcile("after timeouts changed", 2, 0)
+
+	nft(t, ns, "flush", "chain", "inet", DefaultTable, "input")
+	reconcile("after the input chain was flushed", 0, 0)
+	checkRulesetWith(t, ns, "ban4_24", "ban6_64")
+
+	// The earlier layout: a network in the host set (where nothing matches it now).
+	nft(t, ns, "delete", "element", "inet", DefaultTable, "ban4_24", "{ 192.0.2.0/24 }")
+	nft(t, ns, "add", "element", "inet", DefaultTable, "ban4", "{ 192.0.2.128/25 timeout 1h }")
+	reconcile("after the earlier layout", 1, 1)
+}
+
+// checkRulesetWith is checkRuleset with network sets besides ban4 and ban6.
+func checkRulesetWith(t *testing.T, ns string, sets ...string) {
+	t.Helper()
+	want := slices.Clone(wantRuleset)
+	for _, name := range sets {
+		v6, _, _ := parseSetName(name)
+		typ, proto := "ipv4_addr", "ip"
+		if v6 {
+			typ, proto = "ipv6_addr", "ip6"
+		}
+		want = append(want, fmt.Sprintf("set %s %s [interval timeout]", name, typ))
+		for _, chain := range []string{"input", "forward"} {
+			want = append(want, fmt.Sprintf(`rule %s match:{"op":"==","left":{"payload":{"protocol":"%s","field":"saddr"}},"right":"@%s"} counter:{} drop:null "portsentry"`, chain, proto, name))
+		}
+	}
+	got, _ := ruleset(t, ns)
+	if !slices.Equal(slices.Sorted(slices.Values(got)), slices.Sorted(slices.Values(want))) {
+		t.Fatalf("ruleset:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
 	}
 }

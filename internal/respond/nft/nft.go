@@ -56,19 +56,21 @@ const (
 	probeNo      = 2
 )
 
-// Backend blocks hosts with two interval sets (IPv4 and IPv6, per-element timeouts) in
-// its own inet table, matched by drop rules on the input and forward hooks. Its
+// Backend blocks hosts with interval sets (one per address family and prefix length,
+// per-element timeouts) in its own inet table, matched by drop rules on the input and
+// forward hooks. Its
 // methods are safe for concurrent use.
 type Backend struct {
 	log   *slog.Logger
 	opts  Options
 	table *nftables.Table
 
-	mu        sync.Mutex     // serialises everything below
-	conn      *nftables.Conn // the library: ruleset, listing, flush
-	raw       *netlink.Conn  // element transactions (rawtx.go)
-	rbuf      []byte         // receive buffer for raw
-	canUpdate int            // whether a re-add restarts an element's timeout (probed by Setup)
+	mu        sync.Mutex      // serialises everything below
+	conn      *nftables.Conn  // the library: ruleset, listing, flush
+	raw       *netlink.Conn   // element transactions (rawtx.go)
+	rbuf      []byte          // receive buffer for raw
+	canUpdate int             // whether a re-add restarts an element's timeout (probed by Setup)
+	sets      map[string]bool // our sets in the kernel, as Setup last found or made them
 }
 
 // New opens a netlink connection to nftables in the configured namespace and checks
@@ -114,7 +116,7 @@ func New(opts Options, log *slog.Logger) (*Backend, error) {
 		b.Close()
 		return nil, unusable(err)
 	}
-	log.Info("blocking backend: nftables", "table", "inet "+opts.Table, "sets", set4+","+set6)
+	log.Info("blocking backend: nftables", "table", "inet "+opts.Table)
 	return b, nil
 }
 
@@ -156,27 +158,6 @@ func (b *Backend) Name() string { return "nftables" }
 
 // Expire does nothing: every element carries its timeout and the kernel expires it.
 func (b *Backend) Expire([]netip.Prefix) error { return nil }
-
-func (b *Backend) set(name string) *nftables.Set {
-	s := &nftables.Set{
-		Table:      b.table,
-		Name:       name,
-		Interval:   true,
-		HasTimeout: true,
-		KeyType:    nftables.TypeIPAddr,
-	}
-	if name == set6 {
-		s.KeyType = nftables.TypeIP6Addr
-	}
-	return s
-}
-
-func setFor(p netip.Prefix) string {
-	if p.Addr().Is4() {
-		return set4
-	}
-	return set6
-}
 
 // flush commits the buffered batch; what names the operation for the error.
 func (b *Backend) flush(what string) error {

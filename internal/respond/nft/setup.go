@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"slices"
+	"strings"
 
 	"github.com/google/nftables"
 	"github.com/google/nftables/expr"
@@ -40,10 +42,7 @@ var chainSpec = []struct {
 // banRule is `ip saddr @ban4 counter drop` or `ip6 saddr @ban6 counter drop`, with a
 // comment naming us.
 func (b *Backend) banRule(chain *nftables.Chain, set *nftables.Set) *nftables.Rule {
-	proto, off, n := byte(unix.NFPROTO_IPV4), uint32(12), uint32(4)
-	if set.Name == set6 {
-		proto, off, n = unix.NFPROTO_IPV6, 8, 16
-	}
+	proto, off, n := family(set.Name)
 	return &nftables.Rule{
 		Table: b.table,
 		Chain: chain,
@@ -59,12 +58,34 @@ func (b *Backend) banRule(chain *nftables.Chain, set *nftables.Set) *nftables.Ru
 	}
 }
 
+// family gives what a rule matching the named set tests: the protocol, and the
+// source address's offset and length in the network header.
+func family(set string) (proto byte, off, n uint32) {
+	if v6, _, _ := parseSetName(set); v6 {
+		return unix.NFPROTO_IPV6, 8, 16
+	}
+	return unix.NFPROTO_IPV4, 12, 4
+}
+
+// banRuleSet returns the set r is the ban rule of; false when r is not one (the exact
+// rule banRule makes for one of our sets).
+func banRuleSet(r *nftables.Rule) (string, bool) {
+	if len(r.Exprs) != 6 {
+		return "", false
+	}
+	l, ok := r.Exprs[3].(*expr.Lookup)
+	if !ok {
+		return "", false
+	}
+	if _, _, ours := parseSetName(l.SetName); !ours || !isBanRule(r, l.SetName) {
+		return "", false
+	}
+	return l.SetName, true
+}
+
 // isBanRule reports whether r is the rule banRule would make for the named set.
 func isBanRule(r *nftables.Rule, setName string) bool {
-	proto, off, n := byte(unix.NFPROTO_IPV4), uint32(12), uint32(4)
-	if setName == set6 {
-		proto, off, n = unix.NFPROTO_IPV6, 8, 16
-	}
+	proto, off, n := family(setName)
 	if len(r.Exprs) != 6 {
 		return false
 	}
@@ -104,9 +125,10 @@ func chainOK(c *nftables.Chain, hook *nftables.ChainHook) bool {
 }
 
 // Setup creates, idempotently and in one transaction, the table inet <Table> with the
-// sets ban4 (ipv4_addr) and ban6 (ipv6_addr), both flags interval,timeout, and the
+// host sets ban4 (ipv4_addr) and ban6 (ipv6_addr), flags interval,timeout, and the
 // base chains input and forward (type filter, priority filter-10, policy accept), each
-// holding exactly `ip saddr @ban4 counter drop` and `ip6 saddr @ban6 counter drop`.
+// holding one rule per set: `ip saddr @ban4 counter drop`, `ip6 saddr @ban6 counter
+// drop`, and the same for every network set (ban4_24, ban6_64, ...) already there.
 //
 // On an existing table it changes only what differs: sets that are right keep their
 // elements, chains whose rules are right keep them (and their counters). A chain with
@@ -115,120 +137,118 @@ func chainOK(c *nftables.Chain, hook *nftables.ChainHook) bool {
 func (b *Backend) Setup() error {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	_, err := b.setup()
+	_, err := b.setup(nil)
 	return err
 }
 
-// setup does Setup and reports whether it changed the ruleset.
-func (b *Backend) setup() (changed bool, err error) {
-	sets := map[string]*nftables.Set{}
-	chains := map[string]*nftables.Chain{}
-	rules := map[string][]*nftables.Rule{}
-	_, err = b.conn.ListTableOfFamily(b.opts.Table, nftables.TableFamilyINet)
+// found is what Setup reads of the table.
+type found struct {
+	sets   map[string]*nftables.Set
+	chains map[string]*nftables.Chain
+	rules  map[string][]*nftables.Rule
+}
+
+// read lists the table's sets, chains and rules; all empty when there is no table.
+func (b *Backend) read() (found, error) {
+	f := found{sets: map[string]*nftables.Set{}, chains: map[string]*nftables.Chain{}, rules: map[string][]*nftables.Rule{}}
+	_, err := b.conn.ListTableOfFamily(b.opts.Table, nftables.TableFamilyINet)
 	switch {
 	case errors.Is(err, unix.ENOENT):
+		return f, nil
 	case err != nil:
-		return false, fmt.Errorf("nftables setup: list table inet %s: %w", b.opts.Table, err)
-	default:
-		ss, err := b.conn.GetSets(b.table)
-		if err != nil {
-			return false, fmt.Errorf("nftables setup: list sets: %w", err)
-		}
-		for _, s := range ss {
-			sets[s.Name] = s
-		}
-		cs, err := b.conn.ListChainsOfTableFamily(nftables.TableFamilyINet)
-		if err != nil {
-			return false, fmt.Errorf("nftables setup: list chains: %w", err)
-		}
-		for _, c := range cs {
-			if c.Table.Name != b.opts.Table {
-				continue
-			}
-			chains[c.Name] = c
-			rs, err := b.conn.GetRules(b.table, c)
-			if err != nil {
-				return false, fmt.Errorf("nftables setup: list rules of chain %s: %w", c.Name, err)
-			}
-			rules[c.Name] = rs
-		}
+		return f, fmt.Errorf("nftables setup: list table inet %s: %w", b.opts.Table, err)
 	}
-
-	b.conn.AddTable(b.table)
-
-	// Sets of the wrong kind must go, and the rules referring to them first.
-	var wantSets []*nftables.Set
-	rebuildAll := false
-	for _, name := range []string{set4, set6} {
-		want := b.set(name)
-		wantSets = append(wantSets, want)
-		if s, ok := sets[name]; ok && !setOK(s, want) {
-			rebuildAll = true
-		}
+	ss, err := b.conn.GetSets(b.table)
+	if err != nil {
+		return f, fmt.Errorf("nftables setup: list sets: %w", err)
 	}
-	if rebuildAll {
-		for name, c := range chains {
-			if len(rules[name]) > 0 {
-				b.conn.FlushChain(c)
-			}
-			rules[name] = nil
-		}
+	for _, s := range ss {
+		f.sets[s.Name] = s
 	}
-	for _, want := range wantSets {
-		s, ok := sets[want.Name]
-		switch {
-		case ok && setOK(s, want):
-			continue
-		case ok:
-			b.log.Warn("nftables: recreating a set of the wrong kind (its elements are lost)", "set", want.Name)
-			b.conn.DelSet(s)
-		}
-		if err := b.conn.AddSet(want, nil); err != nil {
-			return false, fmt.Errorf("nftables setup: add set %s: %w", want.Name, err)
-		}
-		changed = true
+	cs, err := b.conn.ListChainsOfTableFamily(nftables.TableFamilyINet)
+	if err != nil {
+		return f, fmt.Errorf("nftables setup: list chains: %w", err)
 	}
-
-	for _, cs := range chainSpec {
-		c, ok := chains[cs.name]
-		if ok && !chainOK(c, cs.hook) {
-			b.log.Warn("nftables: recreating a chain of the wrong kind", "chain", cs.name)
-			if len(rules[cs.name]) > 0 {
-				b.conn.FlushChain(c)
-			}
-			b.conn.DelChain(c)
-			ok = false
-		}
-		if !ok {
-			c = b.conn.AddChain(&nftables.Chain{
-				Name:     cs.name,
-				Table:    b.table,
-				Type:     nftables.ChainTypeFilter,
-				Hooknum:  cs.hook,
-				Priority: chainPriority,
-				Policy:   ptr(nftables.ChainPolicyAccept),
-			})
-			rules[cs.name] = nil
-			changed = true
-		}
-		rs := rules[cs.name]
-		if len(rs) == 2 && isBanRule(rs[0], set4) && isBanRule(rs[1], set6) {
+	for _, c := range cs {
+		if c.Table.Name != b.opts.Table {
 			continue
 		}
-		if len(rs) > 0 {
-			b.log.Warn("nftables: replacing unexpected rules", "chain", cs.name, "rules", len(rs))
-			b.conn.FlushChain(c)
+		f.chains[c.Name] = c
+		rs, err := b.conn.GetRules(b.table, c)
+		if err != nil {
+			return f, fmt.Errorf("nftables setup: list rules of chain %s: %w", c.Name, err)
 		}
-		for _, s := range wantSets {
-			b.conn.AddRule(b.banRule(c, s))
-		}
-		changed = true
+		f.rules[c.Name] = rs
 	}
-	if err := b.flush("setup"); err != nil {
+	return f, nil
+}
+
+// setup does Setup, with the sets named in extra as well, and reports whether it
+// changed the ruleset.
+func (b *Backend) setup(extra []string) (changed bool, err error) {
+	f, err := b.read()
+	if err != nil {
 		return false, err
 	}
+	b.conn.AddTable(b.table)
+
+	want := []string{set4, set6}
+	for name := range f.sets {
+		if _, _, ours := parseSetName(name); ours {
+			want = append(want, name)
+		}
+	}
+	want = append(want, extra...)
+	slices.SortFunc(want, cmpSets)
+	want = slices.Compact(want)
+
+	// Sets of the wrong kind must go, and the rules referring to them first.
+	rebuild := false
+	for _, name := range want {
+		if s, ok := f.sets[name]; ok && !setOK(s, b.set(name)) {
+			rebuild = true
+		}
+	}
+	if rebuild {
+		for name, c := range f.chains {
+			if len(f.rules[name]) > 0 {
+				b.conn.FlushChain(c)
+			}
+			f.rules[name] = nil
+		}
+	}
+	var wantSets []*nftables.Set
+	for _, name := range want {
+		ws := b.set(name)
+		wantSets = append(wantSets, ws)
+		s, ok := f.sets[name]
+		switch {
+		case ok && setOK(s, ws):
+			continue
+		case ok:
+			b.log.Warn("nftables: recreating a set of the wrong kind (its elements are lost)", "set", name)
+			b.conn.DelSet(s)
+		}
+		if err := b.conn.AddSet(ws, nil); err != nil {
+			return false, fmt.Errorf("nftables setup: add set %s: %w", name, err)
+		}
+		changed = true
+	}
+	for _, cs := range chainSpec {
+		if b.setupChain(f, cs.name, cs.hook, wantSets) {
+			changed = true
+		}
+	}
+	if err := b.flush("setup"); err != nil {
+		b.sets = nil // unknown: the next setup reads again
+		return false, err
+	}
+	b.sets = map[string]bool{}
+	for _, name := range want {
+		b.sets[name] = true
+	}
 	if changed {
-		b.log.Info("nftables: ruleset installed", "table", "inet "+b.opts.Table)
+		b.log.Info("nftables: ruleset installed", "table", "inet "+b.opts.Table, "sets", strings.Join(want, ","))
 	}
 	if b.canUpdate == probeUnknown {
 		if err := b.probeUpdate(); err != nil {
@@ -237,6 +257,57 @@ func (b *Backend) setup() (changed bool, err error) {
 		b.log.Info("nftables: element timeouts", "update_in_place", b.canUpdate == probeYes)
 	}
 	return changed, nil
+}
+
+// setupChain queues what makes the chain right: present, of the right kind, with one
+// ban rule per set. Rules for sets that are new are appended (the others keep their
+// counters); anything else in the chain is replaced. It reports whether it changed
+// anything.
+func (b *Backend) setupChain(f found, name string, hook *nftables.ChainHook, sets []*nftables.Set) bool {
+	c, ok := f.chains[name]
+	if ok && !chainOK(c, hook) {
+		b.log.Warn("nftables: recreating a chain of the wrong kind", "chain", name)
+		if len(f.rules[name]) > 0 {
+			b.conn.FlushChain(c)
+		}
+		b.conn.DelChain(c)
+		ok = false
+	}
+	rules := f.rules[name]
+	if !ok {
+		c = b.conn.AddChain(&nftables.Chain{
+			Name:     name,
+			Table:    b.table,
+			Type:     nftables.ChainTypeFilter,
+			Hooknum:  hook,
+			Priority: chainPriority,
+			Policy:   ptr(nftables.ChainPolicyAccept),
+		})
+		rules = nil
+	}
+	has := map[string]bool{}
+	clean := true
+	for _, r := range rules {
+		s, ok := banRuleSet(r)
+		if !ok || has[s] {
+			clean = false
+			break
+		}
+		has[s] = true
+	}
+	if !clean {
+		b.log.Warn("nftables: replacing unexpected rules", "chain", name, "rules", len(rules))
+		b.conn.FlushChain(c)
+		clear(has)
+	}
+	changed := !ok || !clean
+	for _, s := range sets {
+		if !has[s.Name] {
+			b.conn.AddRule(b.banRule(c, s))
+			changed = true
+		}
+	}
+	return changed
 }
 
 func ptr[T any](v T) *T { return &v }

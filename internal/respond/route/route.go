@@ -17,6 +17,29 @@
 // /etc/iproute2/rt_protos (which names most of these). An administrator may name
 // it for ip(8) with a line "181 portsentry" in /etc/iproute2/rt_protos.d/portsentry.conf.
 //
+// Options.Instance keeps the routes of two daemons on one host (Debian runs one per
+// protocol) apart, so that neither's Revoke, Expire or Reconcile ever deletes the
+// other's. A named instance tags its routes with InstanceProtocol (180) and a metric
+// of its own, derived from its name (InstanceMetric):
+//
+//	blackhole 198.51.100.7 proto 180 metric 1253872004      (instance "udp")
+//
+// The kernel keeps routes for one prefix apart by metric and, on delete, matches a
+// non-zero metric and the protocol exactly, so each instance deletes only its own. The
+// default instance (no name) keeps protocol 181 and no metric (0; IPv6 shows 1024), as
+// before instances existed; since a delete without a metric matches any, no other
+// instance may use its protocol, and named instances therefore share another one.
+// `ip route show proto 180` lists the named instances' routes, each with its metric.
+// A distinct protocol per instance would run out of free numbers, and a routing table
+// per instance would need an ip rule to take effect. Two instances banning one prefix
+// both hold a route for it; while one of them is there the address is blackholed. A
+// route a named instance adds beside someone else's route for the same prefix does not
+// replace it (only the lowest metric is used): the ban waits until that route goes.
+//
+// Reconcile makes the routes match the journal: a route of ours deleted by hand comes
+// back, one the journal does not hold goes. It costs one dump per family when nothing
+// differs, however many bans someone else's route holds.
+//
 // A blackhole route drops what the host would send to the banned address, so a TCP
 // handshake or a UDP reply never reaches it; with reverse-path filtering on
 // (rp_filter=1) the kernel also drops what the banned address sends. Routes do not
@@ -27,9 +50,11 @@ package route
 import (
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"log/slog"
 	"net"
 	"net/netip"
+	"slices"
 	"sync"
 
 	"github.com/vishvananda/netlink"
@@ -39,35 +64,45 @@ import (
 	"github.com/portsentry-go/portsentry/internal/respond"
 )
 
-// DefaultProtocol is the routing protocol number (rtm_protocol) that tags our routes.
-const DefaultProtocol = 181
+const (
+	// DefaultProtocol is the routing protocol number (rtm_protocol) that tags the
+	// default instance's routes.
+	DefaultProtocol = 181
+	// InstanceProtocol tags the routes of named instances, told apart by metric.
+	InstanceProtocol = 180
+)
 
 // Options configures a Backend.
 type Options struct {
-	Netns    netns.NsHandle // 0 or netns.None(): the current network namespace
-	Protocol int            // tag for our routes; default DefaultProtocol (181). Must be 19-255.
-	Table    int            // routing table; default the main table (254)
+	Netns netns.NsHandle // 0 or netns.None(): the current network namespace
+	// Protocol tags our routes; default DefaultProtocol (181), InstanceProtocol (180)
+	// for a named instance. Must be 19-255.
+	Protocol int
+	Table    int // routing table; default the main table (254)
+	// Instance names the daemon whose routes these are (see the package comment;
+	// respond.CheckInstance); empty: the default instance.
+	Instance string
 }
 
 // Backend blocks prefixes with tagged blackhole routes. Its methods are safe for
 // concurrent use.
 type Backend struct {
-	log   *slog.Logger
-	opts  Options
-	mu    sync.Mutex
-	h     *netlink.Handle
-	proto netlink.RouteProtocol
+	log    *slog.Logger
+	opts   Options
+	mu     sync.Mutex
+	h      *netlink.Handle
+	proto  netlink.RouteProtocol
+	metric int // 0 for the default instance
 }
 
 // New opens an rtnetlink socket in the configured namespace. It changes nothing.
 func New(opts Options, log *slog.Logger) (*Backend, error) {
-	if opts.Protocol == 0 {
-		opts.Protocol = DefaultProtocol
+	if err := respond.CheckInstance(opts.Instance); err != nil {
+		return nil, fmt.Errorf("route: %w", err)
 	}
-	// 0-18 are the kernel's and routing daemons' well-known values (unspec, redirect,
-	// kernel, boot, static, ...): never take them, and never anything past a byte.
-	if opts.Protocol < 19 || opts.Protocol > 255 {
-		return nil, fmt.Errorf("route: protocol %d out of range 19-255", opts.Protocol)
+	metric, err := protocol(&opts)
+	if err != nil {
+		return nil, err
 	}
 	if opts.Table == 0 {
 		opts.Table = unix.RT_TABLE_MAIN
@@ -83,7 +118,45 @@ func New(opts Options, log *slog.Logger) (*Backend, error) {
 	if err != nil {
 		return nil, unusable(err)
 	}
-	return &Backend{log: log, opts: opts, h: h, proto: netlink.RouteProtocol(opts.Protocol)}, nil
+	return &Backend{log: log, opts: opts, h: h, proto: netlink.RouteProtocol(opts.Protocol), metric: metric}, nil
+}
+
+// protocol fills in the instance's protocol and returns its metric.
+func protocol(opts *Options) (int, error) {
+	named := opts.Instance != ""
+	if opts.Protocol == 0 {
+		opts.Protocol = DefaultProtocol
+		if named {
+			opts.Protocol = InstanceProtocol
+		}
+	}
+	// 0-18 are the kernel's and routing daemons' well-known values (unspec, redirect,
+	// kernel, boot, static, ...): never take them, and never anything past a byte.
+	if opts.Protocol < 19 || opts.Protocol > 255 {
+		return 0, fmt.Errorf("route: protocol %d out of range 19-255", opts.Protocol)
+	}
+	// A default instance's deletes match any metric: it must not share a protocol
+	// with named instances.
+	if named && opts.Protocol == DefaultProtocol || !named && opts.Protocol == InstanceProtocol {
+		return 0, fmt.Errorf("route: protocol %d is reserved for %s", opts.Protocol,
+			map[bool]string{true: "the default instance", false: "named instances"}[named])
+	}
+	if !named {
+		return 0, nil
+	}
+	return InstanceMetric(opts.Instance), nil
+}
+
+// InstanceMetric is the metric of a named instance's routes: the low 31 bits of the
+// 32-bit FNV-1a hash of its name (an int on every platform), 1 should that be 0 (0 is
+// the default instance's).
+func InstanceMetric(name string) int {
+	h := fnv.New32a()
+	h.Write([]byte(name))
+	if m := h.Sum32() & 0x7fffffff; m != 0 {
+		return int(m)
+	}
+	return 1
 }
 
 func unusable(err error) error {
@@ -100,6 +173,9 @@ func (b *Backend) Name() string { return "route" }
 // Protocol is the routing protocol number that tags our routes.
 func (b *Backend) Protocol() int { return b.opts.Protocol }
 
+// Metric is the metric of our routes: 0 (unset) for the default instance.
+func (b *Backend) Metric() int { return b.metric }
+
 // Setup checks that the routing table can be read. It creates and removes nothing:
 // routes left by an earlier run stay until the daemon expires or revokes them.
 func (b *Backend) Setup() error {
@@ -107,7 +183,8 @@ func (b *Backend) Setup() error {
 	if err != nil {
 		return unusable(err)
 	}
-	b.log.Info("blocking backend: blackhole routes", "proto", b.opts.Protocol, "table", b.opts.Table, "present", len(ps))
+	b.log.Info("blocking backend: blackhole routes", "instance", b.opts.Instance, "proto", b.opts.Protocol,
+		"metric", b.metric, "table", b.opts.Table, "present", len(ps))
 	return nil
 }
 
@@ -158,7 +235,13 @@ func (b *Backend) route(p netip.Prefix) *netlink.Route {
 		Protocol: b.proto,
 		Table:    b.opts.Table,
 		Family:   fam,
+		Priority: b.metric,
 	}
+}
+
+// ours reports whether r is one of our routes.
+func (b *Backend) ours(r *netlink.Route) bool {
+	return r.Protocol == b.proto && r.Type == unix.RTN_BLACKHOLE && (b.metric == 0 || r.Priority == b.metric)
 }
 
 // Apply adds a blackhole route for each ban (the timeout is ignored: the daemon
@@ -173,6 +256,13 @@ func (b *Backend) Apply(bans []respond.Ban) error {
 		return errors.New("route apply: backend closed")
 	}
 	el := respond.ErrorList{Backend: "route", Op: "apply"}
+	b.add(bans, &el)
+	return el.Err()
+}
+
+// add adds a route for each ban and returns how many it added.
+func (b *Backend) add(bans []respond.Ban, el *respond.ErrorList) int {
+	n := 0
 	for _, ban := range bans {
 		p, err := norm(ban.Prefix)
 		if err != nil {
@@ -181,6 +271,7 @@ func (b *Backend) Apply(bans []respond.Ban) error {
 		}
 		err = b.h.RouteAdd(b.route(p))
 		if err == nil {
+			n++
 			continue
 		}
 		if !errors.Is(err, unix.EEXIST) {
@@ -196,11 +287,11 @@ func (b *Backend) Apply(bans []respond.Ban) error {
 			b.log.Warn("route: not replacing a foreign route for a banned prefix", "prefix", p, "route", other)
 		}
 	}
-	return el.Err()
+	return n
 }
 
-// lookup finds the routes for exactly p in our table at metric 0: whether one of
-// them is our blackhole, and a description of another one.
+// lookup finds the routes for exactly p in our table: whether one of them is our
+// blackhole, and a description of another one.
 func (b *Backend) lookup(p netip.Prefix) (ours bool, other string, err error) {
 	fam := netlink.FAMILY_V4
 	if p.Addr().Is6() {
@@ -214,7 +305,7 @@ func (b *Backend) lookup(p netip.Prefix) (ours bool, other string, err error) {
 		return false, "", err
 	}
 	for _, r := range rs {
-		if r.Protocol == b.proto && r.Type == unix.RTN_BLACKHOLE {
+		if b.ours(&r) {
 			return true, "", nil
 		}
 		if other == "" {
@@ -251,6 +342,13 @@ func (b *Backend) del(what string, prefixes []netip.Prefix) error {
 		return fmt.Errorf("route %s: backend closed", what)
 	}
 	el := respond.ErrorList{Backend: "route", Op: what}
+	b.remove(prefixes, &el)
+	return el.Err()
+}
+
+// remove deletes our routes for prefixes and returns how many it deleted.
+func (b *Backend) remove(prefixes []netip.Prefix, el *respond.ErrorList) int {
+	n := 0
 	for _, pp := range prefixes {
 		p, err := norm(pp)
 		if err != nil {
@@ -258,13 +356,50 @@ func (b *Backend) del(what string, prefixes []netip.Prefix) error {
 			continue
 		}
 		// The kernel deletes only a route matching every field given: destination,
-		// table, type and protocol, so a foreign route for p is not a match (ESRCH).
+		// table, type, protocol and a non-zero metric, so a foreign route for p, or
+		// another instance's, is not a match (ESRCH).
 		err = b.h.RouteDel(b.route(p))
-		if err != nil && !errors.Is(err, unix.ESRCH) && !errors.Is(err, unix.ENOENT) {
+		switch {
+		case err == nil:
+			n++
+		case !errors.Is(err, unix.ESRCH) && !errors.Is(err, unix.ENOENT):
 			el.Add(fmt.Errorf("%v: %w", p, err))
 		}
 	}
-	return el.Err()
+	return n
+}
+
+// Reconcile makes our routes exactly want (the journal's active bans): routes
+// missing (deleted by hand) are added, routes of ours want lacks are deleted. A ban
+// whose prefix someone else's route holds (classic KILL_ROUTE's, say) stays skipped
+// without a word: Apply warned about it. It costs one route dump per family.
+func (b *Backend) Reconcile(want []respond.Ban) (respond.Repair, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.h == nil {
+		return respond.Repair{}, errors.New("route reconcile: backend closed")
+	}
+	held, taken, err := b.scan()
+	if err != nil {
+		return respond.Repair{}, err
+	}
+	el := respond.ErrorList{Backend: "route", Op: "reconcile"}
+	canon := make([]respond.Ban, 0, len(want))
+	for _, ban := range want {
+		p, err := norm(ban.Prefix)
+		if err != nil {
+			el.Add(err)
+			continue
+		}
+		canon = append(canon, respond.Ban{Prefix: p, Timeout: ban.Timeout})
+	}
+	missing, extra := respond.Diff(canon, held)
+	missing = slices.DeleteFunc(missing, func(ban respond.Ban) bool { return taken[ban.Prefix] })
+	rep := respond.Repair{Restored: b.add(missing, &el), Removed: b.remove(extra, &el)}
+	if rep.Changed() {
+		b.log.Info("route: routes repaired", "proto", b.opts.Protocol, "metric", b.metric, "restored", rep.Restored, "removed", rep.Removed)
+	}
+	return rep, el.Err()
 }
 
 // List returns the prefixes of our blackhole routes (IPv4 and IPv6) in the table.
@@ -274,32 +409,57 @@ func (b *Backend) List() ([]netip.Prefix, error) {
 	if b.h == nil {
 		return nil, errors.New("route list: backend closed")
 	}
-	filter := &netlink.Route{Protocol: b.proto, Table: b.opts.Table, Type: unix.RTN_BLACKHOLE}
-	var out []netip.Prefix
+	held, _, err := b.scan()
+	return held, err
+}
+
+// scan dumps the table once per family (the library filters on our side anyway)
+// and returns the prefixes of our routes, and those of other routes that our add
+// would collide with: same destination and metric (IPv6 stores metric 0 as 1024),
+// which the kernel refuses with EEXIST.
+func (b *Backend) scan() (held []netip.Prefix, taken map[netip.Prefix]bool, err error) {
+	taken = map[netip.Prefix]bool{}
+	filter := &netlink.Route{Table: b.opts.Table}
 	for _, fam := range []int{netlink.FAMILY_V4, netlink.FAMILY_V6} {
 		rs, err := listRetry(func() ([]netlink.Route, error) {
-			return b.h.RouteListFiltered(fam, filter, netlink.RT_FILTER_PROTOCOL|netlink.RT_FILTER_TABLE|netlink.RT_FILTER_TYPE)
+			return b.h.RouteListFiltered(fam, filter, netlink.RT_FILTER_TABLE)
 		})
 		if err != nil {
 			if fam == netlink.FAMILY_V6 && errors.Is(err, unix.EAFNOSUPPORT) {
 				continue // no IPv6 in this kernel
 			}
-			return nil, fmt.Errorf("route list: %w", err)
+			return nil, nil, fmt.Errorf("route list: %w", err)
+		}
+		metric := b.metric
+		if fam == netlink.FAMILY_V6 && metric == 0 {
+			metric = 1024
 		}
 		for _, r := range rs {
-			if r.Dst == nil {
-				continue
+			p, ok := dst(fam, &r)
+			switch {
+			case !ok:
+			case b.ours(&r):
+				held = append(held, p)
+			case r.Priority == metric && r.Tos == 0:
+				taken[p] = true
 			}
-			a, ok := netip.AddrFromSlice(r.Dst.IP)
-			if !ok {
-				continue
-			}
-			if fam == netlink.FAMILY_V4 {
-				a = a.Unmap()
-			}
-			ones, _ := r.Dst.Mask.Size()
-			out = append(out, netip.PrefixFrom(a, ones))
 		}
 	}
-	return out, nil
+	return held, taken, nil
+}
+
+// dst is a route's destination as a prefix; false for a default route (no Dst).
+func dst(fam int, r *netlink.Route) (netip.Prefix, bool) {
+	if r.Dst == nil {
+		return netip.Prefix{}, false
+	}
+	a, ok := netip.AddrFromSlice(r.Dst.IP)
+	if !ok {
+		return netip.Prefix{}, false
+	}
+	if fam == netlink.FAMILY_V4 {
+		a = a.Unmap()
+	}
+	ones, _ := r.Dst.Mask.Size()
+	return netip.PrefixFrom(a, ones), true
 }
