@@ -239,14 +239,16 @@ func (m *Manager) Unblock(p netip.Prefix) (ended []Ban, err error) {
 	return ended, err
 }
 
-// Note records in p's active ban what the classic KILL_ actions did for it (see
+// Note records in p's ban what the classic KILL_ actions did for it (see
 // Journal.Note), on the manager's goroutine after the bans queued before it, so that
-// lifting the ban undoes them; false when p is not banned (refused, or already lifted),
-// and the caller undoes them itself.
+// lifting the ban undoes them; a ban held for the journal keeps it until it is written.
+// False when p is not banned (refused, or already lifted): the caller undoes them itself.
 func (m *Manager) Note(p netip.Prefix, d respond.Done) (ok bool, err error) {
 	m.do(func() {
 		m.drain() // the ban the commands ran for may still be queued
-		ok, err = m.journal.Note(p, d)
+		if ok, err = m.journal.Note(p, d); !ok {
+			ok = m.held.note(p, d)
+		}
 	})
 	return ok, err
 }

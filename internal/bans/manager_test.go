@@ -10,9 +10,11 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
+	"github.com/portsentry-go/portsentry/internal/appendfile"
 	"github.com/portsentry-go/portsentry/internal/netaddr"
 	"github.com/portsentry-go/portsentry/internal/respond"
 	"github.com/portsentry-go/portsentry/internal/safety"
@@ -349,5 +351,19 @@ func TestUnblockInsideAndCovering(t *testing.T) {
 	}
 	if !f.has(pfx("10.78.0.60/32")) || !f.has(pfx("10.78.2.1/32")) || f.has(pfx("10.78.1.70/32")) {
 		t.Errorf("backend holds %v", f.held)
+	}
+}
+
+// TestNoteOnAHeldBan: a ban waiting for a full disk keeps the note until it is written.
+func TestNoteOnAHeldBan(t *testing.T) {
+	h := newHeld("j", appendfile.Report{Log: slog.New(slog.DiscardHandler)})
+	p := pfx("198.18.9.9/32")
+	d := respond.Done{Addr: p.Addr(), HostsDeny: "ALL: 198.18.9.9"}
+	h.keep([]Ban{{Prefix: p}}, syscall.ENOSPC)
+	if !h.note(p, d) || h.note(pfx("198.18.9.10/32"), d) {
+		t.Fatal("note on the held ban refused, or on another accepted")
+	}
+	if got := h.take(nil); len(got) != 1 || !slices.Equal(got[0].Reason.Classic, []respond.Done{d}) {
+		t.Errorf("held %+v", got)
 	}
 }
