@@ -27,14 +27,11 @@ type Backend interface {
 	Revoke([]netip.Prefix) error
 	// Expire removes bans that ran out, for backends the kernel cannot expire.
 	Expire([]netip.Prefix) error
-	Close() error
-}
-
-// Reconciler is a backend that can compare the system with the journal and repair
-// it: Reconcile makes the system hold exactly the given bans (with the time each has
-// left), of its own entries, and says what it changed.
-type Reconciler interface {
+	// Reconcile makes the system hold exactly the given bans (the journal's, with the
+	// time each has left), among the backend's own entries only, and says what it
+	// changed: the periodic repair of whatever was lifted or added behind its back.
 	Reconcile([]respond.Ban) (respond.Repair, error)
+	Close() error
 }
 
 // Nop is the backend of BLOCK_BACKEND="classic": nothing native; the classic KILL_
@@ -46,7 +43,10 @@ func (Nop) Setup() error                { return nil }
 func (Nop) Apply([]respond.Ban) error   { return nil }
 func (Nop) Revoke([]netip.Prefix) error { return nil }
 func (Nop) Expire([]netip.Prefix) error { return nil }
-func (Nop) Close() error                { return nil }
+func (Nop) Reconcile([]respond.Ban) (respond.Repair, error) {
+	return respond.Repair{}, nil
+}
+func (Nop) Close() error { return nil }
 
 // Policy is the part of the configuration the manager follows (reloads included).
 type Policy struct {
@@ -137,11 +137,7 @@ func (m *Manager) Restore(now time.Time) error {
 		return fmt.Errorf("BLOCK_BACKEND %s: %w", m.backend.Name(), err)
 	}
 	m.recheck(now)
-	if _, ok := m.backend.(Reconciler); ok {
-		m.reconcile(now)
-	} else if err := m.assert(m.journal.Active(), now); err != nil {
-		m.log.Error("adminalert: ERROR: re-asserting bans: " + err.Error())
-	}
+	m.reconcile(now)
 	return nil
 }
 
@@ -505,12 +501,8 @@ func (m *Manager) recheck(now time.Time) {
 // taken out. A repair is logged, with its counts; a failure is logged once until a
 // reconciliation works again, and retried at the next.
 func (m *Manager) reconcile(now time.Time) {
-	r, ok := m.backend.(Reconciler)
-	if !ok {
-		return
-	}
 	m.reconciled = now
-	rep, err := r.Reconcile(backendBans(m.journal.Active(), now))
+	rep, err := m.backend.Reconcile(backendBans(m.journal.Active(), now))
 	if err != nil {
 		if !m.failing {
 			m.backendError(fmt.Errorf("comparing with the ban journal: %w (retrying every %v)", err, ReconcileEvery))

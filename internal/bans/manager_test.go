@@ -25,6 +25,7 @@ type fakeBackend struct {
 	mu    sync.Mutex
 	held  map[netip.Prefix]bool
 	calls []string
+	fail  atomic.Bool // Reconcile fails
 }
 
 func newFake() *fakeBackend { return &fakeBackend{held: map[netip.Prefix]bool{}} }
@@ -51,6 +52,21 @@ func (f *fakeBackend) drop(op string, ps []netip.Prefix) error {
 		f.calls = append(f.calls, op+" "+p.String())
 	}
 	return nil
+}
+func (f *fakeBackend) Reconcile(want []respond.Ban) (respond.Repair, error) {
+	if f.fail.Load() {
+		return respond.Repair{}, errors.New("netlink: no buffer space")
+	}
+	f.mu.Lock()
+	var held []netip.Prefix
+	for p := range f.held {
+		held = append(held, p)
+	}
+	f.mu.Unlock()
+	missing, extra := respond.Diff(want, held)
+	f.Apply(missing)
+	f.drop("remove", extra)
+	return respond.Repair{Restored: len(missing), Removed: len(extra)}, nil
 }
 func (f *fakeBackend) has(p netip.Prefix) bool {
 	f.mu.Lock()
@@ -252,28 +268,6 @@ func TestNoteFollowsTheQueuedBan(t *testing.T) {
 	}
 }
 
-// reconcilingFake is a fakeBackend that can also be reconciled, or fail to be.
-type reconcilingFake struct {
-	*fakeBackend
-	fail atomic.Bool
-}
-
-func (f *reconcilingFake) Reconcile(want []respond.Ban) (respond.Repair, error) {
-	if f.fail.Load() {
-		return respond.Repair{}, errors.New("netlink: no buffer space")
-	}
-	f.mu.Lock()
-	var held []netip.Prefix
-	for p := range f.held {
-		held = append(held, p)
-	}
-	f.mu.Unlock()
-	missing, extra := respond.Diff(want, held)
-	f.Apply(missing)
-	f.drop("remove", extra)
-	return respond.Repair{Restored: len(missing), Removed: len(extra)}, nil
-}
-
 // The system loses bans and gains entries behind the manager's back; every
 // reconciliation puts it back as the journal says, logs the repair with its counts, and
 // a failing one is logged once until it works again.
@@ -290,7 +284,7 @@ func TestReconcileRepairs(t *testing.T) {
 	}
 	var logged strings.Builder
 	var repairs []respond.Repair
-	f := &reconcilingFake{fakeBackend: newFake()}
+	f := newFake()
 	f.held[pfx("203.0.113.9/32")] = true // not in the journal
 	m := NewManager(Options{Journal: j, Backend: f, View: viewOf().Load,
 		Log:    slog.New(slog.NewTextHandler(&logged, nil)),

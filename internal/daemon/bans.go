@@ -31,11 +31,11 @@ func newBackend(cfg *config.Config, log *slog.Logger, instance string) (bans.Bac
 	case "nftables":
 		return nft.New(nft.Options{Table: nftTable(instance)}, log)
 	case "route":
-		return route.New(route.Options{}, log)
+		return route.New(route.Options{Instance: instance}, log)
 	case "ipset":
-		return ipset.New(ipset.Options{}, log)
+		return ipset.New(ipset.Options{Instance: instance}, log)
 	case "hostsdeny":
-		return hostsdeny.New(hostsdeny.Options{Path: cfg.HostsDenyFile}, log)
+		return hostsdeny.New(hostsdeny.Options{Path: cfg.HostsDenyFile, Instance: instance}, log)
 	}
 	return bans.Nop{}, nil
 }

@@ -25,28 +25,33 @@ func nftSettings(extra ...testnet.Setting) []testnet.Setting {
 	}, extra...)
 }
 
-// nftElements lists the addresses in the daemon's nftables sets of the defended host.
+// nftElements lists the addresses and networks in the daemon's nftables sets of the
+// defended host (ban4, ban6 and the network sets such as ban6_64).
 func nftElements(t *testing.T, p *testnet.Pair) []string {
+	return nftTableElements(t, p, "portsentry")
+}
+
+// nftTableElements lists the elements of every set of table inet <table>.
+func nftTableElements(t *testing.T, p *testnet.Pair, table string) []string {
 	t.Helper()
+	got, err := p.Try(p.Defended, 5*time.Second, "nft", "list", "table", "inet", table)
+	if err != nil {
+		return nil // no table yet
+	}
 	var out []string
-	for _, set := range []string{"ban4", "ban6"} {
-		got, err := p.Try(p.Defended, 5*time.Second, "nft", "list", "set", "inet", "portsentry", set)
-		if err != nil {
-			continue // no table yet
-		}
+	for {
 		i := strings.Index(got, "elements = {")
 		if i < 0 {
-			continue
+			return out
 		}
-		body := got[i+len("elements = {"):]
-		body = body[:strings.Index(body, "}")]
+		got = got[i+len("elements = {"):]
+		body := got[:strings.Index(got, "}")]
 		for _, e := range strings.Split(body, ",") {
 			if f := strings.Fields(e); len(f) > 0 {
 				out = append(out, f[0])
 			}
 		}
 	}
-	return out
 }
 
 func containsElem(elems []string, a netip.Addr) bool {
