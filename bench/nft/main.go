@@ -117,7 +117,7 @@ func run(n, classicN int) (err error) {
 	start = time.Now()
 	for i := range classicN {
 		a := netip.AddrFrom4([4]byte{172, 16, byte(i >> 8), byte(i)})
-		if !c.Respond(context.Background(), respond.Target{Addr: a, Name: a.String(), Port: 1, Mode: probe.ModeTCP}) {
+		if !c.Respond(context.Background(), respond.Target{Addr: a, Name: a.String(), Port: 1, Mode: probe.ModeTCP}).Blocked {
 			return fmt.Errorf("classic KILL_ROUTE failed for %v", a)
 		}
 	}

@@ -138,6 +138,9 @@ func controlCmd(name string, args []string, stdout, stderr io.Writer) int {
 		if !*asJSON {
 			for _, b := range bans {
 				fmt.Fprintf(stdout, "unblocked %s (%s, since %s)\n", banAddr(b), banReason(b), b.Start.Local().Format(controlTimeLayout))
+				for _, stays := range b.Stays {
+					fmt.Fprintf(stdout, "  %s\n", stays)
+				}
 			}
 		}
 	}

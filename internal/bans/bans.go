@@ -15,9 +15,11 @@ package bans
 
 import (
 	"net/netip"
+	"slices"
 	"time"
 
 	"github.com/portsentry-go/portsentry/internal/probe"
+	"github.com/portsentry-go/portsentry/internal/respond"
 )
 
 // Reason says why a host was banned.
@@ -33,6 +35,17 @@ type Reason struct {
 	// Addr is the source that earned a detection's ban (the ban may cover its network):
 	// when the ban must shrink, it is narrowed around this address.
 	Addr netip.Addr `json:"addr,omitzero"`
+	// Classic is what the classic KILL_ actions did under this ban, one entry per
+	// address they ran for, so that lifting the ban undoes it, after a restart too.
+	Classic []respond.Done `json:"classic,omitempty"`
+}
+
+// mergeDone returns older's entries for addresses newer has none for, then newer's.
+func mergeDone(older, newer []respond.Done) []respond.Done {
+	out := slices.DeleteFunc(slices.Clone(older), func(o respond.Done) bool {
+		return slices.ContainsFunc(newer, func(n respond.Done) bool { return n.Addr == o.Addr })
+	})
+	return append(out, newer...)
 }
 
 // Ban is one active ban.

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/portsentry-go/portsentry/internal/appendfile"
+	"github.com/portsentry-go/portsentry/internal/respond"
 )
 
 // maxHeld bounds the bans waiting for the journal (about 200 bytes each). Beyond it new
@@ -152,6 +153,18 @@ func (h *held) covers(a netip.Addr) bool {
 		}
 	}
 	return false
+}
+
+// note records d in the held ban of exactly p (see Journal.Note); false when none is
+// held.
+func (h *held) note(p netip.Prefix, d respond.Done) bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	i, ok := h.index[p.Masked()]
+	if ok {
+		h.bans[i].Reason.Classic = mergeDone(h.bans[i].Reason.Classic, []respond.Done{d})
+	}
+	return ok
 }
 
 // forget drops the held ban of exactly p.

@@ -163,7 +163,7 @@ func TestHeldBound(t *testing.T) {
 	for i := range maxHeld + 3 {
 		batch = append(batch, mk(i))
 	}
-	if refused := h.keep(batch, syscall.ENOSPC); len(refused) != 3 || refused[0] != mk(maxHeld) {
+	if refused := h.keep(batch, syscall.ENOSPC); len(refused) != 3 || refused[0].Prefix != mk(maxHeld).Prefix {
 		t.Fatalf("refused %d, want the 3 newest", len(refused))
 	}
 	renewed := mk(7)

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"github.com/portsentry-go/portsentry/internal/appendfile"
 	"github.com/portsentry-go/portsentry/internal/fifo"
+	"github.com/portsentry-go/portsentry/internal/respond"
 	"io"
 	"net/netip"
 	"os"
@@ -178,6 +179,7 @@ func (j *Journal) AddNoSync(bans ...Ban) ([]Ban, error) {
 		b.Prefix = b.Prefix.Masked()
 		if old, ok := j.active[b.Prefix]; ok {
 			b.Offences = old.Offences
+			b.Reason.Classic = mergeDone(old.Reason.Classic, b.Reason.Classic) // a renewal keeps them
 		} else {
 			b.Offences = offence(j.offences, b.Prefix) + 1
 		}
@@ -205,6 +207,32 @@ func (j *Journal) Sync() error {
 		return fmt.Errorf("ban journal: %w", err)
 	}
 	return nil
+}
+
+// Note records in p's active ban what the classic KILL_ actions did for one address
+// under it (they run after the ban is made), replacing what was noted for that address;
+// false when p is not banned.
+func (j *Journal) Note(p netip.Prefix, d respond.Done) (bool, error) {
+	if ok, err := j.note(p, d); !ok || err != nil {
+		return ok, err
+	}
+	return true, j.Sync()
+}
+
+func (j *Journal) note(p netip.Prefix, d respond.Done) (bool, error) {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	b, ok := j.active[p.Masked()]
+	if !ok {
+		return false, nil
+	}
+	b.Reason.Classic = mergeDone(b.Reason.Classic, []respond.Done{d})
+	rec := record{Op: OpBan, Prefix: b.Prefix.String(), At: toMillis(b.Start), Until: toMillis(b.Until), Offences: b.Offences, Reason: b.Reason}
+	if err := j.append([]record{rec}); err != nil {
+		return true, err
+	}
+	j.active[b.Prefix] = b
+	return true, nil
 }
 
 // Lift ends the active bans among prefixes (op is OpUnban or OpExpire) and returns the

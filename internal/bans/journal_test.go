@@ -6,11 +6,13 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"testing"
 	"time"
 
 	"github.com/portsentry-go/portsentry/internal/probe"
+	"github.com/portsentry-go/portsentry/internal/respond"
 	"pgregory.net/rapid"
 )
 
@@ -54,7 +56,7 @@ func TestBanSurvivesRestartAndExpiresWhileDown(t *testing.T) {
 		t.Fatalf("active %+v", got)
 	}
 	b, ok := j2.Get(pfx("198.18.0.2/32"))
-	if !ok || b.Reason != reason || !b.Until.Equal(t0.Add(time.Hour)) || b.Offences != 1 {
+	if !ok || !reflect.DeepEqual(b.Reason, reason) || !b.Until.Equal(t0.Add(time.Hour)) || b.Offences != 1 {
 		t.Fatalf("ban after restart %+v", b)
 	}
 	if b, _ := j2.Get(pfx("198.18.0.3/32")); !b.Permanent() {
@@ -267,4 +269,54 @@ func TestSecondOpenIsRefused(t *testing.T) {
 		t.Fatalf("after close: %v", err)
 	}
 	j2.Close()
+}
+
+// TestNoteSurvivesRestartAndRenewal: what the classic commands did under a ban is in
+// the journal (after a restart too), one entry per address, and a renewal of the ban
+// keeps it; a note for a prefix that is not banned is refused.
+func TestNoteSurvivesRestartAndRenewal(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "bans")
+	j, _ := open(t, path, t0)
+	p := pfx("2001:db8:5::/64")
+	a1, a2 := netip.MustParseAddr("2001:db8:5::1"), netip.MustParseAddr("2001:db8:5::2")
+	if _, err := j.Add(Ban{Prefix: p, Start: t0, Until: t0.Add(time.Hour), Reason: Reason{Mode: probe.ModeTCP, Addr: a1}}); err != nil {
+		t.Fatal(err)
+	}
+	d1 := respond.Done{Addr: a1, Port: 143, Mode: probe.ModeTCP, Route: true, HostsDeny: "ALL: [2001:db8:5::1] : DENY"}
+	d2 := respond.Done{Addr: a2, Port: 1080, Mode: probe.ModeTCP, RunCmd: true}
+	for _, d := range []respond.Done{d1, d2, d1} {
+		if ok, err := j.Note(p, d); !ok || err != nil {
+			t.Fatalf("note: %v %v", ok, err)
+		}
+	}
+	if ok, err := j.Note(pfx("198.18.0.9/32"), d1); ok || err != nil {
+		t.Errorf("note on no ban: %v %v", ok, err)
+	}
+	// An operator's ban of the same prefix renews it and keeps the notes.
+	if _, err := j.Add(Ban{Prefix: p, Start: t0, Until: t0.Add(2 * time.Hour), Reason: Reason{By: "operator"}}); err != nil {
+		t.Fatal(err)
+	}
+	j.Close()
+	j2, rep := open(t, path, t0)
+	defer j2.Close()
+	b, _ := j2.Get(p)
+	if want := []respond.Done{d2, d1}; !reflect.DeepEqual(b.Reason.Classic, want) || b.Reason.By != "operator" || len(rep.Corrupt) != 0 {
+		t.Errorf("after restart: %+v, want classic %+v (%+v)", b.Reason, want, rep)
+	}
+}
+
+// TestJournalReadsOldRecords: lines written before the classic actions were recorded
+// still replay.
+func TestJournalReadsOldRecords(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "bans")
+	old := `{"op":"ban","prefix":"198.18.0.2/32","at":1795539620000,"until":1795543220000,"n":1,"mode":"tcp","port":143,"by":"detect","addr":"198.18.0.2"}` + "\n"
+	if err := os.WriteFile(path, []byte(old), 0o640); err != nil {
+		t.Fatal(err)
+	}
+	j, rep := open(t, path, t0)
+	defer j.Close()
+	b, ok := j.Get(pfx("198.18.0.2/32"))
+	if !ok || rep.Records != 1 || b.Reason.Classic != nil || b.Reason.Port != 143 {
+		t.Errorf("old record: %+v %+v", b, rep)
+	}
 }

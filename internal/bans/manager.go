@@ -185,7 +185,7 @@ func (m *Manager) assert(list []Ban, now time.Time) error {
 
 // NewBan builds a ban of p lasting d, or with d < 0 the duration its offence count
 // earns. Without a native backend a ban on unspoofable evidence is permanent, as
-// classic's were (nothing undoes a KILL_ROUTE); one on spoofable evidence lasts
+// classic's were (an operator lifts it); one on spoofable evidence lasts
 // BAN_TIME in the journal (at least an hour), so that forged probes cannot fill
 // BAN_CAP for good and lock detection out.
 func (m *Manager) NewBan(p netip.Prefix, reason Reason, d time.Duration, now time.Time) Ban {
@@ -233,6 +233,20 @@ func (m *Manager) Pending(a netip.Addr) bool { return m.held.covers(a) }
 func (m *Manager) Unblock(p netip.Prefix) (ended []Ban, err error) {
 	m.do(func() { ended, err = m.unblock(p) })
 	return ended, err
+}
+
+// Note records in p's ban what the classic KILL_ actions did for it (see
+// Journal.Note), on the manager's goroutine after the bans queued before it, so that
+// lifting the ban undoes them; a ban held for the journal keeps it until it is written.
+// False when p is not banned (refused, or already lifted): the caller undoes them itself.
+func (m *Manager) Note(p netip.Prefix, d respond.Done) (ok bool, err error) {
+	m.do(func() {
+		m.drain() // the ban the commands ran for may still be queued
+		if ok, err = m.journal.Note(p, d); !ok {
+			ok = m.held.note(p, d)
+		}
+	})
+	return ok, err
 }
 
 // do runs op on the manager's goroutine, as one with the detections' bans and the
@@ -521,7 +535,9 @@ func narrow(v *safety.View, b Ban) (Ban, bool) {
 	if !ok {
 		return Ban{}, false
 	}
-	return Ban{Prefix: p, Start: b.Start, Until: b.Until, Reason: b.Reason}, true
+	r := b.Reason
+	r.Classic = nil // lifting the wide ban undid them
+	return Ban{Prefix: p, Start: b.Start, Until: b.Until, Reason: r}, true
 }
 
 // renew commits bans narrowed by recheck, logging each.

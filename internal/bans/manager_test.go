@@ -10,9 +10,11 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
+	"github.com/portsentry-go/portsentry/internal/appendfile"
 	"github.com/portsentry-go/portsentry/internal/netaddr"
 	"github.com/portsentry-go/portsentry/internal/respond"
 	"github.com/portsentry-go/portsentry/internal/safety"
@@ -235,6 +237,37 @@ func TestNopBans(t *testing.T) {
 	m.Close()
 }
 
+// TestNoteFollowsTheQueuedBan: the classic commands of a detection run while its ban
+// may still be queued; the note waits for it. The unblock then hands the note to
+// Lifted, which is how the daemon undoes the commands. A note for a host that is not
+// banned is refused, so the caller undoes at once.
+func TestNoteFollowsTheQueuedBan(t *testing.T) {
+	m := testManager(t, filepath.Join(t.TempDir(), "journal"), viewOf(), newFake())
+	var lifted []Ban
+	m.opts.Hooks.Lifted = func(bs []Ban) { lifted = append(lifted, bs...) }
+	ctx, cancel := context.WithCancel(context.Background())
+	m.Start(ctx)
+	defer func() { cancel(); m.Close() }()
+	a := netip.MustParseAddr("198.18.9.9")
+	p := netip.PrefixFrom(a, 32)
+	d := respond.Done{Addr: a, Route: true}
+	for range 50 {
+		m.Ban(m.NewBan(p, Reason{Addr: a}, -1, time.Now()))
+		if ok, err := m.Note(p, d); !ok || err != nil {
+			t.Fatalf("note after a queued ban: %v %v", ok, err)
+		}
+		if _, err := m.Unblock(p); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if len(lifted) != 50 || !slices.Equal(lifted[49].Reason.Classic, []respond.Done{d}) {
+		t.Errorf("lifted %d bans, the last with %+v", len(lifted), lifted[len(lifted)-1].Reason.Classic)
+	}
+	if ok, _ := m.Note(p, d); ok {
+		t.Error("note accepted for a host that is not banned")
+	}
+}
+
 // The system loses bans and gains entries behind the manager's back; every
 // reconciliation puts it back as the journal says, logs the repair with its counts, and
 // a failing one is logged once until it works again.
@@ -312,5 +345,19 @@ func TestUnblockInsideAndCovering(t *testing.T) {
 	}
 	if !f.has(pfx("10.78.0.60/32")) || !f.has(pfx("10.78.2.1/32")) || f.has(pfx("10.78.1.70/32")) {
 		t.Errorf("backend holds %v", f.held)
+	}
+}
+
+// TestNoteOnAHeldBan: a ban waiting for a full disk keeps the note until it is written.
+func TestNoteOnAHeldBan(t *testing.T) {
+	h := newHeld("j", appendfile.Report{Log: slog.New(slog.DiscardHandler)})
+	p := pfx("198.18.9.9/32")
+	d := respond.Done{Addr: p.Addr(), HostsDeny: "ALL: 198.18.9.9"}
+	h.keep([]Ban{{Prefix: p}}, syscall.ENOSPC)
+	if !h.note(p, d) || h.note(pfx("198.18.9.10/32"), d) {
+		t.Fatal("note on the held ban refused, or on another accepted")
+	}
+	if got := h.take(nil); len(got) != 1 || !slices.Equal(got[0].Reason.Classic, []respond.Done{d}) {
+		t.Errorf("held %+v", got)
 	}
 }

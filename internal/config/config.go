@@ -105,6 +105,9 @@ type Config struct {
 	HostsDenyFile string
 	// KILL_CMD_TIMEOUT (ours, whole seconds 1..3600): how long a KILL_ command may run.
 	CommandTimeout time.Duration
+	// KILL_ROUTE_UNDO, KILL_RUN_CMD_UNDO (ours): shell commands that undo KILL_ROUTE
+	// and KILL_RUN_CMD for a host when its ban ends; empty: what those did stays.
+	KillRouteUndo, KillRunCmdUndo string
 	// Interfaces (INTERFACES): comma-separated names the stealth modes capture on;
 	// empty means every interface, including ones that appear later.
 	Interfaces string

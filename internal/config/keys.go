@@ -46,6 +46,8 @@ var keys = []keySpec{
 	stringKey("PORT_BANNER", nil, func(c *Config) *string { return &c.PortBanner }),
 	stringKey("HOSTS_DENY_FILE", hostsDenyFileProblem, func(c *Config) *string { return &c.HostsDenyFile }),
 	{name: "KILL_CMD_TIMEOUT", parse: parseTimeout, format: formatTimeout},
+	stringKey("KILL_ROUTE_UNDO", targetProblem, func(c *Config) *string { return &c.KillRouteUndo }),
+	stringKey("KILL_RUN_CMD_UNDO", nil, func(c *Config) *string { return &c.KillRunCmdUndo }),
 	stringKey("INTERFACES", nil, func(c *Config) *string { return &c.Interfaces }),
 	stringKey("BLOCK_BACKEND", backendProblem, func(c *Config) *string { return &c.BlockBackend }),
 	intKey("BAN_TIME", 0, maxBanSeconds, "a number of seconds (0: permanent)", func(c *Config) *int { return &c.BanTime }),

@@ -19,10 +19,15 @@ func (c *Config) Validate(modes []probe.Mode) diag.List {
 	v := &validator{c: c}
 	v.values()
 	v.portsNeeded(modes)
+	blocks := false
 	for _, proto := range []probe.Proto{probe.TCP, probe.UDP} {
 		if slices.ContainsFunc(modes, func(m probe.Mode) bool { return m.Proto() == proto }) {
 			v.blocking(proto)
+			blocks = blocks || c.level(proto) == BlockKill
 		}
+	}
+	if blocks {
+		v.undo()
 	}
 	if len(modes) > 0 {
 		v.files()
@@ -65,7 +70,7 @@ func (v *validator) values() {
 	v.intRange("BLOCK_TCP", int(c.BlockTCP), int(BlockLogOnly), int(BlockRunCmd))
 	v.intRange("BLOCK_UDP", int(c.BlockUDP), int(BlockLogOnly), int(BlockRunCmd))
 	v.intRange("SCAN_TRIGGER", c.ScanTrigger, 0, maxScanTrigger)
-	for _, kv := range [][2]string{{"KILL_ROUTE", c.KillRoute}, {"KILL_HOSTS_DENY", c.KillHostsDeny}} {
+	for _, kv := range [][2]string{{"KILL_ROUTE", c.KillRoute}, {"KILL_HOSTS_DENY", c.KillHostsDeny}, {"KILL_ROUTE_UNDO", c.KillRouteUndo}} {
 		if msg := targetProblem(kv[0], kv[1]); msg != "" {
 			v.add(diag.Error, kv[0], "%s", msg)
 		}
@@ -115,12 +120,20 @@ func (v *validator) portsNeeded(modes []probe.Mode) {
 	need("UDP_PORTS", c.UDPPorts, probe.UDP)
 }
 
+// level is BLOCK_TCP or BLOCK_UDP.
+func (c *Config) level(proto probe.Proto) BlockLevel {
+	if proto == probe.UDP {
+		return c.BlockUDP
+	}
+	return c.BlockTCP
+}
+
 // blocking checks that the BLOCK_ level of proto has something to run.
 func (v *validator) blocking(proto probe.Proto) {
 	c := v.c
-	key, level := "BLOCK_TCP", c.BlockTCP
+	key, level := "BLOCK_TCP", c.level(proto)
 	if proto == probe.UDP {
-		key, level = "BLOCK_UDP", c.BlockUDP
+		key = "BLOCK_UDP"
 	}
 	switch {
 	case level == BlockRunCmd && c.KillRunCmd == "":
@@ -130,6 +143,43 @@ func (v *validator) blocking(proto probe.Proto) {
 		// A native backend blocks by itself; only classic needs a KILL_ line.
 		v.add(diag.Warning, key, `%s="1" but none of KILL_ROUTE, KILL_HOSTS_DENY, KILL_RUN_CMD is set and BLOCK_BACKEND is "classic": nothing will be blocked`, key)
 	}
+}
+
+// undo says, for blocking modes, what stays in place when a ban ends (BAN_TIME,
+// portsentry unblock) because no undo key is set, and warns when KILL_ROUTE cannot take
+// the IPv6 addresses every mode also watches.
+func (v *validator) undo() {
+	c := v.c
+	if c.KillRoute != "" && c.KillRouteUndo == "" {
+		v.add(diag.Warning, "KILL_ROUTE", "the routes KILL_ROUTE adds stay when a ban ends (BAN_TIME, portsentry unblock): set KILL_ROUTE_UNDO to lift them")
+	}
+	if c.KillRunCmd != "" && c.KillRunCmdUndo == "" {
+		v.add(diag.Warning, "KILL_RUN_CMD", "what KILL_RUN_CMD does stays when a ban ends (BAN_TIME, portsentry unblock): set KILL_RUN_CMD_UNDO to undo it")
+	}
+	if why := ipv4Only(c.KillRoute); why != "" {
+		v.add(diag.Warning, "KILL_ROUTE", `KILL_ROUTE cannot take IPv6 addresses (%s): IPv6 scanners get no route; "/sbin/ip route add blackhole $TARGET$" takes both families (KILL_ROUTE_UNDO "/sbin/ip route del blackhole $TARGET$"), or use a native BLOCK_BACKEND`, why)
+	}
+}
+
+// ipv4Only says why the shell command cmd cannot take an IPv6 $TARGET$, or "" when it
+// may: net-tools route without -A inet6 (or -6), and the IPv4-only firewall tools.
+func ipv4Only(cmd string) string {
+	f := strings.Fields(cmd)
+	if len(f) == 0 {
+		return ""
+	}
+	switch prog := f[0][strings.LastIndexByte(f[0], '/')+1:]; prog {
+	case "route":
+		for i, a := range f {
+			if a == "-6" || a == "--inet6" || a == "-A" && i+1 < len(f) && f[i+1] == "inet6" {
+				return ""
+			}
+		}
+		return `route needs "-A inet6" for IPv6 hosts`
+	case "iptables", "ipchains", "ipfwadm":
+		return prog + " is IPv4 only"
+	}
+	return ""
 }
 
 // files warns about record files that are not set, since every mode writes them.

@@ -56,8 +56,25 @@ func TestValidate(t *testing.T) {
 			},
 			modes: []probe.Mode{tcp}},
 		{name: "BLOCK 1 with one action is fine",
-			change: func(c *Config) { c.BlockTCP, c.KillRoute, c.KillHostsDeny = BlockKill, "", ""; c.KillRunCmd = "x" },
-			modes:  []probe.Mode{tcp}},
+			change: func(c *Config) {
+				c.BlockTCP, c.KillRoute, c.KillHostsDeny = BlockKill, "", ""
+				c.KillRunCmd, c.KillRunCmdUndo = "x", "y"
+			},
+			modes: []probe.Mode{tcp}},
+		{name: "what stays without the undo keys, and an IPv4-only KILL_ROUTE",
+			change: func(c *Config) { c.BlockUDP, c.KillRouteUndo, c.KillRunCmd = BlockKill, "", "/bin/page $TARGET$" },
+			modes:  []probe.Mode{tcp, udp},
+			want: []string{
+				"built-in defaults: warning: the routes KILL_ROUTE adds stay when a ban ends (BAN_TIME, portsentry unblock): set KILL_ROUTE_UNDO to lift them",
+				"built-in defaults: warning: what KILL_RUN_CMD does stays when a ban ends (BAN_TIME, portsentry unblock): set KILL_RUN_CMD_UNDO to undo it",
+				`built-in defaults: warning: KILL_ROUTE cannot take IPv6 addresses (route needs "-A inet6" for IPv6 hosts): IPv6 scanners get no route; "/sbin/ip route add blackhole $TARGET$" takes both families (KILL_ROUTE_UNDO "/sbin/ip route del blackhole $TARGET$"), or use a native BLOCK_BACKEND`,
+			}},
+		{name: "ip route with its undo is fine",
+			change: func(c *Config) {
+				c.BlockTCP = BlockKill
+				c.KillRoute, c.KillRouteUndo = "/sbin/ip route add blackhole $TARGET$", "/sbin/ip route del blackhole $TARGET$"
+			},
+			modes: []probe.Mode{tcp}},
 		{name: "advanced watching nothing",
 			change: func(c *Config) {
 				c.AdvancedPortsTCP = 1
@@ -117,8 +134,8 @@ func TestValidate(t *testing.T) {
 }
 
 // TestPackagedConfig: the annotated config we ship loads without a diagnostic, equals
-// the built-in defaults, and mentions every key the parser knows, so that it cannot
-// fall behind the code.
+// the built-in defaults but for the KILL_ROUTE_UNDO of its KILL_ROUTE, and mentions
+// every key the parser knows, so that it cannot fall behind the code.
 func TestPackagedConfig(t *testing.T) {
 	const path = "../../packaging/debian/portsentry.conf"
 	cfg, diags, err := Load(path)
@@ -126,6 +143,7 @@ func TestPackagedConfig(t *testing.T) {
 		t.Fatalf("%v %v", err, diags)
 	}
 	want := Default()
+	want.KillRouteUndo = "/sbin/route del -host $TARGET$ reject"
 	cfg.Source, want.Source = "", ""
 	cfg.lines, want.lines = nil, nil
 	if !reflect.DeepEqual(cfg, want) {
@@ -135,6 +153,23 @@ func TestPackagedConfig(t *testing.T) {
 	for _, k := range keys {
 		if !regexp.MustCompile(`(?m)^#?` + k.name + `\s*=`).Match(data) {
 			t.Errorf("packaged config does not mention %s", k.name)
+		}
+	}
+}
+
+func TestIPv4Only(t *testing.T) {
+	for cmd, want := range map[string]string{
+		"/sbin/route add -host $TARGET$ reject":           `route needs "-A inet6" for IPv6 hosts`,
+		"route -A inet6 add $TARGET$/128 reject":          "",
+		"/sbin/route -6 add $TARGET$ reject":              "",
+		"/sbin/iptables -I INPUT -s $TARGET$ -j DROP":     "iptables is IPv4 only",
+		"/sbin/ipchains -I input -s $TARGET$ -j DENY":     "ipchains is IPv4 only",
+		"/sbin/ip route add blackhole $TARGET$":           "",
+		"/usr/local/sbin/block-both-families.sh $TARGET$": "",
+		"": "",
+	} {
+		if got := ipv4Only(cmd); got != want {
+			t.Errorf("ipv4Only(%q) = %q, want %q", cmd, got, want)
 		}
 	}
 }

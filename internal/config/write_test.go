@@ -93,6 +93,7 @@ func TestWriteEveryField(t *testing.T) {
 	c.PortBanner = "  Gå væk = # "
 	c.HostsDenyFile = "/tmp/hosts.deny"
 	c.CommandTimeout = 5 * time.Second
+	c.KillRouteUndo, c.KillRunCmdUndo = "/sbin/route del -host $TARGET$ reject", "/usr/local/bin/unpage $TARGET$"
 	c.AdvancedPortsTCP, c.AdvancedPortsUDP = 1, 65535
 	c.TCPPorts = nil
 	c.UDPPorts = []uint16{65535, 1, 2, 3, 5}
@@ -262,6 +263,7 @@ func genConfig(t *rapid.T) *Config {
 	c.PortBanner = valueText(t, "banner")
 	c.HostsDenyFile = "/" + valueText(t, "hostsdeny")
 	c.KillRoute, c.KillHostsDeny = withTarget("route"), withTarget("deny")
+	c.KillRouteUndo, c.KillRunCmdUndo = withTarget("routeundo"), valueText(t, "runcmdundo")
 	c.ResolveHost, c.KillRunCmdFirst = rapid.Bool().Draw(t, "resolve"), rapid.Bool().Draw(t, "first")
 	c.BlockTCP = BlockLevel(rapid.IntRange(0, 2).Draw(t, "blocktcp"))
 	c.BlockUDP = BlockLevel(rapid.IntRange(0, 2).Draw(t, "blockudp"))

@@ -81,6 +81,9 @@ type Ban struct {
 	Scan     string       `json:"scan,omitempty"` // scan type, e.g. "TCP SYN/Normal scan"
 	By       string       `json:"by,omitempty"`   // "detect" or "operator"
 	Offences int          `json:"offences"`
+	// Stays, in an unblock's answer, says what the classic KILL_ commands did for the
+	// ban that stays in place because no undo key is set, and which key would lift it.
+	Stays []string `json:"stays,omitempty"`
 }
 
 // Permanent reports whether the ban never expires.

@@ -1,6 +1,7 @@
 package daemon
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -85,6 +86,7 @@ func (d *Daemon) openBans(now time.Time) (*bans.Manager, error) {
 	}
 	for _, b := range rep.Expired {
 		log.Info(fmt.Sprintf("attackalert: Ban on %s expired while PortSentry was down", b.Prefix))
+		d.undoJob(b)(context.Background()) // before detection starts: bounded by KILL_CMD_TIMEOUT
 	}
 	backend, err := newBackend(cfg, log, instance)
 	if err != nil {
@@ -148,18 +150,78 @@ func (d *Daemon) restoreBans() {
 }
 
 // forgetBans makes the detector forget lifted bans' hosts (so their next probe is
-// acted on again) and takes them off the blocked files.
+// acted on again), takes them off the blocked files and undoes what the classic
+// commands did under them. A host with commands to undo is forgotten once they are
+// undone: acted on before, its new commands would race the undo of the old ones.
 func (d *Daemon) forgetBans(ended []bans.Ban) {
 	prefixes := make([]netip.Prefix, len(ended))
 	d.mu.Lock()
 	for i, b := range ended {
-		d.det.ForgetPrefix(b.Prefix)
+		if len(b.Reason.Classic) == 0 {
+			d.det.ForgetPrefix(b.Prefix)
+		}
 		prefixes[i] = b.Prefix
 	}
 	d.mu.Unlock()
 	if err := d.files.drop(prefixes); err != nil {
 		d.log.Error("adminalert: ERROR: " + err.Error())
 	}
+	for _, b := range ended {
+		if len(b.Reason.Classic) > 0 {
+			d.undoClassic(b)
+		}
+	}
+}
+
+// undoClassic undoes what the classic commands did under an ended ban, as the
+// configuration in force says, logs what stays because no undo key is set, and then
+// forgets the ban's host. It runs on the command pool: the manager's goroutine must
+// not wait for commands. Bans lifted at start, before the pool exists (Restore's
+// safety recheck), are undone at once.
+func (d *Daemon) undoClassic(b bans.Ban) {
+	undo := d.undoJob(b)
+	job := func(ctx context.Context) {
+		undo(ctx)
+		d.forgetPrefix(b.Prefix)
+	}
+	if d.commands == nil {
+		job(context.Background())
+		return
+	}
+	d.commands.run(job, func() {
+		d.stats.Failures.Add(1)
+		d.log.Error(fmt.Sprintf("attackalert: ERROR: command queue full: what the KILL_ commands did under the ban on %s is not undone", b.Prefix))
+		d.forgetPrefix(b.Prefix)
+	})
+}
+
+func (d *Daemon) forgetPrefix(p netip.Prefix) {
+	d.mu.Lock()
+	d.det.ForgetPrefix(p)
+	d.mu.Unlock()
+}
+
+// undoJob logs what of b's classic actions stays and returns the undo of the others.
+func (d *Daemon) undoJob(b bans.Ban) func(context.Context) {
+	responder := d.state.Load().responder
+	for _, s := range d.stays(b) {
+		d.log.Warn(fmt.Sprintf("attackalert: Ban on %s ended; %s", b.Prefix, s))
+	}
+	return func(ctx context.Context) {
+		for _, done := range b.Reason.Classic {
+			responder.Undo(ctx, done)
+		}
+	}
+}
+
+// stays says what the classic commands did under b that stays when it ends.
+func (d *Daemon) stays(b bans.Ban) []string {
+	responder := d.state.Load().responder
+	var out []string
+	for _, done := range b.Reason.Classic {
+		out = append(out, responder.Stays(done)...)
+	}
+	return out
 }
 
 // modeSuffix names a process by its modes ("tcp", "stcp+sudp").

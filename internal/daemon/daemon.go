@@ -237,6 +237,8 @@ func (d *Daemon) classicConfig(c *config.Config) respond.ClassicConfig {
 		KillHostsDeny:   c.KillHostsDeny,
 		KillRunCmd:      c.KillRunCmd,
 		KillRunCmdFirst: c.KillRunCmdFirst,
+		KillRouteUndo:   c.KillRouteUndo,
+		KillRunCmdUndo:  c.KillRunCmdUndo,
 		HostsDenyFile:   c.HostsDenyFile,
 		Timeout:         c.CommandTimeout,
 		OnCommand:       d.metrics.Command,
@@ -419,9 +421,9 @@ func (d *Daemon) Run(ctx context.Context, reload <-chan os.Signal) error {
 	if err := d.openStores(cfg); err != nil {
 		return err
 	}
+	stopWorkers := d.startWorkers(ctx) // first: the manager queues undos on their command pool
 	banCtx, stopBans := context.WithCancel(context.WithoutCancel(ctx))
 	d.bans.Start(banCtx)
-	stopWorkers := d.startWorkers(ctx)
 	srv, webSrv := d.listenControl(cfg), d.startWeb(cfg)
 	err := d.startSensors(ctx, cfg)
 	if d.stealth != nil {

@@ -15,7 +15,7 @@ import (
 )
 
 // process handles one verdict on a worker: resolve, log the detection, then either note
-// that the host is already blocked or respond and record it, in classic order (SPEC §4).
+// that the host is already blocked or respond and record it, in classic order.
 //
 // Nothing slow runs here. With a native backend the ban is queued at once, before any
 // classic command; the KILL_ commands run on the command pool, so a hanging one holds up
@@ -64,29 +64,32 @@ func (d *Daemon) process(v detect.Verdict) {
 		return
 	}
 	native := v.Plan == detect.PlanBanThenCommands
-	if native && !d.banFor(v) {
-		d.forget(p.Mode, addr)
-		return
-	}
-	if native { // the host is blocked now, whatever the commands do
-		d.rec.record(p.Mode, journal.Line(p.Time.Local(), name, addr, port, p.Proto))
+	var banned netip.Prefix
+	if native {
+		var ok bool
+		if banned, ok = d.banFor(v, respond.Done{}); !ok {
+			d.forget(p.Mode, addr)
+			return
+		}
+		d.rec.record(p.Mode, journal.Line(p.Time.Local(), name, addr, port, p.Proto)) // blocked now, whatever the commands do
 	}
 	d.commands.run(func(ctx context.Context) {
-		ok := st.responder.Respond(ctx, t)
+		out := st.responder.Respond(ctx, t)
 		switch {
 		case native:
-			if !ok {
+			if !out.Blocked {
 				d.stats.Failures.Add(1)
 				d.log.Error(fmt.Sprintf("attackalert: ERROR: classic KILL_ commands failed for host %s/%s; the %s ban stays", name, addr, d.bans.Backend()))
 			}
-		case !ok:
+			d.note(ctx, st, banned, out.Done)
+		case !out.Blocked:
 			d.stats.Failures.Add(1)
 			d.log.Error(fmt.Sprintf("attackalert: ERROR: Could not block host %s/%s !!", name, addr))
 			d.forget(p.Mode, addr)
 			return
 		default:
 			if v.Plan == detect.PlanCommandsThenBan {
-				d.banFor(v) // the journal's record of what the commands did
+				d.banFor(v, out.Done) // the journal's record of what the commands did
 			}
 			d.rec.record(p.Mode, journal.Line(p.Time.Local(), name, addr, port, p.Proto))
 		}
@@ -101,10 +104,11 @@ func (d *Daemon) process(v detect.Verdict) {
 }
 
 // banFor queues the ban a verdict earns: the source, or for IPv6 the widest network
-// up to BAN_IPV6_PREFIX that covers nothing protected. It reports false, and logs
-// why, when the safety gate refuses even the address alone (the view changed between
-// the decision and now).
-func (d *Daemon) banFor(v detect.Verdict) bool {
+// up to BAN_IPV6_PREFIX that covers nothing protected, with what the classic commands
+// did (when they ran first). It returns the banned prefix, or false, and logs why,
+// when the safety gate refuses even the address alone (the view changed between the
+// decision and now).
+func (d *Daemon) banFor(v detect.Verdict, done respond.Done) (netip.Prefix, bool) {
 	p := v.Probe
 	addr := p.Src.Addr()
 	bits := addr.BitLen()
@@ -114,11 +118,31 @@ func (d *Daemon) banFor(v detect.Verdict) bool {
 	prefix, ok := d.view().Widen(addr, bits)
 	if !ok {
 		d.log.Warn(fmt.Sprintf("attackalert: Not banning %s: %v", addr, d.view().Check(netip.PrefixFrom(addr, addr.BitLen()))))
-		return false
+		return netip.Prefix{}, false
 	}
 	reason := bans.Reason{Mode: p.Mode, Port: p.Dst.Port(), Scan: p.ScanType, By: "detect", Spoofable: p.Spoofable, Addr: addr}
+	if done.Any() {
+		reason.Classic = []respond.Done{done}
+	}
 	d.bans.Ban(d.bans.NewBan(prefix, reason, -1, p.Time))
-	return true
+	return prefix, true
+}
+
+// note records in the ban what the classic commands did under it, so that lifting it
+// undoes them. A ban that is gone already (lifted, or refused at BAN_CAP, while they
+// ran) has them undone at once: nothing may stay that no ban accounts for.
+func (d *Daemon) note(ctx context.Context, st *state, banned netip.Prefix, done respond.Done) {
+	if !done.Any() {
+		return
+	}
+	ok, err := d.bans.Note(banned, done)
+	switch {
+	case err != nil:
+		d.log.Error(fmt.Sprintf("adminalert: ERROR: ban journal: %v: what the KILL_ commands did for %s is not recorded and will not be undone", err, done.Addr))
+	case !ok:
+		d.log.Info(fmt.Sprintf("attackalert: Ban on %s ended while its KILL_ commands ran: undoing them", banned))
+		st.responder.Undo(ctx, done)
+	}
 }
 
 // detectionLine is the classic first line of a detection.
@@ -137,9 +161,11 @@ func detectionLine(p probe.Probe, name string) string {
 // commandPool runs classic KILL_ commands off the detection workers: a few at a time,
 // with a bounded queue, so that hanging commands delay only other commands.
 type commandPool struct {
-	jobs chan func(context.Context)
-	ctx  context.Context
-	wg   sync.WaitGroup
+	mu     sync.Mutex // guards closed and the sending on jobs
+	closed bool
+	jobs   chan func(context.Context)
+	ctx    context.Context
+	wg     sync.WaitGroup
 }
 
 // Command pool sizes: commandWorkers run at once (each bounded by KILL_CMD_TIMEOUT);
@@ -161,8 +187,17 @@ func newCommandPool(ctx context.Context) *commandPool {
 	return c
 }
 
-// run queues job, or calls full when the queue is full.
+// run queues job, or calls full when the queue is full. Once the pool is closed it
+// runs job itself, bounded by KILL_CMD_TIMEOUT only: the ban manager stops after the
+// pool, and the undo of a ban it lifts meanwhile must still happen.
 func (c *commandPool) run(job func(context.Context), full func()) {
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		job(context.WithoutCancel(c.ctx))
+		return
+	}
+	defer c.mu.Unlock()
 	select {
 	case c.jobs <- job:
 	default:
@@ -172,6 +207,9 @@ func (c *commandPool) run(job func(context.Context), full func()) {
 
 // close runs what is queued and waits.
 func (c *commandPool) close() {
+	c.mu.Lock()
+	c.closed = true
 	close(c.jobs)
+	c.mu.Unlock()
 	c.wg.Wait()
 }

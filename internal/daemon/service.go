@@ -58,7 +58,9 @@ func (s service) Unblock(p netip.Prefix) ([]control.Ban, error) {
 	ended, err := s.d.bans.Unblock(p)
 	out := make([]control.Ban, 0, len(ended))
 	for _, b := range ended {
-		out = append(out, toControl(b))
+		c := toControl(b)
+		c.Stays = s.d.stays(b)
+		out = append(out, c)
 	}
 	return out, err
 }

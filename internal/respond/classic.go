@@ -12,10 +12,10 @@ import (
 	"net/netip"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 	"unicode/utf8"
@@ -39,8 +39,11 @@ type ClassicConfig struct {
 	KillHostsDeny      string // line for HostsDenyFile, $TARGET$ required
 	KillRunCmd         string // shell command
 	KillRunCmdFirst    bool
-	HostsDenyFile      string
-	Timeout            time.Duration // per command
+	// KillRouteUndo and KillRunCmdUndo undo KILL_ROUTE and KILL_RUN_CMD when a ban
+	// ends (empty: what they did stays); same macros, same timeout.
+	KillRouteUndo, KillRunCmdUndo string
+	HostsDenyFile                 string
+	Timeout                       time.Duration // per command
 	// OnCommand, if set, is told the outcome of every command run (metrics).
 	OnCommand func(ok bool)
 }
@@ -57,6 +60,15 @@ type Target struct {
 type Classic struct {
 	cfg ClassicConfig
 	log *slog.Logger
+	// routeV6Failed is set once KILL_ROUTE has failed for an IPv6 host: that is
+	// reported once, with a hint, not for every host after it.
+	routeV6Failed atomic.Bool
+}
+
+// Outcome is what a response did.
+type Outcome struct {
+	Blocked bool // the host counts as blocked: classic records it
+	Done    Done // what it did that lifting the host's ban undoes
 }
 
 // NewClassic returns a responder for cfg.
@@ -68,8 +80,9 @@ func NewClassic(cfg ClassicConfig, log *slog.Logger) *Classic {
 }
 
 // Respond acts on t per BLOCK_x and reports whether the host counts as blocked (classic
-// then records it in the blocked and history files; with BLOCK_x=0 it always does).
-func (c *Classic) Respond(ctx context.Context, t Target) bool {
+// then records it in the blocked and history files; with BLOCK_x=0 it always does) and
+// what the actions did.
+func (c *Classic) Respond(ctx context.Context, t Target) Outcome {
 	level, proto := c.cfg.BlockTCP, "TCP"
 	if t.Mode.Proto() == probe.UDP {
 		level, proto = c.cfg.BlockUDP, "UDP"
@@ -78,64 +91,125 @@ func (c *Classic) Respond(ctx context.Context, t Target) bool {
 	case Block:
 		return c.block(ctx, t)
 	case RunCmdOnly:
-		return c.runCmd(ctx, t)
+		out := Outcome{Done: doneFor(t)}
+		out.Done.RunCmd = c.runCmd(ctx, t, c.cfg.KillRunCmd, runCmdLines)
+		out.Blocked = out.Done.RunCmd || c.cfg.KillRunCmd == ""
+		return out
 	default:
 		c.log.Info(fmt.Sprintf("attackalert: Ignoring %s response per configuration file setting.", proto))
-		return true
+		return Outcome{Blocked: true}
 	}
+}
+
+func doneFor(t Target) Done {
+	return Done{Addr: probe.Canonical(t.Addr), Port: t.Port, Mode: t.Mode}
 }
 
 // block runs, each only when configured: KILL_RUN_CMD (if first), KILL_HOSTS_DENY,
-// KILL_ROUTE, KILL_RUN_CMD (if not first). The host is blocked when the blocking actions
-// (hosts.deny, route) succeeded; KILL_RUN_CMD's outcome is logged but, as in classic,
-// does not decide that.
-func (c *Classic) block(ctx context.Context, t Target) bool {
-	ok := true
+// KILL_ROUTE, KILL_RUN_CMD (if not first). The host is blocked when one of the blocking
+// actions (hosts.deny, route) took effect, or none is configured; KILL_RUN_CMD's
+// outcome is logged but, as in classic, does not decide that. A KILL_ROUTE failing
+// for an IPv6 host is left out: most route commands cannot take IPv6 addresses, and
+// it would fail again on every later hit.
+func (c *Classic) block(ctx context.Context, t Target) Outcome {
+	out := Outcome{Done: doneFor(t)}
+	tried, held := 0, 0
 	if c.cfg.KillRunCmdFirst {
-		c.runCmd(ctx, t)
+		out.Done.RunCmd = c.runCmd(ctx, t, c.cfg.KillRunCmd, runCmdLines)
 	}
 	if c.cfg.KillHostsDeny != "" {
-		ok = c.hostsDeny(t) && ok
+		line, ok := c.hostsDeny(t)
+		out.Done.HostsDeny = line
+		tried++
+		if ok {
+			held++
+		}
 	}
 	if c.cfg.KillRoute != "" {
-		ok = c.route(ctx, t) && ok
+		out.Done.Route = c.route(ctx, t)
+		if out.Done.Route || !out.Done.Addr.Is6() {
+			tried++
+		}
+		if out.Done.Route {
+			held++
+		}
 	}
 	if !c.cfg.KillRunCmdFirst {
-		c.runCmd(ctx, t)
+		out.Done.RunCmd = c.runCmd(ctx, t, c.cfg.KillRunCmd, runCmdLines)
 	}
-	return ok
+	out.Blocked = tried == 0 || held > 0
+	return out
 }
 
-func (c *Classic) hostsDeny(t Target) bool {
-	line := Expand(c.cfg.KillHostsDeny, t)
-	if err := appendLine(c.cfg.HostsDenyFile, line); err != nil {
+// hostsDeny appends t's KILL_HOSTS_DENY line and returns it when it appended it (the
+// line the undo removes), and whether the host is denied. A line already in the file
+// is not added again: it is the admin's, or left from an earlier ban, and stays.
+func (c *Classic) hostsDeny(t Target) (appended string, ok bool) {
+	line := DenyLine(c.cfg.KillHostsDeny, t)
+	added, err := addDenyLine(c.cfg.HostsDenyFile, line)
+	if added {
+		appended = line
+	}
+	if err != nil {
 		c.log.Error(fmt.Sprintf("attackalert: ERROR: could not write %s for host %s: %v", c.cfg.HostsDenyFile, t.Addr, err))
-		return false
+		return appended, false
+	}
+	if !added {
+		c.log.Info(fmt.Sprintf("attackalert: Host %s is already denied in %s with string: \"%s\"; not added again", t.Addr, c.cfg.HostsDenyFile, line))
+		return "", true
 	}
 	c.log.Info(fmt.Sprintf("attackalert: Host %s has been blocked via wrappers with string: \"%s\"", t.Addr, line))
-	return true
+	return appended, true
 }
 
+// route runs KILL_ROUTE. Its first failure for an IPv6 host is an error with a hint;
+// later IPv6 failures are logged at debug level only.
 func (c *Classic) route(ctx context.Context, t Target) bool {
 	cmd := Expand(c.cfg.KillRoute, t)
-	if err := c.shell(ctx, cmd); err != nil {
-		c.log.Error(fmt.Sprintf("attackalert: ERROR: dropped route command failed for host %s: %v", t.Addr, err), "command", cmd)
+	v6 := probe.Canonical(t.Addr).Is6()
+	quiet := v6 && c.routeV6Failed.Load()
+	level := slog.LevelInfo
+	if quiet {
+		level = slog.LevelDebug
+	}
+	if err := c.shell(ctx, cmd, level); err != nil {
+		switch {
+		case quiet:
+			c.log.Debug(fmt.Sprintf("attackalert: dropped route command failed for IPv6 host %s again: %v", t.Addr, err), "command", cmd)
+		case v6 && c.routeV6Failed.CompareAndSwap(false, true):
+			c.log.Error(fmt.Sprintf("attackalert: ERROR: dropped route command failed for IPv6 host %s: %v; KILL_ROUTE must take IPv6 addresses "+
+				"(\"ip route add blackhole $TARGET$\" takes both families, route needs \"-A inet6\"; see portsentry check-config); "+
+				"the host still counts as blocked, and later IPv6 failures of KILL_ROUTE are not logged again", t.Addr, err), "command", cmd)
+		default:
+			c.log.Error(fmt.Sprintf("attackalert: ERROR: dropped route command failed for host %s: %v", t.Addr, err), "command", cmd)
+		}
 		return false
 	}
 	c.log.Info(fmt.Sprintf("attackalert: Host %s has been blocked via dropped route using command: \"%s\"", t.Addr, cmd))
 	return true
 }
 
-func (c *Classic) runCmd(ctx context.Context, t Target) bool {
-	if c.cfg.KillRunCmd == "" {
-		return true
-	}
-	cmd := Expand(c.cfg.KillRunCmd, t)
-	if err := c.shell(ctx, cmd); err != nil {
-		c.log.Error(fmt.Sprintf("attackalert: ERROR: external command failed for host %s: %v", t.Addr, err), "command", cmd)
+// cmdLines are the log lines of a command: its failure, then its success (each with
+// the host's address, the success line also with the command).
+type cmdLines struct{ failed, ran string }
+
+var runCmdLines = cmdLines{
+	failed: "attackalert: ERROR: external command failed for host %s: %v",
+	ran:    "attackalert: External command run for host: %s using command: \"%s\"",
+}
+
+// runCmd runs the command template for t, if one is set, and reports whether it ran
+// and succeeded.
+func (c *Classic) runCmd(ctx context.Context, t Target, template string, lines cmdLines) bool {
+	if template == "" {
 		return false
 	}
-	c.log.Info(fmt.Sprintf("attackalert: External command run for host: %s using command: \"%s\"", t.Addr, cmd))
+	cmd := Expand(template, t)
+	if err := c.shell(ctx, cmd, slog.LevelInfo); err != nil {
+		c.log.Error(fmt.Sprintf(lines.failed, t.Addr, err), "command", cmd)
+		return false
+	}
+	c.log.Info(fmt.Sprintf(lines.ran, t.Addr, cmd))
 	return true
 }
 
@@ -158,8 +232,9 @@ const waitDelay = time.Second
 // the whole group is killed with SIGKILL, so nothing the command started (a pipeline, a
 // backgrounded child, a child ignoring SIGTERM) outlives it. When the shell exits but
 // something it left behind still holds its output after waitDelay, the group is killed
-// too; the shell's exit status still decides success.
-func (c *Classic) shell(ctx context.Context, cmd string) error {
+// too; the shell's exit status still decides success. The output is logged at
+// outLevel.
+func (c *Classic) shell(ctx context.Context, cmd string, outLevel slog.Level) error {
 	ctx, cancel := context.WithTimeout(ctx, c.cfg.Timeout)
 	defer cancel()
 	sh := exec.CommandContext(ctx, "/bin/sh", "-c", cmd)
@@ -184,9 +259,9 @@ func (c *Classic) shell(ctx context.Context, cmd string) error {
 	kept, total := out.kept()
 	if s, truncated := sanitize(kept, maxOutput); s != "" {
 		if truncated || total > int64(len(kept)) {
-			c.log.Info("command output", "command", cmd, "output", s, "truncated", true, "bytes", total)
+			c.log.Log(ctx, outLevel, "command output", "command", cmd, "output", s, "truncated", true, "bytes", total)
 		} else {
-			c.log.Info("command output", "command", cmd, "output", s)
+			c.log.Log(ctx, outLevel, "command output", "command", cmd, "output", s)
 		}
 	}
 	if ctx.Err() == context.DeadlineExceeded {
@@ -279,19 +354,4 @@ func Expand(s string, t Target) string {
 		"$PORT$", strconv.Itoa(int(t.Port)),
 		"$MODE$", string(t.Mode),
 	).Replace(s)
-}
-
-// appendLine appends one line to a hosts.deny-style file in a single synced write.
-func appendLine(path, line string) error {
-	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-		return err
-	}
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)
-	if err != nil {
-		return err
-	}
-	_, werr := f.WriteString(line + "\n")
-	serr := f.Sync()
-	cerr := f.Close()
-	return errors.Join(werr, serr, cerr)
 }

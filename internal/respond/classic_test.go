@@ -62,7 +62,7 @@ func TestBlockOrderAndLines(t *testing.T) {
 			KillRunCmdFirst: first,
 			HostsDenyFile:   deny,
 		}, log)
-		if !c.Respond(context.Background(), target) {
+		if !c.Respond(context.Background(), target).Blocked {
 			t.Fatalf("first=%v: respond failed: %s", first, buf)
 		}
 		got, _ := os.ReadFile(order)
@@ -91,7 +91,7 @@ func TestBlockOrderAndLines(t *testing.T) {
 func TestFailingRouteIsNotABlock(t *testing.T) {
 	log, buf := newLog()
 	c := NewClassic(ClassicConfig{BlockTCP: Block, KillRoute: "echo oops >&2; exit 3"}, log)
-	if c.Respond(context.Background(), target) {
+	if c.Respond(context.Background(), target).Blocked {
 		t.Fatal("exit 3 counted as success")
 	}
 	if !strings.Contains(buf.String(), "exit status 3") || !strings.Contains(buf.String(), "oops") {
@@ -104,7 +104,7 @@ func TestCommandTimeout(t *testing.T) {
 	c := NewClassic(ClassicConfig{BlockUDP: RunCmdOnly, KillRunCmd: "sleep 30", Timeout: 200 * time.Millisecond}, log)
 	tg := target
 	tg.Mode = probe.ModeUDP
-	if c.Respond(context.Background(), tg) {
+	if c.Respond(context.Background(), tg).Blocked {
 		t.Fatal("timed-out command counted as success")
 	}
 	if !strings.Contains(buf.String(), "timed out") {
@@ -121,7 +121,7 @@ func TestLevels(t *testing.T) {
 		KillRoute: "touch " + filepath.Join(dir, "route"), KillRunCmd: "touch " + ran,
 		HostsDenyFile: filepath.Join(dir, "deny"), KillHostsDeny: "ALL: $TARGET$",
 	}, log)
-	if !c.Respond(context.Background(), target) {
+	if !c.Respond(context.Background(), target).Blocked {
 		t.Fatal("log-only must count as recorded")
 	}
 	if !strings.Contains(buf.String(), "attackalert: Ignoring TCP response per configuration file setting.") {
@@ -129,7 +129,7 @@ func TestLevels(t *testing.T) {
 	}
 	udp := target
 	udp.Mode = probe.ModeSUDP
-	if !c.Respond(context.Background(), udp) {
+	if !c.Respond(context.Background(), udp).Blocked {
 		t.Fatal("run-cmd-only failed")
 	}
 	for name, want := range map[string]bool{"ran": true, "route": false, "deny": false} {

@@ -129,7 +129,7 @@ sleep 1000`
 func TestTimeoutKillsTheWholeProcessGroup(t *testing.T) {
 	pidFile := filepath.Join(t.TempDir(), "pids")
 	c, r := runCmdOnly(strings.ReplaceAll(spawner, "P", pidFile), 2*time.Second)
-	if c.Respond(context.Background(), udpTarget) {
+	if c.Respond(context.Background(), udpTarget).Blocked {
 		t.Fatal("timed-out command counted as success")
 	}
 	if !strings.Contains(r.messages(), "timed out after 2s") {
@@ -147,7 +147,7 @@ func TestCancelKillsTheWholeProcessGroup(t *testing.T) {
 	c, _ := runCmdOnly(strings.ReplaceAll(spawner, "P", pidFile), time.Hour)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan bool)
-	go func() { done <- c.Respond(ctx, udpTarget) }()
+	go func() { done <- c.Respond(ctx, udpTarget).Blocked }()
 	for i := 0; len(readPids(t, pidFile)) < 5; i++ {
 		if i == 1000 {
 			cancel()
@@ -165,7 +165,7 @@ func TestCancelKillsTheWholeProcessGroup(t *testing.T) {
 func TestLeftoverHoldingTheOutputIsKilled(t *testing.T) {
 	pidFile := filepath.Join(t.TempDir(), "pids")
 	c, r := runCmdOnly("sleep 1000 & echo $! > "+pidFile, time.Hour)
-	if !c.Respond(context.Background(), udpTarget) {
+	if !c.Respond(context.Background(), udpTarget).Blocked {
 		t.Fatalf("exit status 0 counted as failure:\n%s", r.messages())
 	}
 	if !strings.Contains(r.messages(), "left processes holding its output") {
@@ -179,7 +179,7 @@ func TestOutputIsBoundedWhileRead(t *testing.T) {
 	c, r := runCmdOnly(fmt.Sprintf("head -c %d /dev/zero", printed), time.Minute)
 	var before, after runtime.MemStats
 	runtime.ReadMemStats(&before)
-	ok := c.Respond(context.Background(), udpTarget)
+	ok := c.Respond(context.Background(), udpTarget).Blocked
 	runtime.ReadMemStats(&after)
 	if !ok {
 		t.Fatalf("command failed:\n%s", r.messages())

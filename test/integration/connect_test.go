@@ -48,7 +48,7 @@ func TestConnectTCPBlock(t *testing.T) {
 			first := actingPort(t, f.History, scan, 143, 1080, 31337)
 			s := scan.String()
 			for _, want := range []string{
-				fmt.Sprintf(`attackalert: Host %s has been blocked via wrappers with string: "ALL: %s : DENY"`, s, s),
+				fmt.Sprintf(`attackalert: Host %s has been blocked via wrappers with string: "ALL: %s : DENY"`, s, denyHost(scan)),
 				fmt.Sprintf(`attackalert: Host %s has been blocked via dropped route using command: "%s"`, s, strings.ReplaceAll(killRoute, "$TARGET$", s)),
 				fmt.Sprintf(`attackalert: External command run for host: %s using command: "/bin/echo %s %d tcp >> %s"`, s, s, first, f.CmdOut),
 			} {
@@ -65,7 +65,7 @@ func TestConnectTCPBlock(t *testing.T) {
 			if got := parseRecords(t, blocked); !slices.Equal(got, want) {
 				t.Errorf("blocked.tcp: got %+v, want %+v", got, want)
 			}
-			if got := waitLines(t, f.HostsDeny, 1); !slices.Equal(got, []string{"ALL: " + s + " : DENY"}) {
+			if got := waitLines(t, f.HostsDeny, 1); !slices.Equal(got, []string{"ALL: " + denyHost(scan) + " : DENY"}) {
 				t.Errorf("hosts.deny: got %q", got)
 			}
 			if got := waitLines(t, f.CmdOut, 1); !slices.Equal(got, []string{fmt.Sprintf("%s %d tcp", s, first)}) {
@@ -197,7 +197,7 @@ func TestConnectUDP(t *testing.T) {
 			if got := parseRecords(t, waitLines(t, f.Blocked+".udp", 2)); !slices.Equal(got, want) {
 				t.Errorf("blocked.udp: got %+v, want %+v", got, want)
 			}
-			if got := waitLines(t, f.HostsDeny, 2); !slices.Equal(got, []string{"ALL: " + s + " : DENY", "ALL: " + o + " : DENY"}) {
+			if got := waitLines(t, f.HostsDeny, 2); !slices.Equal(got, []string{"ALL: " + denyHost(scan) + " : DENY", "ALL: " + denyHost(other) + " : DENY"}) {
 				t.Errorf("hosts.deny: %q", got)
 			}
 			if got := waitLines(t, f.CmdOut, 2); !slices.Equal(got, []string{s + " 513 udp", o + " 31337 udp"}) {

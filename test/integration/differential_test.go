@@ -77,13 +77,13 @@ func TestDifferentialClassic(t *testing.T) {
 			onlyOurs: map[string][]string{
 				"Attack": {
 					connectMsg(netip.MustParseAddr(a6), "TCP", 143),
-					fmt.Sprintf(`attackalert: Host %s has been blocked via wrappers with string: "ALL: %s : DENY"`, a6, a6),
+					fmt.Sprintf(`attackalert: Host %s has been blocked via wrappers with string: "ALL: [%s] : DENY"`, a6, a6),
 					fmt.Sprintf(`attackalert: Host %s has been blocked via dropped route using command: "%s"`, a6, strings.ReplaceAll(killRoute, "$TARGET$", a6)),
 					fmt.Sprintf(`attackalert: External command run for host: %s using command: "/bin/echo %s 143 tcp >> $DIR/cmd.out"`, a6, a6),
 				},
 				"History":   {fmt.Sprintf("Host: %s/%s Port: 143 TCP Blocked", a6, a6)},
 				"Blocked":   {fmt.Sprintf("Host: %s/%s Port: 143 TCP Blocked", a6, a6)},
-				"HostsDeny": {fmt.Sprintf("ALL: %s : DENY", a6)},
+				"HostsDeny": {fmt.Sprintf("ALL: [%s] : DENY", a6)},
 				"CmdOut":    {a6 + " 143 tcp"},
 				"Routes":    {a6},
 			},
@@ -106,13 +106,13 @@ func TestDifferentialClassic(t *testing.T) {
 			onlyOurs: map[string][]string{
 				"Attack": {
 					connectMsg(netip.MustParseAddr(a6), "UDP", 513),
-					fmt.Sprintf(`attackalert: Host %s has been blocked via wrappers with string: "ALL: %s : DENY"`, a6, a6),
+					fmt.Sprintf(`attackalert: Host %s has been blocked via wrappers with string: "ALL: [%s] : DENY"`, a6, a6),
 					fmt.Sprintf(`attackalert: Host %s has been blocked via dropped route using command: "%s"`, a6, strings.ReplaceAll(killRoute, "$TARGET$", a6)),
 					fmt.Sprintf(`attackalert: External command run for host: %s using command: "/bin/echo %s 513 udp >> $DIR/cmd.out"`, a6, a6),
 				},
 				"History":   {fmt.Sprintf("Host: %s/%s Port: 513 UDP Blocked", a6, a6)},
 				"Blocked":   {fmt.Sprintf("Host: %s/%s Port: 513 UDP Blocked", a6, a6)},
-				"HostsDeny": {fmt.Sprintf("ALL: %s : DENY", a6)},
+				"HostsDeny": {fmt.Sprintf("ALL: [%s] : DENY", a6)},
 				"CmdOut":    {a6 + " 513 udp"},
 				"Routes":    {a6},
 			},

@@ -84,6 +84,15 @@ func (f files) blocking() []testnet.Setting {
 	}
 }
 
+// denyHost is a host as KILL_HOSTS_DENY writes it: an IPv6 address in brackets, the
+// form tcp_wrappers matches.
+func denyHost(a netip.Addr) string {
+	if a.Is6() {
+		return "[" + a.String() + "]"
+	}
+	return a.String()
+}
+
 // write writes the config (Debian's shipped file with settings applied) and the ignore
 // file (Debian's static entries plus extra lines).
 func (f files) write(t *testing.T, ignoreExtra []string, settings ...testnet.Setting) string {

@@ -65,7 +65,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/portsentry-go/portsentry/internal/respond"
@@ -338,7 +337,7 @@ func (b *Backend) change(f func(*doc) bool) error {
 	if !f(d) {
 		return nil
 	}
-	if err := writeAtomic(path, d.render()); err != nil {
+	if err := respond.WriteAtomic(path, d.render()); err != nil {
 		return fmt.Errorf("hostsdeny: %w", err)
 	}
 	return nil
@@ -557,61 +556,4 @@ func parsePattern(s string) (netip.Prefix, error) {
 		return netip.Prefix{}, fmt.Errorf("bad pattern %q", s)
 	}
 	return netip.PrefixFrom(a, n).Masked(), nil
-}
-
-// writeAtomic replaces path with data: temp file in the same directory, original
-// mode and owner, fsync, rename, fsync of the directory.
-func writeAtomic(path string, data []byte) (err error) {
-	dir, base := filepath.Split(path)
-	if dir == "" {
-		dir = "."
-	}
-	mode := fs.FileMode(0o644)
-	uid, gid := -1, -1
-	if st, err := os.Stat(path); err == nil {
-		mode = st.Mode().Perm()
-		if sys, ok := st.Sys().(*syscall.Stat_t); ok {
-			uid, gid = int(sys.Uid), int(sys.Gid)
-		}
-	} else if !errors.Is(err, fs.ErrNotExist) {
-		return err
-	}
-	f, err := os.CreateTemp(dir, "."+base+".portsentry-*")
-	if err != nil {
-		return err
-	}
-	tmp := f.Name()
-	defer func() {
-		if err != nil {
-			f.Close()
-			os.Remove(tmp)
-		}
-	}()
-	if _, err = f.Write(data); err != nil {
-		return err
-	}
-	if err = f.Chmod(mode); err != nil {
-		return err
-	}
-	if uid >= 0 {
-		// Without root this succeeds only for our own user and groups: a file
-		// someone else owns is not silently given to us.
-		if err = f.Chown(uid, gid); err != nil {
-			return fmt.Errorf("keep owner %d:%d of %s: %w", uid, gid, path, err)
-		}
-	}
-	if err = f.Sync(); err != nil {
-		return err
-	}
-	if err = f.Close(); err != nil {
-		return err
-	}
-	if err = os.Rename(tmp, path); err != nil {
-		return err
-	}
-	if d, err := os.Open(dir); err == nil {
-		d.Sync()
-		d.Close()
-	}
-	return nil
 }
