@@ -15,6 +15,10 @@ echo "== go vet"
 go vet ./...
 unformatted=$(gofmt -l $(git ls-files '*.go'))
 if [ -n "$unformatted" ]; then echo "gofmt needed: $unformatted" >&2; exit 1; fi
+# A merge left half-done: conflict markers at the start of a line, in any tracked file.
+if git grep -n -E '^(<<<<<<<|>>>>>>>) ' -- . ':!scripts/test.sh'; then
+  echo "merge conflict markers left in the files above" >&2; exit 1
+fi
 
 echo "== build (static, no cgo)"
 CGO_ENABLED=0 go build -o /dev/null ./cmd/portsentry
