@@ -56,6 +56,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/portsentry-go/portsentry/internal/netaddr"
 )
 
 // DefaultSocket is where the daemon listens and the commands connect by default.
@@ -164,10 +166,7 @@ func ParsePrefix(s string) (netip.Prefix, error) {
 	if err != nil {
 		return netip.Prefix{}, fmt.Errorf("%q is not an address or CIDR", s)
 	}
-	if a := p.Addr(); a.Is4In6() && p.Bits() >= 96 {
-		p = netip.PrefixFrom(a.Unmap(), p.Bits()-96)
-	}
-	return p.Masked(), nil
+	return netaddr.Canonical(p), nil
 }
 
 // maxDays keeps a number of days within time.Duration.

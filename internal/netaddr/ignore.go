@@ -114,7 +114,7 @@ func parseEntry(tok string) (netip.Prefix, string) {
 			return netip.Prefix{}, msg
 		}
 	}
-	return normalise(netip.PrefixFrom(addr, bits)), ""
+	return Canonical(netip.PrefixFrom(addr, bits)), ""
 }
 
 // parseBits parses the prefix length after '/'. Only decimal bit counts are accepted:
@@ -150,20 +150,6 @@ func maskBits(m netip.Addr) (int, bool) {
 		ones++
 	}
 	return ones, v == 0
-}
-
-// normalise makes equal networks compare equal: host bits cleared, zone dropped and
-// IPv4-mapped IPv6 networks turned into IPv4 ones, because packets from IPv4 hosts are
-// always matched in IPv4 form. It returns an invalid Prefix for an invalid input.
-func normalise(p netip.Prefix) netip.Prefix {
-	if !p.IsValid() {
-		return netip.Prefix{}
-	}
-	p = netip.PrefixFrom(p.Addr().WithZone(""), p.Bits()).Masked()
-	if a := p.Addr(); a.Is4In6() && p.Bits() >= 96 {
-		return netip.PrefixFrom(a.Unmap(), p.Bits()-96)
-	}
-	return p
 }
 
 // reason strips netip's `ParseAddr("...")` preamble, which repeats the (possibly long)

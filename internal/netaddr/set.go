@@ -36,7 +36,7 @@ func (a u128) less(b u128) bool { return a.hi < b.hi || (a.hi == b.hi && a.lo < 
 func NewSet(prefixes []netip.Prefix) *Set {
 	s := &Set{prefixes: make([]netip.Prefix, 0, len(prefixes))}
 	for _, p := range prefixes {
-		if p = normalise(p); p.IsValid() {
+		if p = Canonical(p); p.IsValid() {
 			s.prefixes = append(s.prefixes, p)
 		}
 	}
@@ -72,7 +72,7 @@ func (s *Set) Overlaps(p netip.Prefix) bool {
 	if s == nil {
 		return false
 	}
-	if p = normalise(p); !p.IsValid() {
+	if p = Canonical(p); !p.IsValid() {
 		return false
 	}
 	if p.Addr().Is4() {

@@ -309,9 +309,9 @@ func TestOverlapsMatchesNaive(t *testing.T) {
 		}
 		for _, q := range queries {
 			want := false
-			nq := normalise(q)
+			nq := Canonical(q)
 			for _, p := range raw {
-				if np := normalise(p); np.IsValid() && nq.IsValid() && np.Overlaps(nq) {
+				if np := Canonical(p); np.IsValid() && nq.IsValid() && np.Overlaps(nq) {
 					want = true
 				}
 			}

@@ -67,6 +67,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/portsentry-go/portsentry/internal/netaddr"
 	"github.com/portsentry-go/portsentry/internal/respond"
 )
 
@@ -226,7 +227,7 @@ func normBans(bans []respond.Ban) ([]respond.Ban, []error) {
 	out := make([]respond.Ban, 0, len(bans))
 	var bad []error
 	for _, ban := range bans {
-		p, err := norm(ban.Prefix)
+		p, err := netaddr.BanPrefix(ban.Prefix)
 		if err != nil {
 			bad = append(bad, err)
 			continue
@@ -282,7 +283,7 @@ func (b *Backend) remove(what string, prefixes []netip.Prefix) error {
 	var bad []error
 	drop := map[netip.Prefix]bool{}
 	for _, pp := range prefixes {
-		p, err := norm(pp)
+		p, err := netaddr.BanPrefix(pp)
 		if err != nil {
 			bad = append(bad, err)
 			continue
@@ -478,25 +479,6 @@ func (d *doc) render() []byte {
 	buf.WriteString(d.endMarker + "\n")
 	buf.Write(d.post)
 	return buf.Bytes()
-}
-
-// norm canonicalises a prefix: IPv4-mapped becomes IPv4, host bits are cleared.
-func norm(p netip.Prefix) (netip.Prefix, error) {
-	if !p.IsValid() {
-		return netip.Prefix{}, fmt.Errorf("invalid prefix %v", p)
-	}
-	a, bits := p.Addr().WithZone(""), p.Bits()
-	if a.Is4In6() {
-		if bits < 96 {
-			return netip.Prefix{}, fmt.Errorf("prefix %v: IPv4-mapped with fewer than 96 bits", p)
-		}
-		a, bits = a.Unmap(), bits-96
-	}
-	q := netip.PrefixFrom(a, bits).Masked()
-	if q.Bits() == 0 {
-		return netip.Prefix{}, fmt.Errorf("prefix %v: refusing to deny everything", p)
-	}
-	return q, nil
 }
 
 // Pattern is the hosts_access(5) client pattern for p: "192.0.2.7",

@@ -60,6 +60,7 @@ import (
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
 
+	"github.com/portsentry-go/portsentry/internal/netaddr"
 	"github.com/portsentry-go/portsentry/internal/respond"
 )
 
@@ -435,22 +436,12 @@ func inNetns(ns netns.NsHandle, fn func()) error {
 // builds its element and picks its set. hash:net takes prefix lengths
 // 1-32 (IPv4) and 1-128 (IPv6).
 func (b *Backend) entry(p netip.Prefix) (string, *netlink.IPSetEntry, netip.Prefix, error) {
-	if !p.IsValid() {
-		return "", nil, p, fmt.Errorf("invalid prefix %v", p)
-	}
-	a, bits := p.Addr().WithZone(""), p.Bits()
-	if a.Is4In6() {
-		if bits < 96 {
-			return "", nil, p, fmt.Errorf("prefix %v: IPv4-mapped with fewer than 96 bits", p)
-		}
-		a, bits = a.Unmap(), bits-96
-	}
-	q := netip.PrefixFrom(a, bits).Masked()
-	if q.Bits() == 0 {
-		return "", nil, p, fmt.Errorf("prefix %v: hash:net cannot hold a /0", p)
+	q, err := netaddr.BanPrefix(p)
+	if err != nil {
+		return "", nil, p, err
 	}
 	set := b.opts.Set6
-	if a.Is4() {
+	if q.Addr().Is4() {
 		set = b.opts.Set4
 	}
 	// Replace (no NLM_F_EXCL) sets IPSET_FLAG_EXIST: an add re-adds (renewing the

@@ -3,6 +3,7 @@ package nft
 import (
 	"errors"
 	"fmt"
+	"github.com/portsentry-go/portsentry/internal/netaddr"
 	"net/netip"
 	"slices"
 	"time"
@@ -29,7 +30,7 @@ func resolve(bans []Ban) ([]Ban, error) {
 	byPrefix := make(map[netip.Prefix]int, len(bans))
 	out := make([]Ban, 0, len(bans))
 	for _, ban := range bans {
-		p, err := normalize(ban.Prefix)
+		p, err := netaddr.BanPrefix(ban.Prefix)
 		if err != nil {
 			return nil, err
 		}
@@ -265,7 +266,7 @@ func (b *Backend) Revoke(prefixes []netip.Prefix) error {
 	seen := map[netip.Prefix]bool{}
 	var ps []netip.Prefix
 	for _, p := range prefixes {
-		q, err := normalize(p)
+		q, err := netaddr.BanPrefix(p)
 		if err != nil {
 			return fmt.Errorf("nftables revoke: %w", err)
 		}

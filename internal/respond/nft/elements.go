@@ -10,28 +10,6 @@ import (
 	"github.com/google/nftables"
 )
 
-// normalize returns p in the form the sets hold: masked, and an IPv4-mapped IPv6 prefix
-// (::ffff:a.b.c.d/n, n >= 96) as the IPv4 prefix it stands for, since the kernel sees
-// such a host as IPv4. A prefix of length 0 would ban a whole address family and is
-// refused, as is an invalid one.
-func normalize(p netip.Prefix) (netip.Prefix, error) {
-	if !p.IsValid() {
-		return netip.Prefix{}, fmt.Errorf("invalid prefix %v", p)
-	}
-	a, bits := p.Addr().WithZone(""), p.Bits()
-	if a.Is4In6() && bits >= 96 {
-		a, bits = a.Unmap(), bits-96
-	}
-	if bits == 0 {
-		return netip.Prefix{}, fmt.Errorf("refusing to ban a whole address family (%v)", p)
-	}
-	q, err := a.Prefix(bits)
-	if err != nil {
-		return netip.Prefix{}, fmt.Errorf("prefix %v: %w", p, err)
-	}
-	return q, nil
-}
-
 // interval is the half-open key range [start, end) of one prefix; end is nil when the
 // prefix reaches the top of the address space (an open interval: no end element).
 type interval struct {

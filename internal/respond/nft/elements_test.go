@@ -1,6 +1,7 @@
 package nft
 
 import (
+	"github.com/portsentry-go/portsentry/internal/netaddr"
 	"net/netip"
 	"slices"
 	"testing"
@@ -27,23 +28,23 @@ func TestNormalize(t *testing.T) {
 		{in: "::/0", bad: true},
 		{in: "::ffff:0.0.0.0/96", bad: true},
 	} {
-		got, err := normalize(P(tc.in))
+		got, err := netaddr.BanPrefix(P(tc.in))
 		if tc.bad {
 			if err == nil {
-				t.Errorf("normalize(%s) = %v, want an error", tc.in, got)
+				t.Errorf("netaddr.BanPrefix(%s) = %v, want an error", tc.in, got)
 			}
 			continue
 		}
 		if err != nil || got != P(tc.want) {
-			t.Errorf("normalize(%s) = %v, %v; want %s", tc.in, got, err, tc.want)
+			t.Errorf("netaddr.BanPrefix(%s) = %v, %v; want %s", tc.in, got, err, tc.want)
 		}
 	}
-	if _, err := normalize(netip.Prefix{}); err == nil {
-		t.Error("normalize(invalid) gave no error")
+	if _, err := netaddr.BanPrefix(netip.Prefix{}); err == nil {
+		t.Error("netaddr.BanPrefix(invalid) gave no error")
 	}
 	zoned := netip.PrefixFrom(netip.MustParseAddr("fe80::1%eth0"), 128)
-	if got, err := normalize(zoned); err != nil || got != P("fe80::1/128") {
-		t.Errorf("normalize(zoned) = %v, %v", got, err)
+	if got, err := netaddr.BanPrefix(zoned); err != nil || got != P("fe80::1/128") {
+		t.Errorf("netaddr.BanPrefix(zoned) = %v, %v", got, err)
 	}
 }
 
@@ -238,7 +239,7 @@ func TestResolveProperty(t *testing.T) {
 		out, err := resolve(in)
 		last := map[netip.Prefix]time.Duration{}
 		for _, b := range in {
-			p, nerr := normalize(b.Prefix)
+			p, nerr := netaddr.BanPrefix(b.Prefix)
 			if nerr != nil {
 				if err == nil {
 					t.Fatalf("resolve accepted %v", b.Prefix)

@@ -61,6 +61,7 @@ import (
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
 
+	"github.com/portsentry-go/portsentry/internal/netaddr"
 	"github.com/portsentry-go/portsentry/internal/respond"
 )
 
@@ -199,27 +200,6 @@ func (b *Backend) Close() error {
 	return nil
 }
 
-// norm canonicalises a prefix: an IPv4-mapped IPv6 address becomes IPv4, host bits
-// are cleared.
-func norm(p netip.Prefix) (netip.Prefix, error) {
-	if !p.IsValid() {
-		return netip.Prefix{}, fmt.Errorf("invalid prefix %v", p)
-	}
-	a, bits := p.Addr(), p.Bits()
-	if a.Is4In6() {
-		if bits < 96 {
-			return netip.Prefix{}, fmt.Errorf("prefix %v: IPv4-mapped with fewer than 96 bits", p)
-		}
-		a, bits = a.Unmap(), bits-96
-	}
-	a = a.WithZone("")
-	q := netip.PrefixFrom(a, bits).Masked()
-	if q.Bits() == 0 {
-		return netip.Prefix{}, fmt.Errorf("prefix %v: refusing to blackhole everything", p)
-	}
-	return q, nil
-}
-
 func ipNet(p netip.Prefix) *net.IPNet {
 	return &net.IPNet{IP: net.IP(p.Addr().AsSlice()), Mask: net.CIDRMask(p.Bits(), p.Addr().BitLen())}
 }
@@ -264,7 +244,7 @@ func (b *Backend) Apply(bans []respond.Ban) error {
 func (b *Backend) add(bans []respond.Ban, el *respond.ErrorList) int {
 	n := 0
 	for _, ban := range bans {
-		p, err := norm(ban.Prefix)
+		p, err := netaddr.BanPrefix(ban.Prefix)
 		if err != nil {
 			el.Add(err)
 			continue
@@ -351,7 +331,7 @@ func (b *Backend) del(what string, prefixes []netip.Prefix) error {
 func (b *Backend) remove(prefixes []netip.Prefix, el *respond.ErrorList) int {
 	n := 0
 	for _, pp := range prefixes {
-		p, err := norm(pp)
+		p, err := netaddr.BanPrefix(pp)
 		if err != nil {
 			el.Add(err)
 			continue
@@ -387,7 +367,7 @@ func (b *Backend) Reconcile(want []respond.Ban) (respond.Repair, error) {
 	el := respond.ErrorList{Backend: "route", Op: "reconcile"}
 	canon := make([]respond.Ban, 0, len(want))
 	for _, ban := range want {
-		p, err := norm(ban.Prefix)
+		p, err := netaddr.BanPrefix(ban.Prefix)
 		if err != nil {
 			el.Add(err)
 			continue
