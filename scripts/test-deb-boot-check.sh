@@ -49,10 +49,14 @@ ok "portsentry.service active; main process: $cmd (modes from /etc/default/ports
 for t in /proc/"$pid"/task/*; do
   eff=$(awk '/^CapEff/ {print $2}' "$t"/status)
   [ "$eff" = 0000000000003400 ] || fail "thread $t: CapEff $eff"
+  amb=$(awk '/^CapAmb/ {print $2}' "$t"/status)
+  [ "$amb" = 0000000000003000 ] || fail "thread $t: CapAmb $amb (the stock KILL_ROUTE needs NET_ADMIN NET_RAW)"
 done
+journal | grep -q "capabilities kept: cap_net_bind_service,cap_net_admin,cap_net_raw; commands get: cap_net_admin,cap_net_raw" ||
+  fail "no or another capabilities line: $(journal | grep capabilities)"
 grep -q '^NoNewPrivs:[[:space:]]*1' /proc/"$pid"/status || fail "NoNewPrivs not set"
 grep -q '^Seccomp:[[:space:]]*2' /proc/"$pid"/status || fail "no seccomp filter"
-ok "all $(ls /proc/"$pid"/task | wc -l) threads: CapEff 0x3400 (NET_BIND_SERVICE NET_ADMIN NET_RAW); NoNewPrivs; seccomp filter"
+ok "all $(ls /proc/"$pid"/task | wc -l) threads: CapEff 0x3400 (NET_BIND_SERVICE NET_ADMIN NET_RAW), CapAmb 0x3000 for the KILL_ commands; NoNewPrivs; seccomp filter"
 
 # A scanner in a network namespace of its own, joined by a veth pair.
 ip link add psa type veth peer name psb

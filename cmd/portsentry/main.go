@@ -136,11 +136,7 @@ func runDaemon(args []string, stderr io.Writer) int {
 	if f.detach && os.Getenv(detachedEnv) == "" {
 		return detach(stderr)
 	}
-	log, closeLog, err := newLogger(f, stderr)
-	if err != nil {
-		fmt.Fprintf(stderr, "portsentry: %v\n", err)
-		return exitError
-	}
+	log, closeLog := newLogger(f, stderr)
 	defer closeLog()
 	if f.pidfile != "" {
 		if err := writePidfile(f.pidfile); err != nil {
@@ -154,7 +150,7 @@ func runDaemon(args []string, stderr io.Writer) int {
 
 func serve(f *daemonFlags, modes []probe.Mode, log *slog.Logger) int {
 	log.Info(fmt.Sprintf("adminalert: PortSentry %s is starting.", version))
-	d, err := daemon.New(daemon.Options{ConfigPath: f.config, Modes: modes, Log: log, Version: version})
+	d, err := daemon.New(daemon.Options{ConfigPath: f.config, Modes: modes, Log: log, Version: version, DropPrivileges: true})
 	if err != nil {
 		for _, line := range splitLines(err.Error()) {
 			log.Error("adminalert: ERROR: " + line)
@@ -174,19 +170,21 @@ func serve(f *daemonFlags, modes []probe.Mode, log *slog.Logger) int {
 	return exitOK
 }
 
-func newLogger(f *daemonFlags, stderr io.Writer) (*slog.Logger, func(), error) {
+// newLogger logs to stderr, or to syslog (falling back to stderr while no syslog daemon
+// answers).
+func newLogger(f *daemonFlags, stderr io.Writer) (*slog.Logger, func()) {
 	level := slog.LevelInfo
 	if f.debug {
 		level = slog.LevelDebug
 	}
 	if !f.syslog && !f.detach {
-		return logging.Stream(stderr, os.Getpid(), level), func() {}, nil
+		return logging.Stream(stderr, os.Getpid(), level), func() {}
 	}
-	log, c, err := logging.Syslog(level)
+	log, c, err := logging.Syslog(stderr, os.Getpid(), level)
 	if err != nil {
-		return nil, nil, err
+		log.Warn("adminalert: " + err.Error())
 	}
-	return log, func() { c.Close() }, nil
+	return log, func() { c.Close() }
 }
 
 func usage(fs *flag.FlagSet, w io.Writer) {

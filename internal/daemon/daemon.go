@@ -58,6 +58,9 @@ type Options struct {
 	// OwnAddrs tracks the host's addresses; nil means a new tracker on this namespace.
 	OwnAddrs *netaddr.OwnAddrs
 	Version  string // for the status command
+	// DropPrivileges narrows the process's capabilities once the sockets are open
+	// (the real daemon; tests running a Daemon in their own process keep theirs).
+	DropPrivileges bool
 }
 
 // Daemon is one running PortSentry.
@@ -73,13 +76,15 @@ type Daemon struct {
 	mu  sync.Mutex // guards det
 	det *detect.Detector
 
-	bans    *bans.Manager
-	started time.Time
-	metrics *web.Metrics
-	events  *web.Events
-	jsonLog *jsonLog    // nil without JSON_LOG
-	flood   *floodMeter // guarded by mu
-	notify  *notifier   // systemd's readiness protocol
+	bans *bans.Manager
+	// commandCaps is set when commands were given capabilities at start.
+	commandCaps bool
+	started     time.Time
+	metrics     *web.Metrics
+	events      *web.Events
+	jsonLog     *jsonLog    // nil without JSON_LOG
+	flood       *floodMeter // guarded by mu
+	notify      *notifier   // systemd's readiness protocol
 	// protected caches the safety view built from the own addresses, the ignore set
 	// and the gateways and resolvers.
 	protected atomic.Pointer[protected]
@@ -431,6 +436,7 @@ func (d *Daemon) Run(ctx context.Context, reload <-chan os.Signal) error {
 		d.metrics.SetCapture(func() (uint64, uint64) { return sst.Frames.Load(), sst.KernelDrop.Load() })
 	}
 	if err == nil {
+		d.dropPrivileges(cfg)
 		d.log.Info("adminalert: PortSentry is now active and listening.")
 		d.notify.ready(d.statusLine())
 		d.serve(ctx, reload)
@@ -639,6 +645,7 @@ func (d *Daemon) reload() {
 			d.log.Error("adminalert: ERROR: " + err.Error())
 		}
 	}
+	d.checkCommandPrivileges(st.cfg)
 	d.stats.Reloads.Add(1)
 	d.metrics.Reload()
 	d.log.Info("adminalert: Configuration reloaded.")
