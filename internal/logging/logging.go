@@ -95,20 +95,56 @@ func (s *streamSink) write(level slog.Level, t time.Time, line string) error {
 }
 
 // syslogSink sends to the local syslog daemon: facility daemon, ident portsentry with the
-// PID, and the classic lines at level notice.
-type syslogSink struct{ w *syslog.Writer }
+// PID, and the classic lines at level notice. While no syslog daemon listens (at boot,
+// in a container, while it restarts) lines go to the fallback stream and the
+// connection is tried again every redialEvery: detection never stops for the log.
+type syslogSink struct {
+	mu       sync.Mutex
+	w        *syslog.Writer // nil while not connected
+	nextDial time.Time
+	fallback sink
+}
 
-func (s *syslogSink) write(level slog.Level, _ time.Time, line string) error {
+const redialEvery = 5 * time.Second
+
+func (s *syslogSink) write(level slog.Level, t time.Time, line string) error {
+	s.mu.Lock()
+	if s.w == nil && !t.Before(s.nextDial) {
+		s.w, _ = dial()
+		s.nextDial = t.Add(redialEvery)
+	}
+	w := s.w
+	s.mu.Unlock()
+	if w == nil {
+		return s.fallback.write(level, t, line)
+	}
 	switch {
 	case level >= slog.LevelError:
-		return s.w.Err(line)
+		return w.Err(line)
 	case level >= slog.LevelWarn:
-		return s.w.Warning(line)
+		return w.Warning(line)
 	case level >= slog.LevelInfo:
-		return s.w.Notice(line)
+		return w.Notice(line)
 	default:
-		return s.w.Debug(line)
+		return w.Debug(line)
 	}
+}
+
+// Close closes the connection, if there is one.
+func (s *syslogSink) Close() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.w == nil {
+		return nil
+	}
+	return s.w.Close()
+}
+
+// dial connects to the local syslog daemon (a variable for the tests).
+var dial = defaultDial
+
+func defaultDial() (*syslog.Writer, error) {
+	return syslog.New(syslog.LOG_DAEMON|syslog.LOG_NOTICE, "portsentry")
 }
 
 // Stream returns a logger writing classic lines to w.
@@ -117,11 +153,14 @@ func Stream(w io.Writer, pid int, level slog.Leveler) *slog.Logger {
 }
 
 // Syslog returns a logger writing to the local syslog (daemon facility, ident
-// "portsentry"), and a closer for the connection.
-func Syslog(level slog.Leveler) (*slog.Logger, io.Closer, error) {
-	w, err := syslog.New(syslog.LOG_DAEMON|syslog.LOG_NOTICE, "portsentry")
-	if err != nil {
-		return nil, nil, fmt.Errorf("connect to syslog: %w", err)
+// "portsentry"), and a closer for the connection. Without a syslog daemon it writes
+// to fallback (as Stream does) until one answers; err says why it is not connected yet.
+func Syslog(fallback io.Writer, pid int, level slog.Leveler) (*slog.Logger, io.Closer, error) {
+	s := &syslogSink{fallback: &streamSink{w: fallback, pid: pid}}
+	var err error
+	if s.w, err = dial(); err != nil {
+		s.nextDial = time.Now().Add(redialEvery)
+		err = fmt.Errorf("cannot connect to syslog (%w): logging to stderr until it answers", err)
 	}
-	return slog.New(&handler{sink: &syslogSink{w: w}, level: level}), w, nil
+	return slog.New(&handler{sink: s, level: level}), s, err
 }
