@@ -59,6 +59,7 @@ for arch in "${arches[@]}"; do
   chmod 755 "$root/usr/sbin/portsentry"
 
   install_file 755 $pkg/start usr/lib/portsentry/start
+  install_file 755 $pkg/init etc/init.d/portsentry
   install_file 644 $pkg/portsentry.service usr/lib/systemd/system/portsentry.service
   install_file 644 $pkg/portsentry.conf etc/portsentry/portsentry.conf
   install_file 644 $pkg/portsentry.ignore.static etc/portsentry/portsentry.ignore.static
@@ -109,7 +110,11 @@ for arch in "${arches[@]}"; do
             paste -sd';' | sed 's/;/\n           /g')
           echo "Copyright: ${holders:-the authors of $mod}"
           echo "License: $(basename "$mod")-license"
-          sed -e 's/[[:space:]]*$//' -e 's/^$/./' -e 's/^/ /' "$dir/$lic"
+          # A dual license (libcap: BSD-3-Clause or GPL-2) may carry the whole GPL:
+          # Debian has it in common-licenses, so the text stops there.
+          awk '/^[[:space:]]*GNU GENERAL PUBLIC LICENSE/ { gpl = 1; exit } { print }
+            END { if (gpl) print "\nOn Debian systems, the complete text of the GNU General Public License\nversion 2 can be found in /usr/share/common-licenses/GPL-2." }' "$dir/$lic" |
+            sed -e 's/[[:space:]]*$//' -e 's/^$/./' -e 's/^/ /'
         fi
       done
   } >"$root/$doc/copyright"

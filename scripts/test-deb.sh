@@ -2,9 +2,11 @@
 # Installs the package over Debian's PortSentry 1.2 in throwaway Debian 12 systems and
 # checks the upgrade, a fresh install and the purges:
 #   - 1.2's edited portsentry.conf, portsentry.ignore.static, /etc/default/portsentry and
-#     history survive the upgrade; its init script, ppp hooks, rc.d links, the empty ppp
-#     directories and its debconf note are gone; /usr/sbin/portsentry is ours and accepts
-#     the admin's config; the installed daemon starts with it and stops cleanly;
+#     history survive the upgrade; its ppp hooks, the empty ppp directories and its
+#     debconf note are gone, its init script is ours (rc.d links kept); without systemd
+#     the init script starts the daemon detached, restarts and stops it;
+#     /usr/sbin/portsentry is ours and accepts the admin's config; the installed daemon
+#     starts with it and stops cleanly;
 #   - purge leaves no file of the package, no /etc/default/portsentry, no history, and
 #     no nftables table, tagged route or ipset (with its iptables rule) of the daemon;
 #   - booted with systemd-nspawn, the upgraded system runs portsentry.service with the
@@ -90,14 +92,36 @@ grep -q '^192.0.2.7$' /etc/portsentry/portsentry.ignore.static || fail "edited i
 grep -q '^TCP_MODE="stcp"' /etc/default/portsentry || fail "edited /etc/default/portsentry lost"
 grep -qxF "$line" /var/lib/portsentry/portsentry.history || fail "history lost"
 ok "the admin's portsentry.conf, ignore.static, /etc/default/portsentry and history kept"
-for f in /etc/init.d/portsentry /etc/ppp/ip-up.d/portsentry /etc/ppp/ip-down.d/portsentry \
+for f in /etc/ppp/ip-up.d/portsentry /etc/ppp/ip-down.d/portsentry \
   /usr/lib/portsentry/portsentry-build-ignore-file; do
   [ ! -e "$f" ] || fail "$f still there"
 done
-! ls /etc/rc[0-6S].d/*portsentry >/dev/null 2>&1 || fail "rc.d links left: $(ls /etc/rc[0-6S].d/*portsentry)"
 [ ! -e /etc/ppp ] || fail "/etc/ppp left: $(find /etc/ppp)"
 [ -z "$(debconf-show portsentry 2>/dev/null)" ] || fail "debconf still has: $(debconf-show portsentry)"
-ok "1.2's init script, ppp hooks and directories, rc.d links and debconf note removed"
+ok "1.2's ppp hooks and directories and debconf note removed"
+grep -q 'portsentry 2 (Go) init script' /etc/init.d/portsentry || fail "/etc/init.d/portsentry is not ours"
+ls /etc/rc2.d/S*portsentry >/dev/null || fail "the rc.d links are gone"
+ok "/etc/init.d/portsentry replaced by ours; its rc.d links kept"
+
+# Without systemd, the init script (as sysvinit runs it at boot; invoke-rc.d in
+# postinst does not start services in a chroot, which has no runlevel): it returns at
+# once, and one detached process runs both modes.
+timeout 20 /etc/init.d/portsentry start >/tmp/start.log 2>&1 || { cat /tmp/start.log; fail "init script start"; }
+/etc/init.d/portsentry status >/tmp/status.log || { cat /tmp/status.log; fail "init script: not running after start"; }
+ipid=$(cat /run/portsentry/portsentry.pid)
+cmd=$(tr '\0' ' ' </proc/"$ipid"/cmdline)
+[ "$cmd" = "/usr/sbin/portsentry -stcp -udp -syslog " ] || fail "init script started: $cmd"
+portsentry status >/tmp/pstatus.log 2>&1 || { cat /tmp/pstatus.log; fail "portsentry status with the init script's daemon"; }
+ok "init script: $(cat /tmp/status.log): $cmd"
+timeout 20 /etc/init.d/portsentry restart >/dev/null || fail "init script restart"
+[ "$(cat /run/portsentry/portsentry.pid)" != "$ipid" ] || fail "restart kept pid $ipid"
+timeout 20 /etc/init.d/portsentry stop >/dev/null || fail "init script stop"
+rc=0
+/etc/init.d/portsentry status >/dev/null || rc=$?
+[ $rc = 3 ] || fail "init script status after stop: $rc, want 3"
+left=$(for p in /proc/[0-9]*; do [ "$(readlink "$p/exe" 2>/dev/null)" != /usr/sbin/portsentry ] || echo "${p#/proc/}"; done)
+[ -z "$left" ] || fail "a daemon is left after stop: pid $left"
+ok "init script restart and stop; status 3 after it"
 [ -e /etc/systemd/system/multi-user.target.wants/portsentry.service ] || fail "service not enabled"
 ok "portsentry.service enabled"
 
