@@ -98,7 +98,7 @@ var keys = []keySpec{
 	banJournalKey(),
 	stringKey("CONTROL_SOCKET", nil, func(c *Config) *string { return &c.ControlSocket }).atStart(),
 	boolKey("UNSPOOFABLE_ONLY", func(c *Config) *bool { return &c.UnspoofableOnly }),
-	stringKey("DASHBOARD", nil, func(c *Config) *string { return &c.Dashboard }).atStart(),
+	stringKey("DASHBOARD", dashboardProblem, func(c *Config) *string { return &c.Dashboard }).atStart(),
 	boolKey("DASHBOARD_ALLOW_REMOTE", func(c *Config) *bool { return &c.DashboardAllowRemote }).atStart(),
 	stringKey("DASHBOARD_TOKEN_FILE", nil, func(c *Config) *string { return &c.DashboardTokenFile }).atStart(),
 	stringKey("JSON_LOG", nil, func(c *Config) *string { return &c.JSONLog }).atStart(),
