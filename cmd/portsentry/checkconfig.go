@@ -3,13 +3,15 @@ package main
 import (
 	"fmt"
 	"io"
+	"strings"
 
+	"github.com/portsentry-go/portsentry/internal/config"
 	"github.com/portsentry-go/portsentry/internal/daemon"
-	"github.com/portsentry-go/portsentry/internal/netaddr"
 )
 
-// checkConfig validates the config (and the ignore file it names) for the given modes,
-// prints every problem as FILE:LINE on stderr and the effective settings on stdout.
+// checkConfig validates the config (and the ignore files it names) for the given modes,
+// as the daemon does at start (config.ValidateStart, daemon.LoadIgnore), prints every
+// problem as FILE:LINE on stderr and the effective settings on stdout.
 func checkConfig(args []string, stdout, stderr io.Writer) int {
 	fs, f := newFlagSet("portsentry check-config", stderr)
 	if helpAsked(args) {
@@ -30,31 +32,28 @@ func checkConfig(args []string, stdout, stderr io.Writer) int {
 		}
 		return exitConfig
 	}
-	bad := false
-	if modes := f.selected(); len(modes) > 0 {
-		for _, d := range cfg.Validate(modes) {
-			fmt.Fprintln(stderr, d)
-		}
-		bad = cfg.Validate(modes).HasErrors()
+	// Without modes, what every mode checks: the values, the dashboard, the ignore files.
+	problems := cfg.ValidateStart(f.selected())
+	for _, d := range problems {
+		fmt.Fprintln(stderr, d)
 	}
-	for _, p := range []string{cfg.IgnoreFile, cfg.IgnoreFile + ".static"} {
-		if cfg.IgnoreFile == "" {
-			break
-		}
-		prefixes, diags, err := netaddr.LoadIgnore(p)
-		for _, d := range diags {
-			fmt.Fprintln(stderr, d)
-		}
-		if err == nil {
-			fmt.Fprintf(stdout, "# ignore file %s: %d entries\n", p, len(prefixes))
-		}
-		bad = bad || diags.HasErrors()
+	files, ignoreDiags := daemon.LoadIgnore(cfg)
+	for _, d := range ignoreDiags {
+		fmt.Fprintln(stderr, d)
 	}
+	for _, file := range files {
+		fmt.Fprintf(stdout, "# ignore file %s: %d entries\n", file.Path, len(file.Prefixes))
+	}
+	// Which running daemon this file is for is unknown here, so not what a reload of
+	// it would leave pending: say which keys that can be.
+	fmt.Fprintf(stdout, "# restart-only keys, which a reload (SIGHUP) does not apply: %s\n"+
+		"# (and in part HOSTS_DENY_FILE and HISTORY_FILE: see \"Reload (SIGHUP)\" in portsentry.conf(5))\n",
+		strings.Join(config.RestartOnly(), ", "))
 	fmt.Fprintf(stdout, "# effective settings (from %s)\n", cfg.Source)
 	if _, err := cfg.WriteTo(stdout); err != nil {
 		return exitError
 	}
-	if bad {
+	if problems.HasErrors() || ignoreDiags.HasErrors() {
 		return exitConfig
 	}
 	return exitOK

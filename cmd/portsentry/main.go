@@ -191,8 +191,9 @@ func usage(fs *flag.FlagSet, w io.Writer) {
 	fmt.Fprint(w, `Usage:
   portsentry [-c FILE] [options] MODE...   run the daemon (in the foreground)
   portsentry check-config [-c FILE] [MODE...]
-                                           validate the config and ignore file, print
-                                           the effective settings; exit 3 on errors
+                                           validate the config and ignore file as the
+                                           daemon does at start, print the effective
+                                           settings; exit 3 on what it would refuse
   portsentry report [-c FILE | -history FILE] [-o OUT] [-format html|json]
                    [-since T] [-until T] [-rows N]
                                            turn the history file into one self-contained
@@ -207,7 +208,8 @@ MODE is one or more of -tcp -udp -stcp -sudp -atcp -audp. Classic PortSentry run
 mode per process; this one runs any combination in one process.
 
 Signals: SIGHUP reloads the config and ignore file (a config with errors is rejected and
-the running one kept); SIGTERM and SIGINT shut down cleanly.
+the running one kept; changed keys that only a restart applies are logged, and
+check-config lists them); SIGTERM and SIGINT shut down cleanly.
 
 Exit status: 0 ok, 1 runtime error, 2 usage error, 3 configuration error.
 

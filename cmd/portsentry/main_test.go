@@ -71,3 +71,47 @@ func TestMissingExplicitConfigIsAnError(t *testing.T) {
 		t.Errorf("exit %d, stderr:\n%s", code, errs)
 	}
 }
+
+// TestCheckConfigAsTheDaemonStarts: check-config makes the daemon's start checks, with
+// FILE:LINE and the key to set, and says which keys a reload leaves for a restart.
+func TestCheckConfigAsTheDaemonStarts(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "p.conf")
+	ignore := filepath.Join(dir, "ignore")
+	if err := os.WriteFile(ignore, []byte("192.0.2.1\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	base := "TCP_PORTS=\"1\"\nHISTORY_FILE=\"" + filepath.Join(dir, "h") + "\"\nBLOCKED_FILE=\"" + filepath.Join(dir, "b") + "\"\n"
+	for _, tc := range []struct {
+		name, line string
+		modes      []string
+		code       int
+		want       string // in stderr
+	}{
+		{name: "fine", line: `IGNORE_FILE="` + ignore + `"`, modes: []string{"-tcp", "-stcp"}, code: exitOK},
+		{name: "remote dashboard", line: `DASHBOARD="0.0.0.0:9117"`, code: exitConfig,
+			want: path + `:4: error: DASHBOARD "0.0.0.0:9117" listens on 0.0.0.0, which is not a loopback address: anyone who can reach it can read bans and events; set DASHBOARD_ALLOW_REMOTE="1" to allow that, or use 127.0.0.1`},
+		{name: "dashboard port", line: `DASHBOARD="127.0.0.1:99999"`, modes: []string{"-tcp"}, code: exitConfig,
+			want: path + `:4: error: DASHBOARD must be host:port with a port from 1 to 65535`},
+		{name: "missing interface", line: `INTERFACES="nonexist0"`, modes: []string{"-tcp", "-sudp"}, code: exitConfig,
+			want: path + `:4: error: INTERFACES names "nonexist0", which is not an interface of this host: -sudp cannot capture on it`},
+		{name: "interfaces unused", line: `INTERFACES="nonexist0"`, modes: []string{"-tcp"}, code: exitOK},
+		{name: "ignore file missing", line: `IGNORE_FILE="` + filepath.Join(dir, "none") + `"`, code: exitOK,
+			want: path + ":4: warning: IGNORE_FILE: neither " + filepath.Join(dir, "none") + " nor "},
+		{name: "ignore file a directory", line: `IGNORE_FILE="` + dir + `"`, code: exitConfig,
+			want: path + ":4: error: IGNORE_FILE: " + dir + " is a directory, not a file of addresses"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if err := os.WriteFile(path, []byte(base+tc.line+"\n"), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			code, out, errs := runCmd(append([]string{"check-config", "-c", path}, tc.modes...)...)
+			if code != tc.code || !strings.Contains(errs, tc.want) || tc.want == "" && errs != "" {
+				t.Errorf("exit %d (want %d), stderr:\n%s\nwant %q", code, tc.code, errs, tc.want)
+			}
+			if want := "# restart-only keys, which a reload (SIGHUP) does not apply: INTERFACES, BLOCK_BACKEND, BAN_JOURNAL, CONTROL_SOCKET, DASHBOARD, DASHBOARD_ALLOW_REMOTE, DASHBOARD_TOKEN_FILE, JSON_LOG\n"; tc.code == exitOK && !strings.Contains(out, want) {
+				t.Errorf("stdout lacks %q:\n%s", want, out)
+			}
+		})
+	}
+}

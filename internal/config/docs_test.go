@@ -3,6 +3,7 @@ package config
 import (
 	"os"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -45,6 +46,33 @@ func TestDocsListEveryKey(t *testing.T) {
 	for name := range documented {
 		if !known[name] {
 			t.Errorf("docs/configuration.md documents %s, which the parser does not know", name)
+		}
+	}
+}
+
+// TestDocsListRestartOnlyKeys: the "Reload (SIGHUP)" section of docs/configuration.md
+// lists exactly the keys the key table marks restart-only, in its order, and names the
+// keys that are restart-only in part.
+func TestDocsListRestartOnlyKeys(t *testing.T) {
+	data, err := os.ReadFile("../../docs/configuration.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, section, ok := strings.Cut(string(data), "\n## Reload (SIGHUP)\n")
+	if !ok {
+		t.Fatal(`docs/configuration.md has no "## Reload (SIGHUP)" section`)
+	}
+	section, _, _ = strings.Cut(section, "\n## ")
+	var listed []string
+	for _, m := range regexp.MustCompile("(?m)^- `([A-Z0-9_]+)`").FindAllStringSubmatch(section, -1) {
+		listed = append(listed, m[1])
+	}
+	if want := RestartOnly(); !slices.Equal(listed, want) {
+		t.Errorf("the section lists %v; the key table's restart-only keys are %v", listed, want)
+	}
+	for _, k := range keys {
+		if k.restart != nil && k.restart.when != nil && !strings.Contains(section, "`"+k.name+"`") {
+			t.Errorf("the section does not say that %s is restart-only in part", k.name)
 		}
 	}
 }

@@ -9,12 +9,46 @@ import (
 	"time"
 )
 
-// keySpec ties a key name to its field: how to read its value and how to write it back.
-// Keeping both in one table is what makes WriteTo and Parse agree key by key.
+// keySpec ties a key name to its field: how to read its value and how to write it back,
+// and whether a reload applies it. Keeping all of it in one table is what makes WriteTo
+// and Parse agree key by key, and what makes every key either reloadable or not.
 type keySpec struct {
 	name   string
 	parse  func(p *parser, line int, val string)
 	format func(c *Config) (string, error)
+	// restart is set for a key that a reload does not apply (see PendingRestart);
+	// nil: a reload applies it.
+	restart *restartRule
+}
+
+// restartRule describes a key whose value the daemon uses once, at start: to open a
+// listener, a file or the ban backend. A reload that changes it leaves the old value in
+// force until the next start.
+type restartRule struct {
+	// when, if set, limits the rule to daemons started with such a configuration;
+	// nil: always.
+	when func(started *Config) bool
+	// part names what keeps the old value when that is not everything the key governs
+	// ("for the dashboard's /report"); empty: the whole key.
+	part string
+	// value is the effective value compared; nil: the value as written.
+	value func(c *Config) string
+	// via names the key whose line to show when the key itself is not in the file and
+	// its effective value comes from that one.
+	via string
+}
+
+// atStart marks k as applied at start only.
+func (k keySpec) atStart() keySpec {
+	k.restart = &restartRule{}
+	return k
+}
+
+// atStartIf marks k as applied at start only in daemons started with a configuration
+// for which when is true, and then only in part.
+func (k keySpec) atStartIf(when func(started *Config) bool, part string) keySpec {
+	k.restart = &restartRule{when: when, part: part}
+	return k
 }
 
 const (
@@ -33,7 +67,9 @@ var keys = []keySpec{
 	portsKey("ADVANCED_EXCLUDE_TCP", func(c *Config) *[]uint16 { return &c.AdvancedExcludeTCP }),
 	portsKey("ADVANCED_EXCLUDE_UDP", func(c *Config) *[]uint16 { return &c.AdvancedExcludeUDP }),
 	stringKey("IGNORE_FILE", nil, func(c *Config) *string { return &c.IgnoreFile }),
-	stringKey("HISTORY_FILE", nil, func(c *Config) *string { return &c.HistoryFile }),
+	// The history is reopened on reload; the dashboard is given its path at start.
+	stringKey("HISTORY_FILE", nil, func(c *Config) *string { return &c.HistoryFile }).
+		atStartIf(func(c *Config) bool { return c.Dashboard != "" }, "for the dashboard's /report"),
 	stringKey("BLOCKED_FILE", nil, func(c *Config) *string { return &c.BlockedFile }),
 	boolKey("RESOLVE_HOST", func(c *Config) *bool { return &c.ResolveHost }),
 	blockKey("BLOCK_UDP", func(c *Config) *BlockLevel { return &c.BlockUDP }),
@@ -44,24 +80,28 @@ var keys = []keySpec{
 	stringKey("KILL_RUN_CMD", nil, func(c *Config) *string { return &c.KillRunCmd }),
 	intKey("SCAN_TRIGGER", 0, maxScanTrigger, "a whole number, 0 or more", func(c *Config) *int { return &c.ScanTrigger }),
 	stringKey("PORT_BANNER", nil, func(c *Config) *string { return &c.PortBanner }),
-	stringKey("HOSTS_DENY_FILE", hostsDenyFileProblem, func(c *Config) *string { return &c.HostsDenyFile }),
+	// The hostsdeny backend is opened on its file at start; KILL_HOSTS_DENY follows a
+	// reload.
+	stringKey("HOSTS_DENY_FILE", hostsDenyFileProblem, func(c *Config) *string { return &c.HostsDenyFile }).
+		atStartIf(func(c *Config) bool { return c.BlockBackend == "hostsdeny" }, `for BLOCK_BACKEND "hostsdeny"`),
 	{name: "KILL_CMD_TIMEOUT", parse: parseTimeout, format: formatTimeout},
 	stringKey("KILL_ROUTE_UNDO", targetProblem, func(c *Config) *string { return &c.KillRouteUndo }),
 	stringKey("KILL_RUN_CMD_UNDO", nil, func(c *Config) *string { return &c.KillRunCmdUndo }),
-	stringKey("INTERFACES", nil, func(c *Config) *string { return &c.Interfaces }),
-	stringKey("BLOCK_BACKEND", backendProblem, func(c *Config) *string { return &c.BlockBackend }),
+	stringKey("INTERFACES", nil, func(c *Config) *string { return &c.Interfaces }).atStart(),
+	stringKey("BLOCK_BACKEND", backendProblem, func(c *Config) *string { return &c.BlockBackend }).atStart(),
 	intKey("BAN_TIME", 0, maxBanSeconds, "a number of seconds (0: permanent)", func(c *Config) *int { return &c.BanTime }),
 	intKey("BAN_TIME_MAX", 0, maxBanSeconds, "a number of seconds (0: no maximum)", func(c *Config) *int { return &c.BanTimeMax }),
 	intKey("BAN_RATE", 0, 1000000, "new responses per minute (0: no limit)", func(c *Config) *int { return &c.BanRate }),
 	intKey("BAN_CAP", 0, 10000000, "a number of bans (0: no limit)", func(c *Config) *int { return &c.BanCap }),
 	intKey("BAN_IPV6_PREFIX", 48, 128, "a prefix length from 48 to 128", func(c *Config) *int { return &c.BanIPv6Prefix }),
-	stringKey("BAN_JOURNAL", nil, func(c *Config) *string { return &c.BanJournal }),
-	stringKey("CONTROL_SOCKET", nil, func(c *Config) *string { return &c.ControlSocket }),
+	// Unset, the journal lives beside HISTORY_FILE: moving that moves the journal.
+	banJournalKey(),
+	stringKey("CONTROL_SOCKET", nil, func(c *Config) *string { return &c.ControlSocket }).atStart(),
 	boolKey("UNSPOOFABLE_ONLY", func(c *Config) *bool { return &c.UnspoofableOnly }),
-	stringKey("DASHBOARD", nil, func(c *Config) *string { return &c.Dashboard }),
-	boolKey("DASHBOARD_ALLOW_REMOTE", func(c *Config) *bool { return &c.DashboardAllowRemote }),
-	stringKey("DASHBOARD_TOKEN_FILE", nil, func(c *Config) *string { return &c.DashboardTokenFile }),
-	stringKey("JSON_LOG", nil, func(c *Config) *string { return &c.JSONLog }),
+	stringKey("DASHBOARD", dashboardProblem, func(c *Config) *string { return &c.Dashboard }).atStart(),
+	boolKey("DASHBOARD_ALLOW_REMOTE", func(c *Config) *bool { return &c.DashboardAllowRemote }).atStart(),
+	stringKey("DASHBOARD_TOKEN_FILE", nil, func(c *Config) *string { return &c.DashboardTokenFile }).atStart(),
+	stringKey("JSON_LOG", nil, func(c *Config) *string { return &c.JSONLog }).atStart(),
 }
 
 var keyIndex = func() map[string]keySpec {
@@ -210,4 +250,12 @@ func backendProblem(key, val string) string {
 		return ""
 	}
 	return fmt.Sprintf("%s must be one of %s, not %q", key, strings.Join(backends, ", "), val)
+}
+
+// banJournalKey is BAN_JOURNAL; what a reload compares is the journal's path, which
+// HISTORY_FILE decides when BAN_JOURNAL is unset.
+func banJournalKey() keySpec {
+	k := stringKey("BAN_JOURNAL", nil, func(c *Config) *string { return &c.BanJournal })
+	k.restart = &restartRule{value: (*Config).BanJournalPath, via: "HISTORY_FILE"}
+	return k
 }

@@ -78,6 +78,9 @@ func (v *validator) values() {
 	if msg := hostsDenyFileProblem("HOSTS_DENY_FILE", c.HostsDenyFile); msg != "" {
 		v.add(diag.Error, "HOSTS_DENY_FILE", "%s", msg)
 	}
+	if msg := dashboardProblem("DASHBOARD", c.Dashboard); msg != "" {
+		v.add(diag.Error, "DASHBOARD", "%s", msg)
+	}
 	t := c.CommandTimeout
 	if t < time.Second || t > maxCommandSeconds*time.Second || t%time.Second != 0 {
 		v.add(diag.Error, "KILL_CMD_TIMEOUT", "KILL_CMD_TIMEOUT is %v; it must be whole seconds from 1 to %d",

@@ -13,6 +13,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/portsentry-go/portsentry/internal/bans"
@@ -68,6 +69,11 @@ type Daemon struct {
 	opts  Options
 	log   *slog.Logger
 	state atomic.Pointer[state] // everything a reload replaces
+
+	// startCfg is the configuration the daemon started with: the keys a reload cannot
+	// apply (config.PendingRestart) keep its values until the next start.
+	startCfg *config.Config
+
 	own   *netaddr.OwnAddrs
 	infra *netaddr.Infra // gateways and resolvers: never acted on
 	files *files
@@ -146,11 +152,12 @@ func New(opts Options) (*Daemon, error) {
 	d := &Daemon{opts: opts, log: opts.Log, own: opts.OwnAddrs, connect: map[probe.Mode]*sensor.Connect{},
 		metrics: web.NewMetrics(), events: web.NewEvents(web.DefaultEvents), flood: newFloodMeter(),
 		notify: newNotifier()}
-	st, err := d.load()
+	st, err := d.load((*config.Config).ValidateStart)
 	if err != nil {
 		return nil, err
 	}
 	d.state.Store(st)
+	d.startCfg = st.cfg
 	d.det = detect.New(st.cfg.ScanTrigger, detect.DefaultTableSize, st.cfg.BanRate)
 	d.det.SetResponse(d.response(st.cfg)) // again once the ban backend is open
 	if d.own == nil {
@@ -170,9 +177,10 @@ func LoadConfig(path string) (*config.Config, diag.List, error) {
 	return cfg, diags, err
 }
 
-// load builds a fresh state from the config file and the ignore file. Every problem is
-// logged with its file and line; only config errors make it fail.
-func (d *Daemon) load() (*state, error) {
+// load builds a fresh state from the config file and the ignore file. check is
+// ValidateStart at start and ValidateReload on reload: the checks check-config makes
+// too. Every problem is logged with its file and line; only config errors make it fail.
+func (d *Daemon) load(check func(*config.Config, []probe.Mode) diag.List) (*state, error) {
 	cfg, diags, err := LoadConfig(d.opts.ConfigPath)
 	d.logWarnings(diags)
 	if err != nil {
@@ -181,48 +189,60 @@ func (d *Daemon) load() (*state, error) {
 	if cfg.Source == config.DefaultsSource {
 		d.log.Info(fmt.Sprintf("adminalert: No config file at %s: running on built-in defaults (Debian's shipped settings)", d.opts.ConfigPath))
 	}
-	if diags := cfg.Validate(d.opts.Modes); diags.HasErrors() {
+	if diags := check(cfg, d.opts.Modes); diags.HasErrors() {
 		return nil, diags.Errors()
 	} else {
 		d.logWarnings(diags)
 	}
+	files, diags := LoadIgnore(cfg)
+	for _, dg := range diags {
+		// Bad ignore lines are skipped, not fatal: say so at the error's level.
+		d.log.Warn("adminalert: " + dg.String())
+	}
+	var ignore []netip.Prefix
+	for _, f := range files {
+		ignore = append(ignore, f.Prefixes...)
+	}
 	return &state{
 		cfg:       cfg,
-		ignore:    netaddr.NewSet(d.loadIgnore(cfg.IgnoreFile)),
+		ignore:    netaddr.NewSet(ignore),
 		responder: respond.NewClassic(d.classicConfig(cfg), d.log),
 		resolver:  newResolver(cfg.ResolveHost),
 	}, nil
 }
 
-// loadIgnore reads IGNORE_FILE and, beside it, Debian's IGNORE_FILE.static (Debian's
-// init script merges the two at start; reading both makes that step unnecessary).
-// Bad lines are logged and skipped; a missing file is only a warning.
-func (d *Daemon) loadIgnore(path string) []netip.Prefix {
-	if path == "" {
-		return nil
+// IgnoreFile is one ignore file read, and its entries.
+type IgnoreFile struct {
+	Path     string
+	Prefixes []netip.Prefix
+}
+
+// LoadIgnore reads IGNORE_FILE and, beside it, Debian's IGNORE_FILE.static (Debian's
+// init script merged the two at start; reading both makes that step unnecessary): the
+// daemon's ignore set, and what check-config reports. Bad lines are reported and
+// skipped, a file that cannot be read is a warning; a file missing or that is a
+// directory is left to ValidateStart, which reports it with the key's line.
+func LoadIgnore(cfg *config.Config) ([]IgnoreFile, diag.List) {
+	if cfg.IgnoreFile == "" {
+		return nil, nil
 	}
-	var all []netip.Prefix
-	found := false
-	for _, p := range []string{path, path + ".static"} {
+	var (
+		files []IgnoreFile
+		all   diag.List
+	)
+	for _, p := range []string{cfg.IgnoreFile, cfg.IgnoreFile + ".static"} {
 		prefixes, diags, err := netaddr.LoadIgnore(p)
-		for _, dg := range diags {
-			// Bad ignore lines are skipped, not fatal: say so at the error's level.
-			d.log.Warn("adminalert: " + dg.String())
+		all = append(all, diags...)
+		switch {
+		case errors.Is(err, fs.ErrNotExist), errors.Is(err, syscall.EISDIR):
+		case err != nil:
+			all = append(all, diag.Diagnostic{File: cfg.Source, Line: cfg.Line("IGNORE_FILE"), Severity: diag.Warning,
+				Msg: "IGNORE_FILE: " + err.Error() + ": its entries are not ignored"})
+		default:
+			files = append(files, IgnoreFile{Path: p, Prefixes: prefixes})
 		}
-		if errors.Is(err, fs.ErrNotExist) {
-			continue
-		}
-		if err != nil {
-			d.log.Warn("adminalert: ERROR: cannot read ignore file: " + err.Error())
-			continue
-		}
-		found = true
-		all = append(all, prefixes...)
 	}
-	if !found {
-		d.log.Warn(fmt.Sprintf("adminalert: Ignore file %s not found: only this host's own addresses are ignored", path))
-	}
-	return all
+	return files, all
 }
 
 // logWarnings logs the warnings of a list; its errors are the caller's to report.
@@ -619,7 +639,7 @@ func portsFor(cfg *config.Config, m probe.Mode) []uint16 {
 // touched), counters and blocked hosts are kept, and files are reopened if moved.
 func (d *Daemon) reload() {
 	d.log.Info(fmt.Sprintf("adminalert: Reloading configuration from %s", d.opts.ConfigPath))
-	st, err := d.load()
+	st, err := d.load((*config.Config).ValidateReload)
 	if err != nil {
 		d.rejectReload(err)
 		return
@@ -648,7 +668,26 @@ func (d *Daemon) reload() {
 	d.checkCommandPrivileges(st.cfg)
 	d.stats.Reloads.Add(1)
 	d.metrics.Reload()
-	d.log.Info("adminalert: Configuration reloaded.")
+	d.log.Info("adminalert: " + reloadedMessage(d.startCfg, st.cfg, d.log))
+}
+
+// reloadedMessage logs, one line each, the keys of next that a reload cannot apply and
+// that differ from the configuration of the start, and returns the final line of the
+// reload, which counts and names them.
+func reloadedMessage(started, next *config.Config, log *slog.Logger) string {
+	pending := config.PendingRestart(started, next)
+	if len(pending) == 0 {
+		return "Configuration reloaded."
+	}
+	var names []string
+	for _, p := range pending {
+		log.Warn("adminalert: " + p.String())
+		names = append(names, p.Key)
+	}
+	if len(names) == 1 {
+		return "Configuration reloaded (1 key needs a restart: " + names[0] + ")"
+	}
+	return fmt.Sprintf("Configuration reloaded (%d keys need a restart: %s)", len(names), strings.Join(names, ", "))
 }
 
 // rejectReload logs why a reload failed, a line per problem, each naming file and line.

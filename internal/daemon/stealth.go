@@ -6,7 +6,6 @@ import (
 	"net"
 	"net/netip"
 	"slices"
-	"strings"
 	"time"
 
 	"github.com/portsentry-go/portsentry/internal/config"
@@ -61,7 +60,7 @@ func (d *Daemon) startStealth(ctx context.Context, cfg *config.Config, modes []p
 		// probe to a real service could count as a hit, so say so loudly.
 		d.log.Error("adminalert: ERROR: cannot read listening sockets, retrying: " + err.Error())
 	}
-	ifindexes, err := interfaceIndexes(cfg.Interfaces)
+	ifindexes, err := interfaceIndexes(cfg.InterfaceNames())
 	if err != nil {
 		return err
 	}
@@ -79,14 +78,11 @@ func (d *Daemon) startStealth(ctx context.Context, cfg *config.Config, modes []p
 	return nil
 }
 
-// interfaceIndexes resolves INTERFACES ("eth0, eth1"); empty means all interfaces.
-func interfaceIndexes(list string) ([]int, error) {
+// interfaceIndexes resolves INTERFACES; none means all interfaces. ValidateStart has
+// checked the names; one can still vanish before the sensor starts.
+func interfaceIndexes(names []string) ([]int, error) {
 	var out []int
-	for _, name := range strings.Split(list, ",") {
-		name = strings.TrimSpace(name)
-		if name == "" {
-			continue
-		}
+	for _, name := range names {
 		ifi, err := net.InterfaceByName(name)
 		if err != nil {
 			return nil, fmt.Errorf("INTERFACES: %s: %w", name, err)
