@@ -166,7 +166,10 @@ func LoadConfig(path string) (*config.Config, diag.List, error) {
 }
 
 // load builds a fresh state from the config file and the ignore file. Every problem is
-// logged with its file and line; only config errors make it fail.
+// logged with its file and line. It fails on config errors, on a file the daemon
+// writes that is there but is not a regular file (see config.CheckFiles), and on an
+// ignore file that exists but cannot be read (not a regular file, too large, no
+// permission): running without the hosts it lists could get one of them blocked.
 func (d *Daemon) load() (*state, error) {
 	cfg, diags, err := LoadConfig(d.opts.ConfigPath)
 	d.logWarnings(diags)
@@ -181,9 +184,15 @@ func (d *Daemon) load() (*state, error) {
 	} else {
 		d.logWarnings(diags)
 	}
+	bad := cfg.CheckFiles(d.opts.Modes)
+	ignore, ierr := d.loadIgnore(cfg)
+	bad = append(bad, ierr...)
+	if len(bad) > 0 {
+		return nil, bad
+	}
 	return &state{
 		cfg:       cfg,
-		ignore:    netaddr.NewSet(d.loadIgnore(cfg.IgnoreFile)),
+		ignore:    netaddr.NewSet(ignore),
 		responder: respond.NewClassic(d.classicConfig(cfg), d.log),
 		resolver:  newResolver(cfg.ResolveHost),
 	}, nil
@@ -191,12 +200,18 @@ func (d *Daemon) load() (*state, error) {
 
 // loadIgnore reads IGNORE_FILE and, beside it, Debian's IGNORE_FILE.static (Debian's
 // init script merges the two at start; reading both makes that step unnecessary).
-// Bad lines are logged and skipped; a missing file is only a warning.
-func (d *Daemon) loadIgnore(path string) []netip.Prefix {
+// Bad lines are logged and skipped; a missing file is only a warning. A file that is
+// there but cannot be read is an error, returned as a diagnostic at IGNORE_FILE's
+// line.
+func (d *Daemon) loadIgnore(cfg *config.Config) ([]netip.Prefix, diag.List) {
+	path := cfg.IgnoreFile
 	if path == "" {
-		return nil
+		return nil, nil
 	}
-	var all []netip.Prefix
+	var (
+		all  []netip.Prefix
+		errs diag.List
+	)
 	found := false
 	for _, p := range []string{path, path + ".static"} {
 		prefixes, diags, err := netaddr.LoadIgnore(p)
@@ -208,16 +223,24 @@ func (d *Daemon) loadIgnore(path string) []netip.Prefix {
 			continue
 		}
 		if err != nil {
-			d.log.Warn("adminalert: ERROR: cannot read ignore file: " + err.Error())
+			errs = append(errs, IgnoreFileError(cfg, err))
 			continue
 		}
 		found = true
 		all = append(all, prefixes...)
 	}
-	if !found {
+	if !found && len(errs) == 0 {
 		d.log.Warn(fmt.Sprintf("adminalert: Ignore file %s not found: only this host's own addresses are ignored", path))
 	}
-	return all
+	return all, errs
+}
+
+// IgnoreFileError is the diagnostic of an ignore file (IGNORE_FILE or its .static
+// companion) that exists but cannot be read: an Error at IGNORE_FILE's line of the
+// config, naming the key and, through err, the file.
+func IgnoreFileError(cfg *config.Config, err error) diag.Diagnostic {
+	return diag.Diagnostic{File: cfg.Source, Line: cfg.Line("IGNORE_FILE"), Severity: diag.Error,
+		Msg: "IGNORE_FILE: " + err.Error()}
 }
 
 // logWarnings logs the warnings of a list; its errors are the caller's to report.
