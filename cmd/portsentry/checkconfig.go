@@ -1,15 +1,19 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"io"
+	"os"
 
 	"github.com/portsentry-go/portsentry/internal/daemon"
 	"github.com/portsentry-go/portsentry/internal/netaddr"
 )
 
 // checkConfig validates the config (and the ignore file it names) for the given modes,
-// prints every problem as FILE:LINE on stderr and the effective settings on stdout.
+// prints every problem as FILE:LINE on stderr and the effective settings on stdout. A
+// config, ignore file or written file that is not a regular file (or too large) is a
+// configuration error, as the daemon would refuse to start on it.
 func checkConfig(args []string, stdout, stderr io.Writer) int {
 	fs, f := newFlagSet("portsentry check-config", stderr)
 	if helpAsked(args) {
@@ -31,11 +35,18 @@ func checkConfig(args []string, stdout, stderr io.Writer) int {
 		return exitConfig
 	}
 	bad := false
-	if modes := f.selected(); len(modes) > 0 {
+	modes := f.selected()
+	if len(modes) > 0 {
 		for _, d := range cfg.Validate(modes) {
 			fmt.Fprintln(stderr, d)
 		}
 		bad = cfg.Validate(modes).HasErrors()
+	}
+	// The files the daemon writes (those of every mode when none is given): one that
+	// is a FIFO or a device would stop it at start.
+	for _, d := range cfg.CheckFiles(modes) {
+		fmt.Fprintln(stderr, d)
+		bad = true
 	}
 	for _, p := range []string{cfg.IgnoreFile, cfg.IgnoreFile + ".static"} {
 		if cfg.IgnoreFile == "" {
@@ -45,8 +56,12 @@ func checkConfig(args []string, stdout, stderr io.Writer) int {
 		for _, d := range diags {
 			fmt.Fprintln(stderr, d)
 		}
-		if err == nil {
+		switch {
+		case err == nil:
 			fmt.Fprintf(stdout, "# ignore file %s: %d entries\n", p, len(prefixes))
+		case !errors.Is(err, os.ErrNotExist): // a missing ignore file is allowed
+			fmt.Fprintln(stderr, daemon.IgnoreFileError(cfg, err))
+			bad = true
 		}
 		bad = bad || diags.HasErrors()
 	}
