@@ -11,7 +11,9 @@ import (
 
 // checkConfig validates the config (and the ignore files it names) for the given modes,
 // as the daemon does at start (config.ValidateStart, daemon.LoadIgnore), prints every
-// problem as FILE:LINE on stderr and the effective settings on stdout.
+// problem as FILE:LINE on stderr and the effective settings on stdout. A config,
+// ignore file or written file that is not a regular file (or too large) is an error,
+// as the daemon refuses to start on it.
 func checkConfig(args []string, stdout, stderr io.Writer) int {
 	fs, f := newFlagSet("portsentry check-config", stderr)
 	if helpAsked(args) {
@@ -37,8 +39,8 @@ func checkConfig(args []string, stdout, stderr io.Writer) int {
 	for _, d := range problems {
 		fmt.Fprintln(stderr, d)
 	}
-	files, ignoreDiags := daemon.LoadIgnore(cfg)
-	for _, d := range ignoreDiags {
+	files, ignoreDiags, unreadable := daemon.LoadIgnore(cfg)
+	for _, d := range append(ignoreDiags, unreadable...) {
 		fmt.Fprintln(stderr, d)
 	}
 	for _, file := range files {
@@ -53,7 +55,7 @@ func checkConfig(args []string, stdout, stderr io.Writer) int {
 	if _, err := cfg.WriteTo(stdout); err != nil {
 		return exitError
 	}
-	if problems.HasErrors() || ignoreDiags.HasErrors() {
+	if problems.HasErrors() || ignoreDiags.HasErrors() || len(unreadable) > 0 {
 		return exitConfig
 	}
 	return exitOK

@@ -99,7 +99,7 @@ func TestCheckConfigAsTheDaemonStarts(t *testing.T) {
 		{name: "ignore file missing", line: `IGNORE_FILE="` + filepath.Join(dir, "none") + `"`, code: exitOK,
 			want: path + ":4: warning: IGNORE_FILE: neither " + filepath.Join(dir, "none") + " nor "},
 		{name: "ignore file a directory", line: `IGNORE_FILE="` + dir + `"`, code: exitConfig,
-			want: path + ":4: error: IGNORE_FILE: " + dir + " is a directory, not a file of addresses"},
+			want: path + ":4: error: IGNORE_FILE: open " + dir + ": is a directory, not a regular file"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			if err := os.WriteFile(path, []byte(base+tc.line+"\n"), 0o600); err != nil {

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -11,6 +12,7 @@ import (
 	"syscall"
 
 	"github.com/portsentry-go/portsentry/internal/probe"
+	"github.com/portsentry-go/portsentry/internal/regfile"
 )
 
 // Capability bit numbers (linux/capability.h).
@@ -84,6 +86,13 @@ func detach(stderr io.Writer) int {
 	return exitOK
 }
 
+// writePidfile writes the process id to path, a regular file: a FIFO there would block
+// the start, and a device (/dev/null) would be removed at exit.
 func writePidfile(path string) error {
-	return os.WriteFile(path, []byte(strconv.Itoa(os.Getpid())+"\n"), 0o644)
+	f, err := regfile.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
+	if err != nil {
+		return fmt.Errorf("-pidfile: %w", err)
+	}
+	_, err = f.WriteString(strconv.Itoa(os.Getpid()) + "\n")
+	return errors.Join(err, f.Close())
 }

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/portsentry-go/portsentry/internal/config"
+	"github.com/portsentry-go/portsentry/internal/regfile"
 	"github.com/portsentry-go/portsentry/internal/report"
 )
 
@@ -89,7 +90,14 @@ Options:
 	if path == "-" {
 		opts.Source = "standard input"
 	} else {
-		f, err := os.Open(path)
+		// The file a config names (or Debian's default) must be a regular file, as for
+		// the daemon. A path given with -history may be a pipe: the operator chose it
+		// (a process substitution, say) and is there to interrupt it.
+		open := regfile.Open
+		if *history != "" {
+			open = os.Open
+		}
+		f, err := open(path)
 		if err != nil {
 			fmt.Fprintf(stderr, "portsentry report: %v\n", err)
 			return exitError

@@ -10,6 +10,7 @@ import (
 	"syscall"
 
 	"github.com/portsentry-go/portsentry/internal/appendfile"
+	"github.com/portsentry-go/portsentry/internal/regfile"
 )
 
 // compact rewrites the journal with one record per active ban and one per remembered
@@ -17,7 +18,7 @@ import (
 // the new one, never a mix. The caller holds j.mu.
 func (j *Journal) compact() error {
 	tmp := j.path + ".tmp"
-	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o640)
+	f, err := regfile.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o640)
 	if err != nil {
 		return fmt.Errorf("ban journal compaction: %w", err)
 	}
@@ -36,7 +37,7 @@ func (j *Journal) compact() error {
 		return fmt.Errorf("ban journal compaction: %w", err)
 	}
 	syncDir(filepath.Dir(j.path))
-	nf, err := os.OpenFile(j.path, os.O_WRONLY|os.O_APPEND, 0o640)
+	nf, err := regfile.OpenFile(j.path, os.O_WRONLY|os.O_APPEND, 0o640)
 	if err != nil {
 		return fmt.Errorf("ban journal compaction: %w", err)
 	}

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"github.com/portsentry-go/portsentry/internal/appendfile"
 	"github.com/portsentry-go/portsentry/internal/fifo"
+	"github.com/portsentry-go/portsentry/internal/regfile"
 	"github.com/portsentry-go/portsentry/internal/respond"
 	"io"
 	"net/netip"
@@ -59,7 +60,9 @@ func Open(path string, now time.Time) (*Journal, Replay, error) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o750); err != nil {
 		return nil, Replay{}, fmt.Errorf("ban journal: %w", err)
 	}
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o640)
+	// A regular file only: the replay of a FIFO would wait for a writer for ever, and
+	// a device (/dev/null) would keep no ban.
+	f, err := regfile.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o640)
 	if err != nil {
 		return nil, Replay{}, fmt.Errorf("ban journal: %w", err)
 	}

@@ -8,10 +8,13 @@ import (
 	"path/filepath"
 	"reflect"
 	"slices"
+	"strings"
+	"syscall"
 	"testing"
 	"time"
 
 	"github.com/portsentry-go/portsentry/internal/probe"
+	"github.com/portsentry-go/portsentry/internal/regfile"
 	"github.com/portsentry-go/portsentry/internal/respond"
 	"pgregory.net/rapid"
 )
@@ -318,5 +321,32 @@ func TestJournalReadsOldRecords(t *testing.T) {
 	b, ok := j.Get(pfx("198.18.0.2/32"))
 	if !ok || rep.Records != 1 || b.Reason.Classic != nil || b.Reason.Port != 143 {
 		t.Errorf("old record: %+v %+v", b, rep)
+	}
+}
+
+// TestOpenRefusesSpecialFiles: a BAN_JOURNAL that is a FIFO (opened read-write, its
+// replay would wait for a writer for ever) or /dev/null is refused at once.
+func TestOpenRefusesSpecialFiles(t *testing.T) {
+	fifo := filepath.Join(t.TempDir(), "portsentry.bans")
+	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, path := range []string{fifo, "/dev/null"} {
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			j, _, err := Open(path, t0)
+			if j != nil {
+				j.Close()
+			}
+			if !errors.Is(err, regfile.ErrNotRegular) || !strings.Contains(err.Error(), path) {
+				t.Errorf("Open(%s): err = %v, want ErrNotRegular naming the path", path, err)
+			}
+		}()
+		select {
+		case <-done:
+		case <-time.After(5 * time.Second):
+			t.Fatalf("Open(%s) blocked", path)
+		}
 	}
 }

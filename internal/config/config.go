@@ -38,14 +38,15 @@
 package config
 
 import (
+	"bytes"
 	"fmt"
 	"io"
-	"os"
 	"path/filepath"
 	"slices"
 	"time"
 
 	"github.com/portsentry-go/portsentry/internal/diag"
+	"github.com/portsentry-go/portsentry/internal/regfile"
 )
 
 // BlockLevel is the value of BLOCK_TCP and BLOCK_UDP: what to do once a host triggers.
@@ -217,15 +218,21 @@ func empty(source string) *Config {
 // Load reads and parses the file at path. The error is non-nil for I/O problems (it names
 // the path) and when the diagnostics hold errors (it is then the diag.List of errors).
 // The diagnostics, warnings included, are returned in both cases.
+//
+// The file must be a regular file of at most MaxFileSize bytes: a FIFO, a device or a
+// directory is refused without waiting or reading (see package regfile), and so is a
+// larger file, before anything is parsed.
 func Load(path string) (*Config, diag.List, error) {
-	f, err := os.Open(path)
+	data, err := regfile.ReadAll(path, MaxFileSize)
 	if err != nil {
 		// *PathError already names the path; %w keeps errors.Is(err, fs.ErrNotExist).
 		return nil, nil, fmt.Errorf("config: %w", err)
 	}
-	defer f.Close()
-	return Parse(path, f)
+	return Parse(path, bytes.NewReader(data))
 }
+
+// MaxFileSize bounds a config file. Debian's shipped one is about 12 KiB.
+const MaxFileSize = 1 << 20
 
 // Parse reads a config from r; name is used as Source and in diagnostics. On an I/O error
 // the Config is nil. When the diagnostics hold errors, err is the diag.List of errors and

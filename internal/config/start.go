@@ -37,7 +37,8 @@ func (c *Config) validateStart(modes []probe.Mode, reload bool) diag.List {
 	v.dashboard()
 	v.interfaces(modes, reload)
 	v.ignoreFiles()
-	return append(list, v.list...)
+	list = append(list, v.list...)
+	return append(list, c.CheckFiles(modes)...)
 }
 
 // dashboardProblem is DASHBOARD's value rule: host:port with a numeric port (the
@@ -116,26 +117,19 @@ func (v *validator) interfaces(modes []probe.Mode, reload bool) {
 }
 
 // ignoreFiles: IGNORE_FILE and IGNORE_FILE.static beside it are read, when they exist,
-// at start and on reload. A directory is an error (its entries would silently be
-// missing); both files missing leaves only the hosts the daemon protects by itself.
+// at start and on reload; both missing leaves only the hosts the daemon protects by
+// itself. One that exists but cannot be read (a directory, a FIFO, too large) is an
+// error, reported when it is read (daemon.LoadIgnore).
 func (v *validator) ignoreFiles() {
 	path := v.c.IgnoreFile
 	if path == "" {
 		return
 	}
-	found, dir := false, false
 	for _, p := range []string{path, path + ".static"} {
-		fi, err := os.Stat(p)
-		switch {
-		case err == nil && fi.IsDir():
-			dir = true
-			v.add(diag.Error, "IGNORE_FILE", "IGNORE_FILE: %s is a directory, not a file of addresses", p)
-		case err == nil, !errors.Is(err, fs.ErrNotExist):
-			found = true // reading it says what else may be wrong
+		if _, err := os.Lstat(p); !errors.Is(err, fs.ErrNotExist) {
+			return
 		}
 	}
-	if !found && !dir {
-		v.add(diag.Warning, "IGNORE_FILE", "IGNORE_FILE: neither %s nor %s exists: only this host's own addresses, gateways and resolvers are ignored",
-			path, path+".static")
-	}
+	v.add(diag.Warning, "IGNORE_FILE", "IGNORE_FILE: neither %s nor %s exists: only this host's own addresses, gateways and resolvers are ignored",
+		path, path+".static")
 }

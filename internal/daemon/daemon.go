@@ -13,7 +13,6 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"github.com/portsentry-go/portsentry/internal/bans"
@@ -177,9 +176,13 @@ func LoadConfig(path string) (*config.Config, diag.List, error) {
 	return cfg, diags, err
 }
 
-// load builds a fresh state from the config file and the ignore file. check is
+// load builds a fresh state from the config file and the ignore files. check is
 // ValidateStart at start and ValidateReload on reload: the checks check-config makes
-// too. Every problem is logged with its file and line; only config errors make it fail.
+// too (values, dashboard, interfaces, and files the daemon writes that are not regular
+// files). Every problem is logged with its file and line. It fails on config errors
+// and on an ignore file that exists but cannot be read (not a regular file, too large,
+// no permission): running without the hosts it lists could get one of them blocked.
+// Bad ignore lines are skipped.
 func (d *Daemon) load(check func(*config.Config, []probe.Mode) diag.List) (*state, error) {
 	cfg, diags, err := LoadConfig(d.opts.ConfigPath)
 	d.logWarnings(diags)
@@ -194,10 +197,13 @@ func (d *Daemon) load(check func(*config.Config, []probe.Mode) diag.List) (*stat
 	} else {
 		d.logWarnings(diags)
 	}
-	files, diags := LoadIgnore(cfg)
-	for _, dg := range diags {
+	files, lines, unreadable := LoadIgnore(cfg)
+	for _, dg := range lines {
 		// Bad ignore lines are skipped, not fatal: say so at the error's level.
 		d.log.Warn("adminalert: " + dg.String())
+	}
+	if len(unreadable) > 0 {
+		return nil, unreadable
 	}
 	var ignore []netip.Prefix
 	for _, f := range files {
@@ -219,30 +225,27 @@ type IgnoreFile struct {
 
 // LoadIgnore reads IGNORE_FILE and, beside it, Debian's IGNORE_FILE.static (Debian's
 // init script merged the two at start; reading both makes that step unnecessary): the
-// daemon's ignore set, and what check-config reports. Bad lines are reported and
-// skipped, a file that cannot be read is a warning; a file missing or that is a
-// directory is left to ValidateStart, which reports it with the key's line.
-func LoadIgnore(cfg *config.Config) ([]IgnoreFile, diag.List) {
+// daemon's ignore set, and what check-config reports. It returns the files read, the
+// problems of their lines (skipped), and an Error at IGNORE_FILE's line for each file
+// that exists but cannot be read (a directory or FIFO among them: they are not regular
+// files). Both files missing is ValidateStart's warning.
+func LoadIgnore(cfg *config.Config) (files []IgnoreFile, lines, unreadable diag.List) {
 	if cfg.IgnoreFile == "" {
-		return nil, nil
+		return nil, nil, nil
 	}
-	var (
-		files []IgnoreFile
-		all   diag.List
-	)
 	for _, p := range []string{cfg.IgnoreFile, cfg.IgnoreFile + ".static"} {
 		prefixes, diags, err := netaddr.LoadIgnore(p)
-		all = append(all, diags...)
+		lines = append(lines, diags...)
 		switch {
-		case errors.Is(err, fs.ErrNotExist), errors.Is(err, syscall.EISDIR):
+		case errors.Is(err, fs.ErrNotExist):
 		case err != nil:
-			all = append(all, diag.Diagnostic{File: cfg.Source, Line: cfg.Line("IGNORE_FILE"), Severity: diag.Warning,
-				Msg: "IGNORE_FILE: " + err.Error() + ": its entries are not ignored"})
+			unreadable = append(unreadable, diag.Diagnostic{File: cfg.Source, Line: cfg.Line("IGNORE_FILE"),
+				Severity: diag.Error, Msg: "IGNORE_FILE: " + err.Error()})
 		default:
 			files = append(files, IgnoreFile{Path: p, Prefixes: prefixes})
 		}
 	}
-	return files, all
+	return files, lines, unreadable
 }
 
 // logWarnings logs the warnings of a list; its errors are the caller's to report.

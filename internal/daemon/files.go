@@ -2,6 +2,7 @@ package daemon
 
 import (
 	"errors"
+	"fmt"
 	"net/netip"
 	"slices"
 	"strings"
@@ -36,13 +37,13 @@ func openFiles(cfg *config.Config, modes []probe.Mode, report func(label string)
 func (f *files) open(cfg *config.Config, modes []probe.Mode, truncate bool) error {
 	h, err := journal.Open(cfg.HistoryFile, false, f.report("history"))
 	if err != nil {
-		return err
+		return fmt.Errorf("HISTORY_FILE: %w", err)
 	}
 	f.history = h
 	for _, m := range modes {
-		b, err := journal.Open(blockedPath(cfg, m), truncate, f.report("blocked."+string(m)))
+		b, err := journal.Open(cfg.BlockedPath(m), truncate, f.report("blocked."+string(m)))
 		if err != nil {
-			return err
+			return fmt.Errorf("BLOCKED_FILE: %w", err)
 		}
 		f.blocked[m] = b
 	}
@@ -58,10 +59,6 @@ func (d *Daemon) fileReport(label string) appendfile.Report {
 		Queued:  func(n int) { d.metrics.WriteQueued(label, n) },
 		Dropped: func(n int) { d.metrics.WriteDropped(label, n) },
 	}
-}
-
-func blockedPath(cfg *config.Config, m probe.Mode) string {
-	return cfg.BlockedFile + "." + string(m)
 }
 
 // reopen opens every file again, at the paths of a new config: a path that did not

@@ -12,6 +12,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"io"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -20,6 +21,7 @@ import (
 
 	"github.com/portsentry-go/portsentry/internal/appendfile"
 	"github.com/portsentry-go/portsentry/internal/probe"
+	"github.com/portsentry-go/portsentry/internal/regfile"
 )
 
 // Permissions for files and the directories created for them: the files name attackers
@@ -50,7 +52,8 @@ type File struct {
 }
 
 // Open opens path for appending, creating it and its parent directories; r is where
-// write failures are reported. With truncate set the file is emptied first (classic
+// write failures are reported. A path that is there but is not a regular file (a FIFO,
+// a device such as /dev/null, a directory) is refused (see package regfile). With truncate set the file is emptied first (classic
 // does this to blocked files). A last line left without its newline (cut short by a
 // crash, or by a full disk under an older version) is cut off, so the first line
 // appended starts a line of its own.
@@ -62,14 +65,14 @@ func Open(path string, truncate bool, r appendfile.Report) (*File, error) {
 	if truncate {
 		flags |= os.O_TRUNC
 	}
-	f, err := os.OpenFile(path, flags, fileMode)
-	if err == nil {
-		err = cutTornTail(f)
-	}
+	// Only a regular file: the open of a FIFO would wait for a reader (for ever, and
+	// with the daemon's main loop), and a device would swallow the lines.
+	f, err := regfile.OpenFile(path, flags, fileMode)
 	if err != nil {
-		if f != nil {
-			f.Close()
-		}
+		return nil, err // an *fs.PathError, naming path
+	}
+	if err := cutTornTail(f); err != nil {
+		f.Close()
 		return nil, fmt.Errorf("open %s: %w", path, err)
 	}
 	return &File{path: path, q: appendfile.NewQueue(path, f, r)}, nil
@@ -126,7 +129,7 @@ func (f *File) Close() error { return f.q.Close() }
 // appending to the new file. Used for the blocked files, which list hosts blocked now.
 func (f *File) Rewrite(keep func(line string) bool) error {
 	return f.q.Replace(func() (appendfile.Backing, error) {
-		data, err := os.ReadFile(f.path)
+		data, err := readRegular(f.path)
 		if err != nil {
 			return nil, fmt.Errorf("rewrite %s: %w", f.path, err)
 		}
@@ -147,7 +150,7 @@ func (f *File) Rewrite(keep func(line string) bool) error {
 			os.Remove(tmp)
 			return nil, fmt.Errorf("rewrite %s: %w", f.path, err)
 		}
-		nf, err := os.OpenFile(f.path, os.O_RDWR|os.O_APPEND, fileMode)
+		nf, err := regfile.OpenFile(f.path, os.O_RDWR|os.O_APPEND, fileMode)
 		if err != nil {
 			return nil, fmt.Errorf("rewrite %s: %w", f.path, err)
 		}
@@ -155,8 +158,20 @@ func (f *File) Rewrite(keep func(line string) bool) error {
 	})
 }
 
+// readRegular reads the regular file at path whole. The files rewritten are ours and
+// bounded by what the daemon wrote to them; only special files are refused.
+func readRegular(path string) ([]byte, error) {
+	f, err := regfile.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	return io.ReadAll(f)
+}
+
 func writeSynced(path string, data []byte) error {
-	w, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, fileMode)
+	// A FIFO left at the temporary name must not stall the rewrite.
+	w, err := regfile.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, fileMode)
 	if err != nil {
 		return err
 	}

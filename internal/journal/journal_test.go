@@ -1,17 +1,20 @@
 package journal
 
 import (
+	"errors"
 	"net/netip"
 	"os"
 	"path/filepath"
 	"regexp"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
 	"github.com/portsentry-go/portsentry/internal/appendfile"
 	"github.com/portsentry-go/portsentry/internal/probe"
+	"github.com/portsentry-go/portsentry/internal/regfile"
 )
 
 func TestLineMatchesClassicExample(t *testing.T) {
@@ -142,6 +145,35 @@ func TestOpenCutsTornLastLine(t *testing.T) {
 		f.Close()
 		if got, _ := os.ReadFile(path); string(got) != c.after+"next\n" {
 			t.Errorf("%.20q: got %.20q, want %.20q", c.before, got, c.after+"next\n")
+		}
+	}
+}
+
+// TestOpenRefusesSpecialFiles: a history or blocked file that is a FIFO (which nobody
+// reads) or /dev/null is refused at once, naming the path, truncating or not.
+func TestOpenRefusesSpecialFiles(t *testing.T) {
+	fifo := filepath.Join(t.TempDir(), "history")
+	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, path := range []string{fifo, "/dev/null"} {
+		for _, truncate := range []bool{false, true} {
+			done := make(chan struct{})
+			go func() {
+				defer close(done)
+				f, err := Open(path, truncate, appendfile.Report{})
+				if f != nil {
+					f.Close()
+				}
+				if !errors.Is(err, regfile.ErrNotRegular) || !strings.HasPrefix(err.Error(), "open "+path+": is a ") {
+					t.Errorf("Open(%s, %v): err = %v, want ErrNotRegular naming the path", path, truncate, err)
+				}
+			}()
+			select {
+			case <-done:
+			case <-time.After(5 * time.Second):
+				t.Fatalf("Open(%s) blocked", path)
+			}
 		}
 	}
 }

@@ -10,25 +10,33 @@ import (
 	"fmt"
 	"io"
 	"net/netip"
-	"os"
 	"strconv"
 	"strings"
 
 	"github.com/portsentry-go/portsentry/internal/diag"
+	"github.com/portsentry-go/portsentry/internal/regfile"
 )
 
 // maxShown caps how much of a bad token a diagnostic quotes, so a binary file or a
 // runaway line cannot produce a megabyte-long log line.
 const maxShown = 60
 
+// Limits of an ignore file. A long ignore list is a few thousand lines of at most a
+// few dozen bytes; anything near these sizes is not an ignore file.
+const (
+	MaxIgnoreSize = 16 << 20 // bytes in a file
+	MaxIgnoreLine = 4096     // bytes in a line, without its line ending
+)
+
 // LoadIgnore reads and parses the ignore file at path. The error is only for I/O
-// (missing file, permission, directory); problems inside the file are diagnostics and
-// the usable lines are still returned.
+// (missing file, permission, something that is not a regular file, such as a FIFO or
+// /dev/zero, or a file of more than MaxIgnoreSize bytes); it is an *fs.PathError
+// naming the path. Problems inside the file are diagnostics and the usable lines are
+// still returned.
 func LoadIgnore(path string) ([]netip.Prefix, diag.List, error) {
-	data, err := os.ReadFile(path)
+	data, err := regfile.ReadAll(path, MaxIgnoreSize)
 	if err != nil {
-		// os.ReadFile's *PathError already names the path; %w keeps errors.Is working.
-		return nil, nil, fmt.Errorf("reading ignore file: %w", err)
+		return nil, nil, err
 	}
 	prefixes, diags := ParseIgnore(path, bytes.NewReader(data))
 	return prefixes, diags, nil
@@ -38,20 +46,47 @@ func LoadIgnore(path string) ([]netip.Prefix, diag.List, error) {
 // comments (whole line or trailing), blank lines and surrounding whitespace. Every
 // returned prefix is valid, masked and unmapped (IPv4-mapped IPv6 becomes IPv4). A bad
 // line yields an Error diagnostic naming name and the line number and is skipped; the
-// rest is still used, because a typo must not drop every other ignore entry.
+// rest is still used, because a typo must not drop every other ignore entry. So is a
+// line longer than MaxIgnoreLine bytes, of which no more than that is ever held.
 func ParseIgnore(name string, r io.Reader) ([]netip.Prefix, diag.List) {
 	var (
 		out   []netip.Prefix
 		diags diag.List
+		buf   []byte
 	)
 	br := bufio.NewReader(r)
 	for lineNo := 1; ; lineNo++ {
-		line, err := br.ReadString('\n')
+		// Read one line in chunks, keeping at most the limit (and a CRLF) of it.
+		buf = buf[:0]
+		n, tooLong := 0, false
+		var err error
+		for {
+			var chunk []byte
+			chunk, err = br.ReadSlice('\n')
+			n += len(chunk)
+			if !tooLong && len(buf)+len(chunk) > MaxIgnoreLine+len("\r\n") {
+				tooLong, buf = true, buf[:0]
+			}
+			if !tooLong {
+				buf = append(buf, chunk...)
+			}
+			if !errors.Is(err, bufio.ErrBufferFull) {
+				break
+			}
+		}
+		line := string(buf)
+		if !tooLong && len(strings.TrimSuffix(strings.TrimSuffix(line, "\n"), "\r")) > MaxIgnoreLine {
+			tooLong = true
+		}
 		if lineNo == 1 {
 			// Editors on other systems sometimes prepend a UTF-8 byte order mark.
 			line = strings.TrimPrefix(line, "\uFEFF")
 		}
-		if line != "" {
+		switch {
+		case tooLong:
+			diags = append(diags, diag.Diagnostic{File: name, Line: lineNo, Severity: diag.Error,
+				Msg: fmt.Sprintf("line is longer than %d bytes; skipped", MaxIgnoreLine)})
+		case n > 0:
 			p, ds := parseIgnoreLine(line)
 			for _, d := range ds {
 				d.File, d.Line = name, lineNo

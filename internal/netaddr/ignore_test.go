@@ -7,12 +7,16 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
+	"syscall"
 	"testing"
 	"testing/iotest"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/portsentry-go/portsentry/internal/diag"
+	"github.com/portsentry-go/portsentry/internal/regfile"
 )
 
 // diagKey renders a diagnostic compactly for comparison: "LINE:severity".
@@ -212,5 +216,95 @@ func TestLoadIgnoreDiagnosticsNameThePath(t *testing.T) {
 	}
 	if want := path + ":2: error: "; !strings.HasPrefix(diags[0].String(), want) {
 		t.Errorf("diagnostic %q does not start with %q", diags[0], want)
+	}
+}
+
+// TestParseIgnoreLongLine: a line over MaxIgnoreLine is an error at its FILE:LINE and
+// is skipped; the lines around it, and a line exactly at the limit (with CRLF), are
+// used.
+func TestParseIgnoreLongLine(t *testing.T) {
+	atLimit := "10.0.0.3" + strings.Repeat(" ", MaxIgnoreLine-len("10.0.0.3"))
+	in := "10.0.0.1\n" + strings.Repeat("9", MaxIgnoreLine+1) + "\n10.0.0.2\n" +
+		strings.Repeat("#", 1<<20) + "\r\n" + atLimit + "\r\n" + "10.0.0.4" + strings.Repeat(" ", MaxIgnoreLine) + "\n"
+	ps, diags := ParseIgnore("big.ignore", strings.NewReader(in))
+	if d := cmp.Diff([]string{"10.0.0.1/32", "10.0.0.2/32", "10.0.0.3/32"}, prefixStrings(ps)); d != "" {
+		t.Errorf("prefixes (-want +got):\n%s", d)
+	}
+	want := []string{
+		"big.ignore:2: error: line is longer than 4096 bytes; skipped",
+		"big.ignore:4: error: line is longer than 4096 bytes; skipped",
+		"big.ignore:6: error: line is longer than 4096 bytes; skipped",
+	}
+	var got []string
+	for _, d := range diags {
+		got = append(got, d.String())
+	}
+	if d := cmp.Diff(want, got); d != "" {
+		t.Errorf("diagnostics (-want +got):\n%s", d)
+	}
+}
+
+// TestLoadIgnoreSpecialFiles: a FIFO, a device, a directory and a file over
+// MaxIgnoreSize are refused at once with an error naming them; nothing is parsed.
+func TestLoadIgnoreSpecialFiles(t *testing.T) {
+	dir := t.TempDir()
+	fifo := filepath.Join(dir, "fifo.ignore")
+	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	big := filepath.Join(dir, "big.ignore")
+	if err := os.WriteFile(big, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Truncate(big, 200<<20); err != nil { // sparse: 200 MB of NUL on no disk
+		t.Fatal(err)
+	}
+	for _, tt := range []struct {
+		path string
+		want error
+		msg  string
+	}{
+		{fifo, regfile.ErrNotRegular, ": is a FIFO, not a regular file"},
+		{"/dev/zero", regfile.ErrNotRegular, ": is a character device, not a regular file"},
+		{dir, regfile.ErrNotRegular, ": is a directory, not a regular file"},
+		{big, regfile.ErrTooLarge, ": larger than 16777216 bytes"},
+	} {
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			ps, diags, err := LoadIgnore(tt.path)
+			if ps != nil || diags != nil || !errors.Is(err, tt.want) {
+				t.Errorf("LoadIgnore(%s) = %v, %v, %v; want %v", tt.path, ps, diags, err, tt.want)
+			}
+			if err == nil || !strings.Contains(err.Error(), tt.path+tt.msg) {
+				t.Errorf("LoadIgnore(%s): error %q does not say %q", tt.path, err, tt.path+tt.msg)
+			}
+		}()
+		select {
+		case <-done:
+		case <-time.After(5 * time.Second):
+			t.Fatalf("LoadIgnore(%s) blocked", tt.path)
+		}
+	}
+}
+
+// TestLoadIgnoreOneLineMemory: the worst file under the cap, one line of nearly 16
+// MiB, costs about its size once, not a multiple of it.
+func TestLoadIgnoreOneLineMemory(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "one.ignore")
+	const size = MaxIgnoreSize - 16
+	if err := os.WriteFile(path, append([]byte(strings.Repeat("1", size-len("\n10.0.0.1\n"))), "\n10.0.0.1\n"...), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	runtime.GC()
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	ps, diags, err := LoadIgnore(path)
+	runtime.ReadMemStats(&after)
+	if err != nil || len(ps) != 1 || len(diags) != 1 || diags[0].Line != 1 {
+		t.Fatalf("got %v, %v, %v", ps, diags, err)
+	}
+	if alloc := after.TotalAlloc - before.TotalAlloc; alloc > 2*size {
+		t.Errorf("allocated %d MiB for a %d MiB file", alloc>>20, size>>20)
 	}
 }

@@ -17,6 +17,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/portsentry-go/portsentry/internal/regfile"
 	"github.com/vishvananda/netlink"
 )
 
@@ -155,13 +156,17 @@ func defaultGateways() ([]netip.Addr, error) {
 	return slices.Compact(out), nil
 }
 
+// maxResolvConf bounds a resolv.conf: a few lines in practice.
+const maxResolvConf = 1 << 20
+
 // readResolvers returns the "nameserver" addresses of the resolv.conf files, sorted. A
 // missing file holds none; any other failure fails the read, so the caller keeps what
-// it had.
+// it had. That includes a path that is not a regular file (a FIFO would otherwise
+// block the read, and with it the daemon's start) or a file over maxResolvConf.
 func readResolvers(paths []string) ([]netip.Addr, error) {
 	var out []netip.Addr
 	for _, path := range paths {
-		data, err := os.ReadFile(path)
+		data, err := regfile.ReadAll(path, maxResolvConf)
 		if errors.Is(err, os.ErrNotExist) {
 			continue
 		}

@@ -3,13 +3,18 @@
 package netaddr
 
 import (
+	"errors"
 	"fmt"
 	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"syscall"
 	"testing"
+	"time"
+
+	"github.com/portsentry-go/portsentry/internal/regfile"
 )
 
 func TestParseResolvers(t *testing.T) {
@@ -74,5 +79,31 @@ func infraChild(t *testing.T) {
 	}
 	if i.Set().Contains(netip.MustParseAddr("198.18.77.2")) {
 		t.Error("an ordinary neighbour is protected")
+	}
+}
+
+// TestReadResolversSpecialFile: a resolv.conf that is a FIFO fails the read at once
+// (the caller keeps its list) instead of blocking the daemon's start; a missing one
+// holds no resolver.
+func TestReadResolversSpecialFile(t *testing.T) {
+	dir := t.TempDir()
+	fifo := filepath.Join(dir, "resolv.conf")
+	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		if _, err := readResolvers([]string{fifo}); !errors.Is(err, regfile.ErrNotRegular) {
+			t.Errorf("FIFO: err = %v, want ErrNotRegular", err)
+		}
+		if got, err := readResolvers([]string{filepath.Join(dir, "absent")}); err != nil || len(got) != 0 {
+			t.Errorf("missing file: %v, %v", got, err)
+		}
+	}()
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		t.Fatal("readResolvers blocked on a FIFO")
 	}
 }

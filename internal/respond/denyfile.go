@@ -12,6 +12,7 @@ import (
 	"syscall"
 
 	"github.com/portsentry-go/portsentry/internal/probe"
+	"github.com/portsentry-go/portsentry/internal/regfile"
 )
 
 // denyMu serialises this process's edits of hosts.deny files: an append racing the
@@ -36,12 +37,23 @@ func sameLine(fileLine []byte, line string) bool {
 	return strings.TrimRight(string(fileLine), " \t\r\n") == line
 }
 
+// MaxDenyFileSize bounds a hosts.deny file (HOSTS_DENY_FILE): one line per banned host
+// is well under a MiB even at the default BAN_CAP.
+const MaxDenyFileSize = 16 << 20
+
+// ReadDenyFile reads the hosts.deny file at path whole: a regular file of at most
+// MaxDenyFileSize bytes. Anything else (a FIFO, which would block the read; a device;
+// a directory) is an error naming the path, as is a missing file (fs.ErrNotExist).
+func ReadDenyFile(path string) ([]byte, error) {
+	return regfile.ReadAll(path, MaxDenyFileSize)
+}
+
 // addDenyLine appends line to the hosts.deny file at path in one synced write, unless
 // the file already holds it; added reports whether it appended.
 func addDenyLine(path, line string) (added bool, err error) {
 	denyMu.Lock()
 	defer denyMu.Unlock()
-	data, err := os.ReadFile(path)
+	data, err := ReadDenyFile(path)
 	if err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return false, err
 	}
@@ -53,7 +65,7 @@ func addDenyLine(path, line string) (added bool, err error) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		return false, err
 	}
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)
+	f, err := regfile.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)
 	if err != nil {
 		return false, err
 	}
@@ -75,7 +87,7 @@ func removeDenyLine(path, line string) (found bool, err error) {
 	if real, err := filepath.EvalSymlinks(path); err == nil {
 		path = real // the rename must replace the file, not the link
 	}
-	data, err := os.ReadFile(path)
+	data, err := ReadDenyFile(path)
 	if errors.Is(err, fs.ErrNotExist) {
 		return false, nil
 	}
@@ -94,7 +106,8 @@ func removeDenyLine(path, line string) (found bool, err error) {
 
 // WriteAtomic replaces path with data: a temporary file in the same directory, given
 // the original's mode and owner, fsynced and renamed over it, then the directory is
-// fsynced. Readers see the old file or the new one, never a partial one.
+// fsynced. Readers see the old file or the new one, never a partial one. A path that
+// is there but is not a regular file is left alone, with an error.
 func WriteAtomic(path string, data []byte) (err error) {
 	dir, base := filepath.Split(path)
 	if dir == "" {
@@ -103,6 +116,13 @@ func WriteAtomic(path string, data []byte) (err error) {
 	mode := fs.FileMode(0o644)
 	uid, gid := -1, -1
 	if st, err := os.Stat(path); err == nil {
+		if !st.Mode().IsRegular() {
+			// Renaming over /dev/null or a FIFO would replace it with a regular file.
+			if err := regfile.Check(path); err != nil {
+				return err
+			}
+			return fmt.Errorf("%s: not a regular file", path)
+		}
 		mode = st.Mode().Perm()
 		if sys, ok := st.Sys().(*syscall.Stat_t); ok {
 			uid, gid = int(sys.Uid), int(sys.Gid)

@@ -8,9 +8,12 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/portsentry-go/portsentry/internal/probe"
+	"golang.org/x/sys/unix"
 )
 
 var target6 = Target{Addr: netip.MustParseAddr("fd77::4"), Port: 143, Mode: probe.ModeTCP}
@@ -182,4 +185,45 @@ func readTestFile(t *testing.T, path string) string {
 		t.Fatal(err)
 	}
 	return string(b)
+}
+
+// TestDenyLineSpecialFile: KILL_HOSTS_DENY into a HOSTS_DENY_FILE that is a FIFO or a
+// device fails at once, and the undo leaves the file alone.
+func TestDenyLineSpecialFile(t *testing.T) {
+	dir := t.TempDir()
+	fifo := filepath.Join(dir, "hosts.deny")
+	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	paths := []string{fifo}
+	// A null device of our own, not /dev/null: a bug here would rename over it.
+	null := filepath.Join(dir, "null")
+	if err := syscall.Mknod(null, syscall.S_IFCHR|0o666, int(unix.Mkdev(1, 3))); err == nil {
+		paths = append(paths, null)
+	} else {
+		t.Logf("no device node (%v): FIFO only", err)
+	}
+	for _, path := range paths {
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			if added, err := addDenyLine(path, "ALL: 198.18.0.3 : DENY"); added || err == nil || !strings.Contains(err.Error(), path+": is a ") {
+				t.Errorf("addDenyLine(%s) = %v, %v", path, added, err)
+			}
+			if found, err := removeDenyLine(path, "ALL: 198.18.0.3 : DENY"); found || err == nil {
+				t.Errorf("removeDenyLine(%s) = %v, %v", path, found, err)
+			}
+			if err := WriteAtomic(path, []byte("x\n")); err == nil {
+				t.Errorf("WriteAtomic(%s): no error", path)
+			}
+		}()
+		select {
+		case <-done:
+		case <-time.After(5 * time.Second):
+			t.Fatalf("%s: blocked", path)
+		}
+		if st, err := os.Stat(path); err != nil || st.Mode().IsRegular() {
+			t.Errorf("%s replaced: %v %v", path, st, err)
+		}
+	}
 }

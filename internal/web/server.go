@@ -24,6 +24,7 @@ import (
 	"time"
 
 	"github.com/portsentry-go/portsentry/internal/control"
+	"github.com/portsentry-go/portsentry/internal/regfile"
 	"github.com/portsentry-go/portsentry/internal/report"
 )
 
@@ -222,8 +223,13 @@ func newToken() (string, error) {
 	return base64.RawURLEncoding.EncodeToString(b), nil
 }
 
-// writeToken writes the token beside path and renames it into place, mode 0600.
+// writeToken writes the token beside path and renames it into place, mode 0600. A path
+// that is there but is not a regular file (/dev/null, say) is refused: the rename
+// would replace it.
 func writeToken(path, tok string) error {
+	if err := regfile.Check(path); err != nil {
+		return fmt.Errorf("web: token file: %w", err)
+	}
 	dir := filepath.Dir(path)
 	if err := os.MkdirAll(dir, 0o750); err != nil {
 		return fmt.Errorf("web: token file: %w", err)
@@ -254,7 +260,8 @@ func (s *Server) removeToken() {
 	if s.token == nil {
 		return
 	}
-	if b, err := os.ReadFile(s.opts.TokenFile); err == nil && bytes.Equal(bytes.TrimSpace(b), s.token) {
+	// A FIFO put there would otherwise hold the shutdown up.
+	if b, err := regfile.ReadAll(s.opts.TokenFile, 4096); err == nil && bytes.Equal(bytes.TrimSpace(b), s.token) {
 		os.Remove(s.opts.TokenFile)
 	}
 }
@@ -331,7 +338,7 @@ func (s *Server) dashboard(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) report(w http.ResponseWriter, r *http.Request) {
-	f, err := os.Open(s.opts.HistoryFile)
+	f, err := regfile.Open(s.opts.HistoryFile) // a FIFO would hold the request for ever
 	if err != nil {
 		s.log.Warn("dashboard: history report", "err", err)
 		writeError(w, http.StatusServiceUnavailable, "the history file cannot be read")

@@ -15,6 +15,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -632,5 +633,35 @@ func TestHistoryReport(t *testing.T) {
 	resp.Body.Close()
 	if resp.StatusCode != 404 {
 		t.Errorf("GET /report without a history: %s", resp.Status)
+	}
+}
+
+// TestSpecialFiles: a token file path that is a FIFO is refused at Start (the rename
+// would replace it), and a history file that is a FIFO answers /report at once with an
+// error instead of holding the request for ever.
+func TestSpecialFiles(t *testing.T) {
+	dir := t.TempDir()
+	fifo := filepath.Join(dir, "fifo")
+	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if s, err := Start(Options{Addr: "127.0.0.1:0", TokenFile: fifo}, newFake(testNow), nil, nil); err == nil {
+		s.Close()
+		t.Error("token file a FIFO: Start succeeded")
+	} else if !strings.Contains(err.Error(), fifo+": is a FIFO, not a regular file") {
+		t.Errorf("token file a FIFO: %v", err)
+	}
+	if st, err := os.Stat(fifo); err != nil || st.Mode()&os.ModeNamedPipe == 0 {
+		t.Errorf("the FIFO was replaced: %v %v", st, err)
+	}
+	ts := startTest(t, func(o *Options) { o.HistoryFile = fifo })
+	c := http.Client{Timeout: 5 * time.Second}
+	resp, err := c.Get(ts.base + "/report")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusServiceUnavailable {
+		t.Errorf("GET /report of a FIFO: %s", resp.Status)
 	}
 }

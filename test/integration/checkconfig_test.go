@@ -82,7 +82,7 @@ func TestCheckConfigAgreesWithDaemon(t *testing.T) {
 			settings: func(files) []testnet.Setting { return []testnet.Setting{{Key: "INTERFACES", Value: "nonexist0"}} }},
 		{name: "ignore file a directory", modes: []string{"tcp"}, refuse: true, at: "IGNORE_FILE",
 			settings: func(f files) []testnet.Setting { return []testnet.Setting{{Key: "IGNORE_FILE", Value: f.Dir}} },
-			says:     "error: IGNORE_FILE: DIR is a directory, not a file of addresses"},
+			says:     "error: IGNORE_FILE: open DIR: is a directory, not a regular file"},
 		{name: "no ignore file", modes: []string{"tcp"}, at: "IGNORE_FILE",
 			settings: func(f files) []testnet.Setting {
 				return []testnet.Setting{{Key: "IGNORE_FILE", Value: filepath.Join(f.Dir, "none")}}

@@ -377,7 +377,7 @@ func trimLine(l []byte) string { return strings.TrimRight(string(l), " \t\r\n") 
 // load reads the file and finds in it the block between the markers given.
 func load(path, beginMarker, endMarker string) (*doc, error) {
 	d := &doc{beginMarker: beginMarker, endMarker: endMarker}
-	data, err := os.ReadFile(path)
+	data, err := respond.ReadDenyFile(path)
 	if errors.Is(err, fs.ErrNotExist) {
 		return d, nil
 	}

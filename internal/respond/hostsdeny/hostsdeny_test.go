@@ -16,6 +16,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/portsentry-go/portsentry/internal/respond"
+	"golang.org/x/sys/unix"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -412,5 +413,47 @@ func TestOwnerKept(t *testing.T) {
 	st, _ := os.Stat(path)
 	if s := st.Sys().(*syscall.Stat_t); s.Uid != 4242 || s.Gid != 4343 {
 		t.Errorf("owner %d:%d, want 4242:4343", s.Uid, s.Gid)
+	}
+}
+
+// TestSpecialFileRefused: a hosts.deny that is a FIFO or a device is refused at Setup
+// and at every ban, at once, and never renamed over.
+func TestSpecialFileRefused(t *testing.T) {
+	dir := t.TempDir()
+	fifo := filepath.Join(dir, "hosts.deny")
+	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	paths := []string{fifo}
+	// A null device of our own, not /dev/null: a bug here would rename over it.
+	null := filepath.Join(dir, "null")
+	if err := syscall.Mknod(null, syscall.S_IFCHR|0o666, int(unix.Mkdev(1, 3))); err == nil {
+		paths = append(paths, null)
+	} else {
+		t.Logf("no device node (%v): FIFO only", err)
+	}
+	for _, path := range paths {
+		b, err := New(Options{Path: path}, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			if err := b.Setup(); err == nil || !strings.Contains(err.Error(), path+": is a ") {
+				t.Errorf("Setup(%s): err = %v", path, err)
+			}
+			if err := b.Apply([]respond.Ban{ban("192.0.2.5/32", 0)}); err == nil {
+				t.Errorf("Apply(%s): no error", path)
+			}
+		}()
+		select {
+		case <-done:
+		case <-time.After(5 * time.Second):
+			t.Fatalf("%s: blocked", path)
+		}
+		if st, err := os.Stat(path); err != nil || st.Mode().IsRegular() {
+			t.Errorf("%s replaced: %v %v", path, st, err)
+		}
 	}
 }
