@@ -5,11 +5,11 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
 
+	"github.com/portsentry-go/portsentry/internal/atomicfile"
 	"github.com/portsentry-go/portsentry/internal/config"
 	"github.com/portsentry-go/portsentry/internal/regfile"
 	"github.com/portsentry-go/portsentry/internal/report"
@@ -122,7 +122,7 @@ Options:
 	if *out == "-" {
 		err = write(stdout)
 	} else {
-		err = writeAtomic(*out, write)
+		err = atomicfile.Write(*out, atomicfile.Options{Perm: 0o644}, write) // readable by a web server too
 	}
 	if err != nil {
 		fmt.Fprintf(stderr, "portsentry report: %v\n", err)
@@ -197,27 +197,4 @@ func parseWhen(s string, now time.Time, endOfDay bool) (time.Time, error) {
 		return time.Time{}, fmt.Errorf("%q is not RFC3339 (2026-11-24T15:53:15Z), YYYY-MM-DD or a positive duration (24h, 7d)", s)
 	}
 	return now.Add(-d), nil
-}
-
-// writeAtomic writes a file through a temporary file in the same directory, renamed
-// over path at the end: a web server or a reader never sees half a report.
-func writeAtomic(path string, write func(io.Writer) error) error {
-	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp.Name()) // fails harmlessly after the rename
-	if err := write(tmp); err != nil {
-		tmp.Close()
-		return err
-	}
-	// The report is meant for reading, by a web server too (the seed's use): 0644.
-	if err := tmp.Chmod(0o644); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	return os.Rename(tmp.Name(), path)
 }

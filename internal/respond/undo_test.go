@@ -213,8 +213,8 @@ func TestDenyLineSpecialFile(t *testing.T) {
 			if found, err := removeDenyLine(path, "ALL: 198.18.0.3 : DENY"); found || err == nil {
 				t.Errorf("removeDenyLine(%s) = %v, %v", path, found, err)
 			}
-			if err := WriteAtomic(path, []byte("x\n")); err == nil {
-				t.Errorf("WriteAtomic(%s): no error", path)
+			if err := writeDeny(path, []byte("x\n")); err == nil {
+				t.Errorf("writeDeny(%s): no error", path)
 			}
 		}()
 		select {

@@ -23,6 +23,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/portsentry-go/portsentry/internal/atomicfile"
 	"github.com/portsentry-go/portsentry/internal/control"
 	"github.com/portsentry-go/portsentry/internal/regfile"
 	"github.com/portsentry-go/portsentry/internal/report"
@@ -223,33 +224,14 @@ func newToken() (string, error) {
 	return base64.RawURLEncoding.EncodeToString(b), nil
 }
 
-// writeToken writes the token beside path and renames it into place, mode 0600. A path
-// that is there but is not a regular file (/dev/null, say) is refused: the rename
-// would replace it.
+// writeToken writes the token file, mode 0600, replacing it atomically. A path that is
+// there but is not a regular file (/dev/null, say) is refused: the rename would
+// replace it.
 func writeToken(path, tok string) error {
-	if err := regfile.Check(path); err != nil {
+	if err := os.MkdirAll(filepath.Dir(path), 0o750); err != nil {
 		return fmt.Errorf("web: token file: %w", err)
 	}
-	dir := filepath.Dir(path)
-	if err := os.MkdirAll(dir, 0o750); err != nil {
-		return fmt.Errorf("web: token file: %w", err)
-	}
-	f, err := os.CreateTemp(dir, ".dashboard.token.*")
-	if err != nil {
-		return fmt.Errorf("web: token file: %w", err)
-	}
-	_, err = f.WriteString(tok + "\n")
-	if err == nil {
-		err = f.Chmod(0o600)
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(f.Name(), path)
-	}
-	if err != nil {
-		os.Remove(f.Name())
+	if err := atomicfile.WriteFile(path, []byte(tok+"\n"), atomicfile.Options{Perm: 0o600}); err != nil {
 		return fmt.Errorf("web: token file: %w", err)
 	}
 	return nil
