@@ -3,7 +3,6 @@
 package netaddr
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -13,7 +12,6 @@ import (
 	"runtime"
 	"slices"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -22,6 +20,8 @@ import (
 	"github.com/vishvananda/netns"
 	"go.uber.org/goleak"
 	"golang.org/x/sys/unix"
+
+	"github.com/portsentry-go/portsentry/internal/testlog"
 )
 
 var (
@@ -54,20 +54,28 @@ func TestOwnAddrsAlwaysOwn(t *testing.T) {
 }
 
 // A namespace handle that is not a namespace makes the first subscription fail: Start
-// must say so, leave nothing running and keep the always-own addresses.
+// must say so, keep the always-own addresses, and keep retrying (stealth detection
+// relies on the own addresses: a failure at boot must not switch following them off
+// for good); Stop ends the retries.
 func TestOwnAddrsStartFails(t *testing.T) {
 	f, err := os.Open(os.DevNull)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer f.Close()
-	o := NewOwnAddrs(nil, WithNetns(netns.NsHandle(f.Fd())))
+	var logs testlog.Buffer
+	o := NewOwnAddrs(slog.New(slog.NewTextHandler(&logs, nil)), WithNetns(netns.NsHandle(f.Fd())))
 	if err := o.Start(context.Background()); err == nil {
 		o.Stop()
 		t.Fatal("Start succeeded with a bogus namespace")
 	}
 	if !o.Contains(addr("127.0.0.1")) || !o.Contains(addr("::")) {
 		t.Error("always-own addresses lost after a failed Start")
+	}
+	for deadline := time.Now().Add(5 * time.Second); strings.Count(logs.String(), "re-subscription failed") < 2; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("no retries after a failed Start:\n%s", logs.String())
+		}
 	}
 	o.Stop()
 	goleak.VerifyNone(t)
@@ -90,7 +98,7 @@ func TestOwnAddrsFollowsKernel(t *testing.T) {
 	link := addLink(t, h, "psna0")
 	addAddr(t, h, link, "10.77.0.1/24")
 
-	logs := &syncBuffer{}
+	logs := &testlog.Buffer{}
 	o := NewOwnAddrs(slog.New(slog.NewTextHandler(logs, nil)), WithNetns(ns))
 	if err := o.Start(context.Background()); err != nil {
 		t.Fatal(err)
@@ -119,7 +127,7 @@ func TestOwnAddrsFollowsKernel(t *testing.T) {
 	}
 	for _, msg := range []string{"own address added", "own address removed"} {
 		for _, a := range []string{"10.77.0.2", "fd00:77::2"} {
-			if n := logs.count(fmt.Sprintf("msg=%q addr=%s", msg, a)); n != 1 {
+			if n := logs.Count(fmt.Sprintf("msg=%q addr=%s", msg, a)); n != 1 {
 				t.Errorf("%q for %s logged %d times, want once; log:\n%s", msg, a, n, logs)
 			}
 		}
@@ -165,7 +173,7 @@ func TestOwnAddrsResubscribes(t *testing.T) {
 	ns, h := newTestNetns(t)
 	link := addLink(t, h, "psna0")
 	addAddr(t, h, link, "10.77.2.1/24")
-	logs := &syncBuffer{}
+	logs := &testlog.Buffer{}
 	o := NewOwnAddrs(slog.New(slog.NewTextHandler(logs, nil)), WithNetns(ns))
 	if err := o.Start(context.Background()); err != nil {
 		t.Fatal(err)
@@ -185,7 +193,7 @@ func TestOwnAddrsResubscribes(t *testing.T) {
 			t.Fatal("subscription not replaced")
 		}
 	}
-	if n := logs.count("re-subscribing"); n != 3 {
+	if n := logs.Count("re-subscribing"); n != 3 {
 		t.Errorf("re-subscription logged %d times, want 3; log:\n%s", n, logs)
 	}
 }
@@ -336,34 +344,5 @@ func delAddr(t *testing.T, h *netlink.Handle, l netlink.Link, s string) {
 	t.Helper()
 	if err := h.AddrDel(l, nlAddr(t, s)); err != nil && !errors.Is(err, unix.EADDRNOTAVAIL) {
 		t.Fatalf("deleting %s: %v", s, err)
-	}
-}
-
-// syncBuffer is a log sink safe to read while the watcher goroutine writes.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
-func (b *syncBuffer) count(sub string) int { return strings.Count(b.String(), sub) }
-
-func BenchmarkOwnAddrsContains(b *testing.B) {
-	o := NewOwnAddrs(nil)
-	a := addr("::ffff:10.1.2.3")
-	b.ReportAllocs()
-	for b.Loop() {
-		o.Contains(a)
 	}
 }
