@@ -4,7 +4,8 @@
 //
 // # Transport and protocol
 //
-// The daemon listens on a Unix stream socket, DefaultSocket unless configured otherwise.
+// The daemon listens on a Unix stream socket (CONTROL_SOCKET, by default
+// config.DefaultControlSocket).
 // A client sends one JSON request per line and reads one JSON response per line:
 //
 //	{"cmd":"list"}
@@ -59,9 +60,6 @@ import (
 
 	"github.com/portsentry-go/portsentry/internal/netaddr"
 )
-
-// DefaultSocket is where the daemon listens and the commands connect by default.
-const DefaultSocket = "/run/portsentry/portsentry.sock"
 
 // Protocol limits.
 const (

@@ -259,8 +259,8 @@ func (d *Daemon) logWarnings(l diag.List) {
 
 func (d *Daemon) classicConfig(c *config.Config) respond.ClassicConfig {
 	return respond.ClassicConfig{
-		BlockTCP:        respond.Level(c.BlockTCP),
-		BlockUDP:        respond.Level(c.BlockUDP),
+		BlockTCP:        c.BlockTCP,
+		BlockUDP:        c.BlockUDP,
 		KillRoute:       c.KillRoute,
 		KillHostsDeny:   c.KillHostsDeny,
 		KillRunCmd:      c.KillRunCmd,

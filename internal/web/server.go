@@ -29,11 +29,8 @@ import (
 	"github.com/portsentry-go/portsentry/internal/report"
 )
 
-// Defaults for Options fields left empty.
-const (
-	DefaultAddr      = "127.0.0.1:9117"
-	DefaultTokenFile = "/run/portsentry/dashboard.token"
-)
+// DefaultAddr is the listener's address when Options.Addr is empty.
+const DefaultAddr = "127.0.0.1:9117"
 
 // NoToken as Options.TokenFile turns unblocking through the listener off: no token is
 // made and POST /api/unblock always answers 403.
@@ -67,8 +64,8 @@ type Options struct {
 	// a request's Host header (the defence against DNS rebinding). Needed only when
 	// the dashboard is reached through a name, e.g. behind a reverse proxy.
 	AllowedHosts []string
-	// TokenFile is where Start writes the unblock token (DefaultTokenFile when empty,
-	// NoToken to disable unblocking). The file is mode 0600, its directory created
+	// TokenFile is where Start writes the unblock token (required; NoToken disables
+	// unblocking; the daemon's default is config.DefaultDashboardTokenFile). The file is mode 0600, its directory created
 	// 0750 if missing; Close removes it.
 	TokenFile string
 	// HistoryFile, when set, is served as the history report at /report, built at
@@ -111,7 +108,7 @@ func Start(opts Options, src Source, ev *Events, m *Metrics) (*Server, error) {
 		opts.Addr = DefaultAddr
 	}
 	if opts.TokenFile == "" {
-		opts.TokenFile = DefaultTokenFile
+		return nil, errors.New("web: no token file (NoToken for none)")
 	}
 	if opts.now == nil {
 		opts.now = time.Now
