@@ -5,12 +5,11 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"strconv"
-	"strings"
 	"time"
 
 	"github.com/portsentry-go/portsentry/internal/atomicfile"
 	"github.com/portsentry-go/portsentry/internal/config"
+	"github.com/portsentry-go/portsentry/internal/duration"
 	"github.com/portsentry-go/portsentry/internal/regfile"
 	"github.com/portsentry-go/portsentry/internal/report"
 )
@@ -174,7 +173,7 @@ func reportMalformed(stderr io.Writer, source string, m report.Malformed) {
 
 // parseWhen reads a -since/-until value: "" (no bound), RFC3339, YYYY-MM-DD in local
 // time (for -until the end of that day, so the day is included), or a duration back
-// from now: Go syntax (90m, 24h) or whole days (7d).
+// from now (duration.Parse: 90m, 24h, 7d, 1d12h).
 func parseWhen(s string, now time.Time, endOfDay bool) (time.Time, error) {
 	if s == "" {
 		return time.Time{}, nil
@@ -188,12 +187,8 @@ func parseWhen(s string, now time.Time, endOfDay bool) (time.Time, error) {
 		}
 		return t, nil
 	}
-	d, err := time.ParseDuration(s)
-	if days, ok := strings.CutSuffix(s, "d"); ok {
-		n, perr := strconv.Atoi(days)
-		d, err = time.Duration(n)*24*time.Hour, perr
-	}
-	if err != nil || d <= 0 {
+	d, err := duration.Parse(s)
+	if err != nil {
 		return time.Time{}, fmt.Errorf("%q is not RFC3339 (2026-11-24T15:53:15Z), YYYY-MM-DD or a positive duration (24h, 7d)", s)
 	}
 	return now.Add(-d), nil

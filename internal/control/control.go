@@ -54,10 +54,10 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
-	"strconv"
 	"strings"
 	"time"
 
+	"github.com/portsentry-go/portsentry/internal/duration"
 	"github.com/portsentry-go/portsentry/internal/netaddr"
 )
 
@@ -167,12 +167,9 @@ func ParsePrefix(s string) (netip.Prefix, error) {
 	return netaddr.Canonical(p), nil
 }
 
-// maxDays keeps a number of days within time.Duration.
-const maxDays = int64(1<<63-1) / int64(24*time.Hour)
-
 // ParseDuration parses a ban duration: "" or "0" is 0 (the daemon's default),
-// "permanent" is Permanent, "Nd" is N days optionally followed by a Go duration
-// ("1d12h"), anything else a positive Go duration ("90m").
+// "permanent" is Permanent, anything else a positive duration (see duration.Parse:
+// "90m", "7d", "1d12h").
 func ParseDuration(s string) (time.Duration, error) {
 	s = strings.TrimSpace(s)
 	switch strings.ToLower(s) {
@@ -181,30 +178,11 @@ func ParseDuration(s string) (time.Duration, error) {
 	case "permanent", "forever":
 		return Permanent, nil
 	}
-	var days time.Duration
-	rest := s
-	if i := strings.IndexByte(s, 'd'); i >= 0 {
-		n, err := strconv.ParseInt(s[:i], 10, 64)
-		if err != nil || n < 0 || n > maxDays {
-			return 0, fmt.Errorf("bad duration %q: want e.g. 90m, 12h, 7d or permanent", s)
-		}
-		days = time.Duration(n) * 24 * time.Hour
-		rest = s[i+1:]
+	d, err := duration.Parse(s)
+	if err != nil {
+		return 0, fmt.Errorf("bad duration %q: want e.g. 90m, 12h, 7d or permanent", s)
 	}
-	var d time.Duration
-	if rest != "" {
-		var err error
-		if d, err = time.ParseDuration(rest); err != nil {
-			return 0, fmt.Errorf("bad duration %q: want e.g. 90m, 12h, 7d or permanent", s)
-		}
-	}
-	if d < 0 || days+d < days {
-		return 0, fmt.Errorf("bad duration %q: must be positive", s)
-	}
-	if days+d == 0 {
-		return 0, fmt.Errorf("bad duration %q: must be positive (omit it for the default)", s)
-	}
-	return days + d, nil
+	return d, nil
 }
 
 // formatDuration is ParseDuration's inverse on the wire.
