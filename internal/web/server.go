@@ -42,11 +42,12 @@ const (
 	maxUnblockBody   = 4 << 10 // bytes in a POST /api/unblock body
 )
 
-// Source is what the daemon provides to the listener. Its methods are called from
-// request goroutines, concurrently.
+// Source is what the dashboard needs of the daemon: the read and unblock part of
+// control.Service, which the daemon passes as is. Its methods are called from request
+// goroutines, concurrently.
 type Source interface {
 	Status() control.Status
-	Bans() []control.Ban
+	List() []control.Ban
 	// Unblock lifts every active ban inside or covering p and returns them (see
 	// control.Service). The daemon records the matching "unban" events itself.
 	Unblock(p netip.Prefix) ([]control.Ban, error)
@@ -384,7 +385,7 @@ type BansView struct {
 
 func (s *Server) bans(w http.ResponseWriter, r *http.Request) {
 	now := s.opts.now()
-	bans := s.src.Bans()
+	bans := s.src.List()
 	v := BansView{Now: now.UTC(), Count: len(bans), Bans: make([]BanView, 0, len(bans))}
 	for _, b := range bans {
 		bv := BanView{Ban: b, Permanent: b.Permanent()}
