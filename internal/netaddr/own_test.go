@@ -9,10 +9,8 @@ import (
 	"log/slog"
 	"net/netip"
 	"os"
-	"runtime"
 	"slices"
 	"strings"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -22,12 +20,10 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/portsentry-go/portsentry/internal/testlog"
+	"github.com/portsentry-go/portsentry/internal/testnet"
 )
 
-var (
-	nsCounter atomic.Int64
-	addr      = netip.MustParseAddr
-)
+var addr = netip.MustParseAddr
 
 // waitLimit bounds every poll: generous, since a loaded CI machine may be slow, but a
 // lost event still fails the test instead of hanging it.
@@ -264,39 +260,13 @@ func waitOwn(t *testing.T, o *OwnAddrs, want bool, addrs ...string) {
 // netlink handle into it. It skips when not root or namespaces are unavailable.
 func newTestNetns(t *testing.T) (netns.NsHandle, *netlink.Handle) {
 	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("needs root to create network namespaces")
-	}
-	name := fmt.Sprintf("psna-%d-%d", os.Getpid(), nsCounter.Add(1))
-	type result struct {
-		ns  netns.NsHandle
-		err error
-	}
-	ch := make(chan result)
-	go func() {
-		// NewNamed moves the calling thread into the new namespace. The thread stays
-		// locked, so it dies with this goroutine and can never run other code in the
-		// wrong namespace.
-		runtime.LockOSThread()
-		ns, err := netns.NewNamed(name)
-		ch <- result{ns, err}
-	}()
-	r := <-ch
-	t.Cleanup(func() { // registered first, runs last; NewNamed may fail half-way
-		if err := netns.DeleteNamed(name); err != nil && r.err == nil {
-			t.Errorf("deleting namespace %s: %v", name, err)
-		}
-	})
-	if r.err != nil {
-		t.Skipf("network namespaces unavailable: %v", r.err)
-	}
-	t.Cleanup(func() { r.ns.Close() })
-	h, err := netlink.NewHandleAt(r.ns)
+	_, ns := testnet.NewNS(t, "psna")
+	h, err := netlink.NewHandleAt(ns)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(h.Close)
-	return r.ns, h
+	return ns, h
 }
 
 // addLink creates an interface that is up. It is one end of a veth pair (its peer is
