@@ -12,7 +12,7 @@ import (
 
 	"github.com/portsentry-go/portsentry/internal/bans"
 	"github.com/portsentry-go/portsentry/internal/config"
-	"github.com/portsentry-go/portsentry/internal/journal"
+	"github.com/portsentry-go/portsentry/internal/history"
 	"github.com/portsentry-go/portsentry/internal/probe"
 	"github.com/portsentry-go/portsentry/internal/respond"
 	"github.com/portsentry-go/portsentry/internal/respond/hostsdeny"
@@ -139,7 +139,7 @@ func (d *Daemon) restoreBans() {
 		if b.Prefix.IsSingleIP() {
 			d.det.Mark(m, a)
 		}
-		lines = append(lines, entry{m, journal.Line(b.Start.Local(), a.String(), a, b.Reason.Port, m.Proto())})
+		lines = append(lines, entry{m, history.Line(b.Start.Local(), a.String(), a, b.Reason.Port, m.Proto())})
 	}
 	d.mu.Unlock()
 	if len(lines) > 0 {

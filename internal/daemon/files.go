@@ -10,15 +10,15 @@ import (
 
 	"github.com/portsentry-go/portsentry/internal/appendfile"
 	"github.com/portsentry-go/portsentry/internal/config"
-	"github.com/portsentry-go/portsentry/internal/journal"
+	"github.com/portsentry-go/portsentry/internal/history"
 	"github.com/portsentry-go/portsentry/internal/probe"
 )
 
 // files holds the history file and one blocked file per mode (BLOCKED_FILE.<mode>).
 type files struct {
 	mu      sync.RWMutex
-	history *journal.File
-	blocked map[probe.Mode]*journal.File
+	history *history.File
+	blocked map[probe.Mode]*history.File
 	report  func(label string) appendfile.Report // for the file the label names
 }
 
@@ -26,7 +26,7 @@ type files struct {
 // classic does at start (it forgets its blocks on restart). report gives each file
 // where its write failures go, by label ("history", "blocked.tcp").
 func openFiles(cfg *config.Config, modes []probe.Mode, report func(label string) appendfile.Report) (*files, error) {
-	f := &files{blocked: map[probe.Mode]*journal.File{}, report: report}
+	f := &files{blocked: map[probe.Mode]*history.File{}, report: report}
 	if err := f.open(cfg, modes, true); err != nil {
 		f.close()
 		return nil, err
@@ -35,13 +35,13 @@ func openFiles(cfg *config.Config, modes []probe.Mode, report func(label string)
 }
 
 func (f *files) open(cfg *config.Config, modes []probe.Mode, truncate bool) error {
-	h, err := journal.Open(cfg.HistoryFile, false, f.report("history"))
+	h, err := history.Open(cfg.HistoryFile, false, f.report("history"))
 	if err != nil {
 		return fmt.Errorf("HISTORY_FILE: %w", err)
 	}
 	f.history = h
 	for _, m := range modes {
-		b, err := journal.Open(cfg.BlockedPath(m), truncate, f.report("blocked."+string(m)))
+		b, err := history.Open(cfg.BlockedPath(m), truncate, f.report("blocked."+string(m)))
 		if err != nil {
 			return fmt.Errorf("BLOCKED_FILE: %w", err)
 		}
@@ -65,7 +65,7 @@ func (d *Daemon) fileReport(label string) appendfile.Report {
 // change is reopened too, which is what logrotate's rename-then-reload needs. Nothing
 // is truncated: a reload is not a restart.
 func (f *files) reopen(cfg *config.Config, modes []probe.Mode) error {
-	next := &files{blocked: map[probe.Mode]*journal.File{}, report: f.report}
+	next := &files{blocked: map[probe.Mode]*history.File{}, report: f.report}
 	if err := next.open(cfg, modes, false); err != nil {
 		next.close()
 		return err

@@ -8,7 +8,7 @@ import (
 
 	"github.com/portsentry-go/portsentry/internal/bans"
 	"github.com/portsentry-go/portsentry/internal/detect"
-	"github.com/portsentry-go/portsentry/internal/journal"
+	"github.com/portsentry-go/portsentry/internal/history"
 	"github.com/portsentry-go/portsentry/internal/probe"
 	"github.com/portsentry-go/portsentry/internal/respond"
 	"github.com/portsentry-go/portsentry/internal/web"
@@ -60,7 +60,7 @@ func (d *Daemon) process(v detect.Verdict) {
 	case detect.PlanLogOnly:
 		st.responder.Respond(d.ctx, t) // only logs that the configuration says not to act
 		d.stats.Responses.Add(1)
-		d.rec.record(p.Mode, journal.Line(p.Time.Local(), name, addr, port, p.Proto))
+		d.rec.record(p.Mode, history.Line(p.Time.Local(), name, addr, port, p.Proto))
 		return
 	}
 	native := v.Plan == detect.PlanBanThenCommands
@@ -71,7 +71,7 @@ func (d *Daemon) process(v detect.Verdict) {
 			d.forget(p.Mode, addr)
 			return
 		}
-		d.rec.record(p.Mode, journal.Line(p.Time.Local(), name, addr, port, p.Proto)) // blocked now, whatever the commands do
+		d.rec.record(p.Mode, history.Line(p.Time.Local(), name, addr, port, p.Proto)) // blocked now, whatever the commands do
 	}
 	d.commands.run(func(ctx context.Context) {
 		out := st.responder.Respond(ctx, t)
@@ -91,7 +91,7 @@ func (d *Daemon) process(v detect.Verdict) {
 			if v.Plan == detect.PlanCommandsThenBan {
 				d.banFor(v, out.Done) // the journal's record of what the commands did
 			}
-			d.rec.record(p.Mode, journal.Line(p.Time.Local(), name, addr, port, p.Proto))
+			d.rec.record(p.Mode, history.Line(p.Time.Local(), name, addr, port, p.Proto))
 		}
 		d.stats.Responses.Add(1)
 	}, func() {

@@ -8,7 +8,7 @@ import (
 
 	"github.com/portsentry-go/portsentry/internal/appendfile"
 	"github.com/portsentry-go/portsentry/internal/config"
-	"github.com/portsentry-go/portsentry/internal/journal"
+	"github.com/portsentry-go/portsentry/internal/history"
 	"github.com/portsentry-go/portsentry/internal/web"
 )
 
@@ -29,7 +29,7 @@ func (d *Daemon) event(ev web.Event) {
 // counted. A full disk does not stop it either: the file queues what it cannot write
 // (see appendfile.Queue).
 type jsonLog struct {
-	file    *journal.File
+	file    *history.File
 	lines   chan []byte
 	dropped atomic.Uint64
 	done    chan struct{}
@@ -37,7 +37,7 @@ type jsonLog struct {
 }
 
 func openJSONLog(path string, log *slog.Logger, r appendfile.Report) (*jsonLog, error) {
-	f, err := journal.Open(path, false, r)
+	f, err := history.Open(path, false, r)
 	if err != nil {
 		return nil, err
 	}

@@ -1,4 +1,4 @@
-// Package journal writes the classic history and blocked files.
+// Package history writes the classic history and blocked files.
 //
 // Durability: every batch of lines is written with a single write(2) on a file opened
 // with O_APPEND, so concurrent writers never interleave and a crash of the daemon can
@@ -6,7 +6,7 @@
 // logged as written survives a power loss. A write the disk refuses or cuts short (full,
 // over quota, I/O error) is cut back to the last whole line, and its lines wait in a
 // bounded queue until the disk takes them again (see appendfile).
-package journal
+package history
 
 import (
 	"bytes"
