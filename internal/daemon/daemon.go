@@ -117,14 +117,12 @@ type state struct {
 
 // Stats are the daemon's running counters.
 type Stats struct {
-	Hits, Ignored, Detections, Responses, Failures, QueueDrops, Reloads atomic.Uint64
-	// Impossible counts probes from sources no real host sends from.
-	Impossible atomic.Uint64
-	// Suppressed counts probes held back because their rank's BAN_RATE budget was
-	// spent, and bans refused because BAN_CAP was reached.
-	Suppressed atomic.Uint64
-	// Repeated counts hits from already-blocked hosts counted instead of logged.
-	Repeated atomic.Uint64
+	// Ignored, Impossible (sources no real host sends from), Suppressed (probes held
+	// back because their rank's BAN_RATE budget was spent, bans refused because BAN_CAP
+	// was reached), Repeated (hits from already-blocked hosts counted instead of
+	// logged) and Reloads are also metrics, read from here when scraped.
+	web.Totals
+	Hits, Detections, Responses, Failures, QueueDrops atomic.Uint64
 	// Dismissed counts stealth probes found, at the last moment, to be aimed at a port
 	// a local service had just opened.
 	Dismissed atomic.Uint64
@@ -149,8 +147,8 @@ func New(opts Options) (*Daemon, error) {
 		return nil, errors.New("no mode given: use one or more of -tcp -udp -stcp -sudp -atcp -audp")
 	}
 	d := &Daemon{opts: opts, log: opts.Log, own: opts.OwnAddrs, connect: map[probe.Mode]*sensor.Connect{},
-		metrics: web.NewMetrics(), events: web.NewEvents(web.DefaultEvents), flood: newFloodMeter(),
-		notify: newNotifier()}
+		events: web.NewEvents(web.DefaultEvents), flood: newFloodMeter(), notify: newNotifier()}
+	d.metrics = web.NewMetrics(&d.stats.Totals)
 	st, err := d.load((*config.Config).ValidateStart)
 	if err != nil {
 		return nil, err
@@ -356,10 +354,10 @@ func (t *tally) flush(d *Daemon) {
 		}
 	}
 	add(&d.stats.Hits, t.hits, nil)
-	add(&d.stats.Ignored, t.ignored, d.metrics.Ignored)
-	add(&d.stats.Impossible, t.impossible, d.metrics.Impossible)
-	add(&d.stats.Suppressed, t.suppressed, d.metrics.Suppressed)
-	add(&d.stats.Repeated, t.repeated, d.metrics.Repeated)
+	add(&d.stats.Ignored, t.ignored, nil)
+	add(&d.stats.Impossible, t.impossible, nil)
+	add(&d.stats.Suppressed, t.suppressed, nil)
+	add(&d.stats.Repeated, t.repeated, nil)
 	add(&d.stats.QueueDrops, t.queueDrops, nil)
 }
 
@@ -670,7 +668,6 @@ func (d *Daemon) reload() {
 	}
 	d.checkCommandPrivileges(st.cfg)
 	d.stats.Reloads.Add(1)
-	d.metrics.Reload()
 	d.log.Info("adminalert: " + reloadedMessage(d.startCfg, st.cfg, d.log))
 }
 

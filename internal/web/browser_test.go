@@ -72,7 +72,7 @@ func browserServer(t *testing.T) (ts *testServer, late *atomic.Bool, lateID *ato
 					Mode: "stcp", Scan: "TCP FIN scan", Text: "attackalert: TCP FIN scan from host: late.example/198.18.0.99 to TCP port: 8080"}))
 			}
 		}}
-	s, err := Start(opts, src, ev, NewMetrics())
+	s, err := Start(opts, src, ev, NewMetrics(nil))
 	if err != nil {
 		t.Fatal(err)
 	}

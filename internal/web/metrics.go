@@ -27,9 +27,8 @@ type Metrics struct {
 	detections *prometheus.CounterVec
 	detByMode  [probe.ModeCount]prometheus.Counter
 
-	ignored, suppressed, reloads prometheus.Counter
-	impossible, repeated         prometheus.Counter
-	commands, commandFailures    prometheus.Counter
+	totals                    []prometheus.Collector // read from Totals at scrape time
+	commands, commandFailures prometheus.Counter
 
 	bans, backendErrors         *prometheus.CounterVec
 	repairs, writeErrors, drops *prometheus.CounterVec
@@ -100,9 +99,22 @@ func scanIndex(mode, scan string) int {
 // ScanLabel is the value of the scan label that Hit records for a mode and scan type.
 func ScanLabel(mode, scan string) string { return scanLabels[scanIndex(mode, scan)] }
 
+// Totals are counters the daemon keeps for its status and shutdown summary; the
+// metrics read them when scraped, so that each event is counted once.
+type Totals struct {
+	Ignored, Impossible, Suppressed, Repeated, Reloads atomic.Uint64
+}
+
 // NewMetrics creates the metrics, with the Go runtime and process collectors
-// alongside.
-func NewMetrics() *Metrics {
+// alongside; t holds the counters the daemon keeps itself (nil: none are counted).
+func NewMetrics(t *Totals) *Metrics {
+	if t == nil {
+		t = &Totals{}
+	}
+	counter := func(name, help string, c *atomic.Uint64) prometheus.Collector {
+		return prometheus.NewCounterFunc(prometheus.CounterOpts{Name: name, Help: help},
+			func() float64 { return float64(c.Load()) })
+	}
 	m := &Metrics{
 		reg: prometheus.NewRegistry(),
 		hits: prometheus.NewCounterVec(prometheus.CounterOpts{
@@ -113,26 +125,17 @@ func NewMetrics() *Metrics {
 			Name: "portsentry_detections_total",
 			Help: "Hosts that crossed the trigger and were acted on, by mode.",
 		}, []string{"mode"}),
-		ignored: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "portsentry_ignored_total",
-			Help: "Hits from ignored addresses (the ignore file and the host's own addresses).",
-		}),
-		suppressed: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "portsentry_suppressed_total",
-			Help: "Probes held back because the response budget (BAN_RATE) of their kind of evidence was spent: a flood.",
-		}),
-		impossible: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "portsentry_impossible_total",
-			Help: "Probes from sources no real host sends from (multicast, broadcast, reserved), never acted on.",
-		}),
-		repeated: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "portsentry_repeated_total",
-			Help: "Hits from already-blocked hosts that were counted instead of logged one by one.",
-		}),
-		reloads: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "portsentry_reloads_total",
-			Help: "Configuration reloads (SIGHUP).",
-		}),
+		totals: []prometheus.Collector{
+			counter("portsentry_ignored_total",
+				"Hits from ignored addresses (the ignore file and the host's own addresses).", &t.Ignored),
+			counter("portsentry_suppressed_total",
+				"Probes held back because the response budget (BAN_RATE) of their kind of evidence was spent (a flood), and bans refused because BAN_CAP was reached.", &t.Suppressed),
+			counter("portsentry_impossible_total",
+				"Probes from sources no real host sends from (multicast, broadcast, reserved), never acted on.", &t.Impossible),
+			counter("portsentry_repeated_total",
+				"Hits from already-blocked hosts that were counted instead of logged one by one.", &t.Repeated),
+			counter("portsentry_reloads_total", "Configuration reloads (SIGHUP).", &t.Reloads),
+		},
 		commands: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "portsentry_commands_total",
 			Help: "KILL_ROUTE, KILL_HOSTS_DENY and KILL_RUN_CMD commands run.",
@@ -188,7 +191,8 @@ func NewMetrics() *Metrics {
 		}
 		m.detByMode[mi] = m.detections.WithLabelValues(mode)
 	}
-	m.reg.MustRegister(m.hits, m.detections, m.ignored, m.suppressed, m.impossible, m.repeated, m.reloads,
+	m.reg.MustRegister(m.totals...)
+	m.reg.MustRegister(m.hits, m.detections,
 		m.commands, m.commandFailures, m.bans, m.backendErrors, m.repairs, m.writeErrors, m.drops, m.queued, m.active, m.capture,
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
@@ -216,21 +220,6 @@ func (m *Metrics) Detection(mode string) {
 	}
 	m.detections.WithLabelValues(mode).Inc()
 }
-
-// Ignored counts n hits from ignored addresses.
-func (m *Metrics) Ignored(n uint64) { m.ignored.Add(float64(n)) }
-
-// Impossible counts probes from impossible sources.
-func (m *Metrics) Impossible(n uint64) { m.impossible.Add(float64(n)) }
-
-// Repeated counts hits from blocked hosts that were not logged one by one.
-func (m *Metrics) Repeated(n uint64) { m.repeated.Add(float64(n)) }
-
-// Suppressed counts n detections the spoofing defence refused.
-func (m *Metrics) Suppressed(n uint64) { m.suppressed.Add(float64(n)) }
-
-// Reload counts a configuration reload.
-func (m *Metrics) Reload() { m.reloads.Inc() }
 
 // Command counts one KILL_ command run, and its failure when !ok.
 func (m *Metrics) Command(ok bool) {

@@ -68,7 +68,8 @@ func value(fams map[string]*dto.MetricFamily, name, labels string) (float64, boo
 }
 
 func TestMetricsScrape(t *testing.T) {
-	m := NewMetrics()
+	var tot Totals
+	m := NewMetrics(&tot)
 	srv := httptest.NewServer(m.Handler())
 	defer srv.Close()
 
@@ -108,9 +109,9 @@ func TestMetricsScrape(t *testing.T) {
 	m.Detection("stcp")
 	m.Detection("tcp")
 	m.Detection("tcp")
-	m.Ignored(1)
-	m.Suppressed(1)
-	m.Reload()
+	tot.Ignored.Add(1)
+	tot.Suppressed.Add(1)
+	tot.Reloads.Add(1)
 	m.Command(true)
 	m.Command(false)
 	m.Ban("nftables")
@@ -217,7 +218,7 @@ func TestMetricsScrape(t *testing.T) {
 
 func TestMetricsPrivateRegistry(t *testing.T) {
 	// Two sets side by side do not clash (nothing goes to the global registry).
-	a, b := NewMetrics(), NewMetrics()
+	a, b := NewMetrics(nil), NewMetrics(nil)
 	a.Hit("tcp", "", 1)
 	rec := httptest.NewRecorder()
 	b.Handler().ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
@@ -227,7 +228,7 @@ func TestMetricsPrivateRegistry(t *testing.T) {
 }
 
 func TestMetricsNoAllocs(t *testing.T) {
-	m := NewMetrics()
+	m := NewMetrics(nil)
 	m.Ban("nftables")
 	m.BackendError("nftables")
 	for _, c := range []struct {
@@ -239,8 +240,6 @@ func TestMetricsNoAllocs(t *testing.T) {
 		{"Hit NULL", func() { m.Hit("atcp", packet.ScanNULL, 1) }},
 		{"Hit UDP stealth", func() { m.Hit("audp", "", 1) }},
 		{"Detection", func() { m.Detection("sudp") }},
-		{"Ignored", func() { m.Ignored(1) }},
-		{"Suppressed", func() { m.Suppressed(1) }},
 		{"Command", func() { m.Command(false) }},
 		{"Ban", func() { m.Ban("nftables") }},
 		{"BackendError", func() { m.BackendError("nftables") }},
@@ -273,7 +272,7 @@ func TestScanLabel(t *testing.T) {
 }
 
 func BenchmarkHit(b *testing.B) {
-	m := NewMetrics()
+	m := NewMetrics(nil)
 	b.ReportAllocs()
 	for b.Loop() {
 		m.Hit("stcp", packet.ScanSYN, 1)

@@ -99,7 +99,7 @@ func startTest(t *testing.T, mod func(*Options)) *testServer {
 	t.Helper()
 	src := newFake(testNow)
 	ev := NewEvents(100)
-	m := NewMetrics()
+	m := NewMetrics(nil)
 	dir := filepath.Join(t.TempDir(), "run", "portsentry")
 	opts := Options{Addr: "127.0.0.1:0", TokenFile: filepath.Join(dir, "dashboard.token"),
 		Log: slog.New(slog.NewTextHandler(io.Discard, nil)), now: func() time.Time { return testNow }}
