@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/portsentry-go/portsentry/internal/appendfile"
+	"github.com/portsentry-go/portsentry/internal/batch"
 	"github.com/portsentry-go/portsentry/internal/respond"
 	"github.com/portsentry-go/portsentry/internal/safety"
 )
@@ -339,7 +340,7 @@ func (m *Manager) run(ctx context.Context) {
 			m.drain()
 			return
 		case b := <-m.in:
-			m.commit(m.gather(b))
+			m.commit(batch.Take(m.in, b, Batch))
 		case op := <-m.ops:
 			op()
 		case now := <-tick.C:
@@ -360,27 +361,11 @@ func (m *Manager) run(ctx context.Context) {
 	}
 }
 
-// gather takes what else is already queued, up to a batch. It does not wait: a lone
-// ban goes out at once, and under load the queue fills while the previous batch is
-// committed, so batches grow by themselves.
-func (m *Manager) gather(first Ban) []Ban {
-	batch := []Ban{first}
-	for len(batch) < Batch {
-		select {
-		case b := <-m.in:
-			batch = append(batch, b)
-		default:
-			return batch
-		}
-	}
-	return batch
-}
-
 func (m *Manager) drain() {
 	for {
 		select {
 		case b := <-m.in:
-			m.commit(m.gather(b))
+			m.commit(batch.Take(m.in, b, Batch))
 		default:
 			return
 		}

@@ -3,6 +3,7 @@ package daemon
 import (
 	"log/slog"
 
+	"github.com/portsentry-go/portsentry/internal/batch"
 	"github.com/portsentry-go/portsentry/internal/probe"
 )
 
@@ -48,20 +49,8 @@ func (r *recorder) close() {
 func (r *recorder) run() {
 	defer close(r.done)
 	for e := range r.lines {
-		batch := append(make([]entry, 0, 16), e)
-	drain:
-		for len(batch) < maxBatch {
-			select {
-			case e, ok := <-r.lines:
-				if !ok {
-					break drain
-				}
-				batch = append(batch, e)
-			default:
-				break drain
-			}
-		}
-		if err := r.files.append(batch); err != nil {
+		lines := batch.Take(r.lines, e, maxBatch)
+		if err := r.files.append(lines); err != nil {
 			r.log.Error("adminalert: ERROR: " + err.Error())
 		}
 	}

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/portsentry-go/portsentry/internal/appendfile"
+	"github.com/portsentry-go/portsentry/internal/batch"
 	"github.com/portsentry-go/portsentry/internal/config"
 	"github.com/portsentry-go/portsentry/internal/history"
 	"github.com/portsentry-go/portsentry/internal/web"
@@ -30,7 +31,7 @@ func (d *Daemon) event(ev web.Event) {
 // (see appendfile.Queue).
 type jsonLog struct {
 	file    *history.File
-	lines   chan []byte
+	lines   chan string
 	dropped atomic.Uint64
 	done    chan struct{}
 	log     *slog.Logger
@@ -41,7 +42,7 @@ func openJSONLog(path string, log *slog.Logger, r appendfile.Report) (*jsonLog, 
 	if err != nil {
 		return nil, err
 	}
-	j := &jsonLog{file: f, lines: make(chan []byte, maxBatch), done: make(chan struct{}), log: log}
+	j := &jsonLog{file: f, lines: make(chan string, maxBatch), done: make(chan struct{}), log: log}
 	go j.run()
 	return j, nil
 }
@@ -52,7 +53,7 @@ func (j *jsonLog) write(ev web.Event) {
 		return
 	}
 	select {
-	case j.lines <- b:
+	case j.lines <- string(b):
 	default:
 		j.dropped.Add(1)
 	}
@@ -61,20 +62,8 @@ func (j *jsonLog) write(ev web.Event) {
 func (j *jsonLog) run() {
 	defer close(j.done)
 	for first := range j.lines {
-		batch := []string{string(first)}
-	drain:
-		for len(batch) < maxBatch {
-			select {
-			case b, ok := <-j.lines:
-				if !ok {
-					break drain
-				}
-				batch = append(batch, string(b))
-			default:
-				break drain
-			}
-		}
-		if err := j.file.Append(batch...); err != nil {
+		lines := batch.Take(j.lines, first, maxBatch)
+		if err := j.file.Append(lines...); err != nil {
 			j.log.Error("adminalert: ERROR: JSON_LOG: " + err.Error())
 		}
 	}
