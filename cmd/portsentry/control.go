@@ -43,14 +43,7 @@ func controlCmd(name string, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "portsentry: unknown command %q\n", name)
 		return exitUsage
 	}
-	fs := flag.NewFlagSet(prog, flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	socket := fs.String("socket", control.DefaultSocket, "the daemon's control socket `path`")
-	asJSON := fs.Bool("json", false, "print the result as indented JSON")
-	fs.Usage = func() {
-		fmt.Fprintf(fs.Output(), "Usage:\n  %s\n\nOnly root may talk to the daemon.\n\nOptions:\n", controlUsage[name])
-		fs.PrintDefaults()
-	}
+	fs, socket, asJSON := controlFlagSet(name, stderr)
 	if helpAsked(args) {
 		fs.SetOutput(stdout)
 		fs.Usage()
@@ -153,6 +146,19 @@ func controlCmd(name string, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stdout, "%s\n", out)
 	}
 	return code
+}
+
+// controlFlagSet is the flags of the operator command name.
+func controlFlagSet(name string, stderr io.Writer) (fs *flag.FlagSet, socket *string, asJSON *bool) {
+	fs = flag.NewFlagSet("portsentry "+name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	socket = fs.String("socket", control.DefaultSocket, "the daemon's control socket `path`")
+	asJSON = fs.Bool("json", false, "print the result as indented JSON")
+	fs.Usage = func() {
+		fmt.Fprintf(fs.Output(), "Usage:\n  %s\n\nOnly root may talk to the daemon.\n\nOptions:\n", controlUsage[name])
+		fs.PrintDefaults()
+	}
+	return fs, socket, asJSON
 }
 
 // parseInterspersed parses fs's flags wherever they are among the arguments ("block

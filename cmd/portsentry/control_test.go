@@ -339,3 +339,56 @@ func TestShortDuration(t *testing.T) {
 		}
 	}
 }
+
+// TestFlagsBeforeCommand: the flags a subcommand shares may come before its name, as
+// well as after: "portsentry -json list", "portsentry -socket PATH status".
+func TestFlagsBeforeCommand(t *testing.T) {
+	f := &fakeDaemon{bans: sampleBans()}
+	path := startDaemon(t, f)
+	for _, args := range [][]string{
+		{"-json", "list", "-socket", path},
+		{"-json", "-socket", path, "list"},
+		{"--json", "--socket=" + path, "list"},
+		{"-socket", path, "list", "-json"},
+	} {
+		code, out, errs := runCmd(args...)
+		if code != exitOK || errs != "" || !strings.HasPrefix(out, "[\n  {\n    \"prefix\": \"198.51.100.0/24\",") {
+			t.Errorf("%v: exit %d, stdout %q, stderr %q", args, code, out, errs)
+		}
+	}
+	code, out, errs := runCmd("-socket", path, "status")
+	if code != exitOK || errs != "" || !strings.Contains(out, "active bans:") {
+		t.Errorf("-socket PATH status: exit %d, stdout %q, stderr %q", code, out, errs)
+	}
+	code, out, errs = runCmd("-socket", path, "-json", "block", "192.0.2.9", "1h")
+	if code != exitOK || errs != "" || !strings.Contains(out, `"prefix": "192.0.2.9/32"`) {
+		t.Errorf("-socket PATH -json block: exit %d, stdout %q, stderr %q", code, out, errs)
+	}
+	// A flag the subcommand does not have is its usage error, not the daemon's.
+	code, _, errs = runCmd("-tcp", "list", "-socket", path)
+	if code != exitUsage || !strings.Contains(errs, "flag provided but not defined: -tcp") || !strings.Contains(errs, "portsentry list [-socket PATH]") {
+		t.Errorf("-tcp list: exit %d, stderr %q", code, errs)
+	}
+}
+
+func TestCommandFirst(t *testing.T) {
+	for _, c := range []struct{ in, want string }{
+		{"-json list", "list -json"},
+		{"-socket /s -json status", "status -socket /s -json"},
+		{"-socket=/s status", "status -socket=/s"},
+		{"-c /etc/p.conf check-config -tcp", "check-config -c /etc/p.conf -tcp"},
+		{"-c /etc/p.conf report -o x", "report -c /etc/p.conf -o x"},
+		{"-h report", "report -h"},
+		{"-c list -tcp", "-c list -tcp"}, // "list" is -c's value: the daemon's config file
+		{"-pidfile status -tcp", "-pidfile status -tcp"},
+		{"-tcp -udp", "-tcp -udp"},
+		{"-- list", "-- list"},
+		{"list -json", "list -json"},
+		{"version", "version"},
+		{"-tcp extra list", "-tcp extra list"},
+	} {
+		if got := strings.Join(commandFirst(strings.Fields(c.in)), " "); got != c.want {
+			t.Errorf("commandFirst(%s) = %s, want %s", c.in, got, c.want)
+		}
+	}
+}
