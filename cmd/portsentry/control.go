@@ -115,7 +115,11 @@ func controlCmd(name string, args []string, stdout, stderr io.Writer) int {
 		}
 		result = b
 		if !*asJSON {
-			fmt.Fprintf(stdout, "blocked %s %s\n", banAddr(b), banLifetime(b))
+			if b.NotEnforced != "" {
+				fmt.Fprintf(stdout, "recorded a ban on %s %s, but it is not enforced: %s\n", banAddr(b), banLifetime(b), b.NotEnforced)
+			} else {
+				fmt.Fprintf(stdout, "blocked %s %s\n", banAddr(b), banLifetime(b))
+			}
 		}
 	case "unblock":
 		bans, err := c.Unblock(target)
@@ -234,6 +238,11 @@ func printBans(w io.Writer, bans []control.Ban) {
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\n", banAddr(b), banRemaining(b), banReason(b), b.Start.Local().Format(controlTimeLayout), b.Offences)
 	}
 	tw.Flush()
+	for _, b := range bans {
+		if b.NotEnforced != "" {
+			fmt.Fprintf(w, "not enforced: %s: %s\n", banAddr(b), b.NotEnforced)
+		}
+	}
 }
 
 func printStatus(w io.Writer, st control.Status) {
@@ -245,7 +254,11 @@ func printStatus(w io.Writer, st control.Status) {
 	fmt.Fprintf(tw, "version:\t%s\n", st.Version)
 	fmt.Fprintf(tw, "modes:\t%s\n", modes)
 	fmt.Fprintf(tw, "backend:\t%s\n", cmp.Or(st.Backend, "none"))
-	fmt.Fprintf(tw, "active bans:\t%d\n", st.ActiveBans)
+	if st.NotEnforced > 0 {
+		fmt.Fprintf(tw, "active bans:\t%d (%d recorded but not enforced: see portsentry list)\n", st.ActiveBans, st.NotEnforced)
+	} else {
+		fmt.Fprintf(tw, "active bans:\t%d\n", st.ActiveBans)
+	}
 	if !st.Started.IsZero() {
 		fmt.Fprintf(tw, "started:\t%s (up %s)\n", st.Started.Local().Format(controlTimeLayout), shortDuration(controlNow().Sub(st.Started)))
 	}
