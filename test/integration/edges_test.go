@@ -3,6 +3,7 @@ package integration
 import (
 	"fmt"
 	"net/netip"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -52,5 +53,26 @@ func TestRouteBanNotEnforcedSaysSo(t *testing.T) {
 	out, err = exec.Command(daemonBin, "-json", "status", "-socket", sock).CombinedOutput()
 	if err != nil || !strings.Contains(string(out), `"not_enforced_bans": 1`) || !strings.Contains(string(out), `"backend": "route"`) {
 		t.Errorf("portsentry -json status: %v\n%s", err, out)
+	}
+}
+
+// TestBuildIsVersioned: the daemon the tests built carries the version make build
+// stamps (scripts/version.sh: the changelog's, plus the commit), not "dev".
+func TestBuildIsVersioned(t *testing.T) {
+	needDaemon(t)
+	if os.Getenv("PORTSENTRY_BIN") != "" {
+		t.Skip("PORTSENTRY_BIN: a binary built elsewhere")
+	}
+	root, err := moduleRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, err := exec.Command(filepath.Join(root, "scripts", "version.sh")).Output()
+	if err != nil {
+		t.Fatalf("scripts/version.sh: %v", err)
+	}
+	out, err := exec.Command(daemonBin, "version").Output()
+	if err != nil || !strings.HasPrefix(string(out), "portsentry "+strings.TrimSpace(string(want))+" ") {
+		t.Errorf("portsentry version: %v %q, want version %q", err, out, want)
 	}
 }
