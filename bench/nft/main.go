@@ -24,6 +24,7 @@ import (
 
 	"github.com/vishvananda/netns"
 
+	"github.com/portsentry-go/portsentry/internal/config"
 	"github.com/portsentry-go/portsentry/internal/probe"
 	"github.com/portsentry-go/portsentry/internal/respond"
 	"github.com/portsentry-go/portsentry/internal/respond/nft"
@@ -111,7 +112,7 @@ func run(n, classicN int) (err error) {
 
 	// 2. The classic path: one /bin/sh -c "ip route add blackhole X" per host.
 	c := respond.NewClassic(respond.ClassicConfig{
-		BlockTCP:  respond.Block,
+		BlockTCP:  config.BlockKill,
 		KillRoute: "ip route add blackhole $TARGET$",
 	}, log)
 	start = time.Now()

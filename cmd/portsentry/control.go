@@ -14,6 +14,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/portsentry-go/portsentry/internal/config"
 	"github.com/portsentry-go/portsentry/internal/control"
 )
 
@@ -156,7 +157,7 @@ func controlCmd(name string, args []string, stdout, stderr io.Writer) int {
 func controlFlagSet(name string, stderr io.Writer) (fs *flag.FlagSet, socket *string, asJSON *bool) {
 	fs = flag.NewFlagSet("portsentry "+name, flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	socket = fs.String("socket", control.DefaultSocket, "the daemon's control socket `path`")
+	socket = fs.String("socket", config.DefaultControlSocket, "the daemon's control socket `path`")
 	asJSON = fs.Bool("json", false, "print the result as indented JSON")
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "Usage:\n  %s\n\nOnly root may talk to the daemon.\n\nOptions:\n", controlUsage[name])

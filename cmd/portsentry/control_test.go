@@ -15,6 +15,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"go.uber.org/goleak"
 
+	"github.com/portsentry-go/portsentry/internal/config"
 	"github.com/portsentry-go/portsentry/internal/control"
 )
 
@@ -327,7 +328,7 @@ func TestControlRefusedAndBroken(t *testing.T) {
 
 func TestControlUsage(t *testing.T) {
 	// Asked for, the usage goes to stdout and is no error.
-	if code, out, _ := runControl("list", "-h"); code != exitOK || !strings.Contains(out, "portsentry list [-socket PATH] [-json]") || !strings.Contains(out, control.DefaultSocket) {
+	if code, out, _ := runControl("list", "-h"); code != exitOK || !strings.Contains(out, "portsentry list [-socket PATH] [-json]") || !strings.Contains(out, config.DefaultControlSocket) {
 		t.Errorf("list -h: exit %d %q", code, out)
 	}
 	if code, _, errs := runControl("status", "extra"); code != exitUsage || !strings.Contains(errs, `unexpected argument "extra"`) {

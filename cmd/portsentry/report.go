@@ -5,12 +5,11 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"path/filepath"
-	"strconv"
-	"strings"
 	"time"
 
+	"github.com/portsentry-go/portsentry/internal/atomicfile"
 	"github.com/portsentry-go/portsentry/internal/config"
+	"github.com/portsentry-go/portsentry/internal/duration"
 	"github.com/portsentry-go/portsentry/internal/regfile"
 	"github.com/portsentry-go/portsentry/internal/report"
 )
@@ -105,7 +104,7 @@ func reportCmd(args []string, stdout, stderr io.Writer) int {
 	if f.out == "-" {
 		err = write(stdout)
 	} else {
-		err = writeAtomic(f.out, write)
+		err = atomicfile.Write(f.out, atomicfile.Options{Perm: 0o644}, write) // readable by a web server too
 	}
 	if err != nil {
 		fmt.Fprintf(stderr, "portsentry report: %v\n", err)
@@ -191,7 +190,7 @@ func reportMalformed(stderr io.Writer, source string, m report.Malformed) {
 
 // parseWhen reads a -since/-until value: "" (no bound), RFC3339, YYYY-MM-DD in local
 // time (for -until the end of that day, so the day is included), or a duration back
-// from now: Go syntax (90m, 24h) or whole days (7d).
+// from now (duration.Parse: 90m, 24h, 7d, 1d12h).
 func parseWhen(s string, now time.Time, endOfDay bool) (time.Time, error) {
 	if s == "" {
 		return time.Time{}, nil
@@ -205,36 +204,9 @@ func parseWhen(s string, now time.Time, endOfDay bool) (time.Time, error) {
 		}
 		return t, nil
 	}
-	d, err := time.ParseDuration(s)
-	if days, ok := strings.CutSuffix(s, "d"); ok {
-		n, perr := strconv.Atoi(days)
-		d, err = time.Duration(n)*24*time.Hour, perr
-	}
-	if err != nil || d <= 0 {
+	d, err := duration.Parse(s)
+	if err != nil {
 		return time.Time{}, fmt.Errorf("%q is not RFC3339 (2026-11-24T15:53:15Z), YYYY-MM-DD or a positive duration (24h, 7d)", s)
 	}
 	return now.Add(-d), nil
-}
-
-// writeAtomic writes a file through a temporary file in the same directory, renamed
-// over path at the end: a web server or a reader never sees half a report.
-func writeAtomic(path string, write func(io.Writer) error) error {
-	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp.Name()) // fails harmlessly after the rename
-	if err := write(tmp); err != nil {
-		tmp.Close()
-		return err
-	}
-	// The report is meant for reading, by a web server too (the seed's use): 0644.
-	if err := tmp.Chmod(0o644); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	return os.Rename(tmp.Name(), path)
 }

@@ -1,13 +1,14 @@
 package appendfile
 
 import (
-	"bytes"
 	"log/slog"
 	"strings"
 	"sync"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/portsentry-go/portsentry/internal/testlog"
 )
 
 // lockedDisk is a disk whose room can be changed while the queue's retry timer runs.
@@ -50,30 +51,12 @@ func (l *lockedDisk) contents() string {
 	return string(l.d.data)
 }
 
-// logBuf collects log lines from several goroutines.
-type logBuf struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *logBuf) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *logBuf) count(s string) int {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return strings.Count(l.b.String(), s)
-}
-
 type counts struct {
 	mu                    sync.Mutex
 	errors, queued, drops int
 }
 
-func (c *counts) report(log *logBuf) Report {
+func (c *counts) report(log *testlog.Buffer) Report {
 	return Report{
 		Log:     slog.New(slog.NewTextHandler(log, nil)),
 		Error:   func() { c.mu.Lock(); c.errors++; c.mu.Unlock() },
@@ -90,7 +73,7 @@ func (c *counts) get() (errors, queued, drops int) {
 
 func TestQueueKeepsLinesUntilThereIsRoom(t *testing.T) {
 	ld := &lockedDisk{d: newDisk(10)}
-	var log logBuf
+	var log testlog.Buffer
 	var c counts
 	q := NewQueue("history", ld, c.report(&log))
 	q.Append("one")
@@ -102,8 +85,8 @@ func TestQueueKeepsLinesUntilThereIsRoom(t *testing.T) {
 	if n := q.Queued(); n != 2 {
 		t.Fatalf("%d queued, want 2", n)
 	}
-	if n := log.count("history: no space left on device: 1 lines queued, retrying every 1s"); n != 1 {
-		t.Errorf("outage logged %d times, want once:\n%s", n, log.b.String())
+	if n := log.Count("history: no space left on device: 1 lines queued, retrying every 1s"); n != 1 {
+		t.Errorf("outage logged %d times, want once:\n%s", n, log.String())
 	}
 	if errs, queued, _ := c.get(); errs != 2 || queued != 2 {
 		t.Errorf("reported %d errors and %d queued, want 2 and 2", errs, queued)
@@ -117,8 +100,8 @@ func TestQueueKeepsLinesUntilThereIsRoom(t *testing.T) {
 	if got := ld.contents(); got != "one\nthe second line\nthird\n" {
 		t.Fatalf("file %q after the retry", got)
 	}
-	if log.count("history written again after") != 1 {
-		t.Errorf("no recovery line:\n%s", log.b.String())
+	if log.Count("history written again after") != 1 {
+		t.Errorf("no recovery line:\n%s", log.String())
 	}
 	if _, queued, _ := c.get(); queued != 0 {
 		t.Errorf("queued gauge %d after the retry", queued)
@@ -133,7 +116,7 @@ func TestQueueKeepsLinesUntilThereIsRoom(t *testing.T) {
 
 func TestQueueDropsBeyondItsBound(t *testing.T) {
 	ld := &lockedDisk{d: newDisk(0)}
-	var log logBuf
+	var log testlog.Buffer
 	var c counts
 	q := NewQueue("json", ld, c.report(&log))
 	lines := make([]string, MaxQueued+5)
@@ -148,38 +131,38 @@ func TestQueueDropsBeyondItsBound(t *testing.T) {
 	if _, _, drops := c.get(); drops != 7 {
 		t.Errorf("%d drops reported, want 7", drops)
 	}
-	if log.count("newer ones are dropped and counted") != 1 {
-		t.Errorf("the first drop is not logged once:\n%s", log.b.String())
+	if log.Count("newer ones are dropped and counted") != 1 {
+		t.Errorf("the first drop is not logged once:\n%s", log.String())
 	}
 	ld.setRoom(-1)
 	q.Append("after")
 	if n := strings.Count(ld.contents(), "\n"); n != MaxQueued+1 {
 		t.Errorf("%d lines written, want %d", n, MaxQueued+1)
 	}
-	if log.count("; 7 lines were dropped") != 1 {
-		t.Errorf("the recovery does not count the drops:\n%s", log.b.String())
+	if log.Count("; 7 lines were dropped") != 1 {
+		t.Errorf("the recovery does not count the drops:\n%s", log.String())
 	}
 	q.Close()
 }
 
 func TestQueueCloseTellsWhatIsLost(t *testing.T) {
 	ld := &lockedDisk{d: newDisk(0)}
-	var log logBuf
+	var log testlog.Buffer
 	var c counts
 	q := NewQueue("history", ld, c.report(&log))
 	q.Append("a", "b")
 	if err := q.Close(); err == nil {
 		t.Error("close with unwritable lines reported no error")
 	}
-	if log.count("history: 2 lines lost at shutdown") != 1 {
-		t.Errorf("loss not logged:\n%s", log.b.String())
+	if log.Count("history: 2 lines lost at shutdown") != 1 {
+		t.Errorf("loss not logged:\n%s", log.String())
 	}
 }
 
 func TestQueueCountsFailedSync(t *testing.T) {
 	ld := &lockedDisk{d: newDisk(-1)}
 	ld.d.syncErr = syscall.EIO
-	var log logBuf
+	var log testlog.Buffer
 	var c counts
 	q := NewQueue("history", ld, c.report(&log))
 	q.Append("a")
@@ -190,8 +173,8 @@ func TestQueueCountsFailedSync(t *testing.T) {
 	if errs, queued, _ := c.get(); errs != 2 || queued != 0 {
 		t.Errorf("%d errors, %d queued; want 2, 0", errs, queued)
 	}
-	if log.count("history: input/output error") != 1 {
-		t.Errorf("fsync failure not logged once:\n%s", log.b.String())
+	if log.Count("history: input/output error") != 1 {
+		t.Errorf("fsync failure not logged once:\n%s", log.String())
 	}
 	q.Close()
 }
@@ -199,7 +182,7 @@ func TestQueueCountsFailedSync(t *testing.T) {
 // TestInheritCarriesTheQueue: a file reopened during an outage (rotated, say) writes
 // the old one's queued lines first, and tells the outage's end.
 func TestInheritCarriesTheQueue(t *testing.T) {
-	var log logBuf
+	var log testlog.Buffer
 	var c counts
 	oldDisk := &lockedDisk{d: newDisk(0)}
 	old := NewQueue("history", oldDisk, c.report(&log))
@@ -211,11 +194,11 @@ func TestInheritCarriesTheQueue(t *testing.T) {
 	if got := fresh.contents(); got != "a\nb\nc\n" {
 		t.Fatalf("new file %q", got)
 	}
-	if err := old.Close(); err != nil || log.count("lost") != 0 {
-		t.Errorf("closing the old queue: %v\n%s", err, log.b.String())
+	if err := old.Close(); err != nil || log.Count("lost") != 0 {
+		t.Errorf("closing the old queue: %v\n%s", err, log.String())
 	}
-	if log.count("history written again after") != 1 {
-		t.Errorf("no recovery line:\n%s", log.b.String())
+	if log.Count("history written again after") != 1 {
+		t.Errorf("no recovery line:\n%s", log.String())
 	}
 	q.Close()
 }

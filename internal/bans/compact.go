@@ -4,12 +4,13 @@ import (
 	"bufio"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/netip"
 	"os"
-	"path/filepath"
 	"syscall"
 
 	"github.com/portsentry-go/portsentry/internal/appendfile"
+	"github.com/portsentry-go/portsentry/internal/atomicfile"
 	"github.com/portsentry-go/portsentry/internal/regfile"
 )
 
@@ -17,26 +18,14 @@ import (
 // offence count, then swaps it in with rename, so a crash leaves either the old file or
 // the new one, never a mix. The caller holds j.mu.
 func (j *Journal) compact() error {
-	tmp := j.path + ".tmp"
-	f, err := regfile.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o640)
+	var n int
+	err := atomicfile.Write(j.path, atomicfile.Options{Perm: 0o640}, func(w io.Writer) (err error) {
+		n, err = j.writeSnapshot(w)
+		return err
+	})
 	if err != nil {
 		return fmt.Errorf("ban journal compaction: %w", err)
 	}
-	n, err := j.writeSnapshot(f)
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp, j.path)
-	}
-	if err != nil {
-		os.Remove(tmp)
-		return fmt.Errorf("ban journal compaction: %w", err)
-	}
-	syncDir(filepath.Dir(j.path))
 	nf, err := regfile.OpenFile(j.path, os.O_WRONLY|os.O_APPEND, 0o640)
 	if err != nil {
 		return fmt.Errorf("ban journal compaction: %w", err)
@@ -53,7 +42,7 @@ func (j *Journal) compact() error {
 }
 
 // writeSnapshot writes the current state as records and returns how many.
-func (j *Journal) writeSnapshot(f *os.File) (int, error) {
+func (j *Journal) writeSnapshot(f io.Writer) (int, error) {
 	w := bufio.NewWriter(f)
 	enc := json.NewEncoder(w)
 	n := 0
@@ -77,11 +66,4 @@ func (j *Journal) writeSnapshot(f *os.File) (int, error) {
 		return 0, err
 	}
 	return n, w.Flush()
-}
-
-func syncDir(dir string) {
-	if d, err := os.Open(dir); err == nil {
-		d.Sync()
-		d.Close()
-	}
 }

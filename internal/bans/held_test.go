@@ -1,20 +1,19 @@
 package bans
 
 import (
-	"bytes"
 	"context"
 	"log/slog"
 	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/portsentry-go/portsentry/internal/appendfile"
+	"github.com/portsentry-go/portsentry/internal/testlog"
 )
 
 // fullDisk is the journal's file on a disk that can fill up: while full, a write puts
@@ -31,24 +30,6 @@ func (d *fullDisk) Write(p []byte) (int, error) {
 	}
 	n, _ := d.File.Write(p[:len(p)/2])
 	return n, syscall.ENOSPC
-}
-
-// syncBuf is a log sink for several goroutines.
-type syncBuf struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuf) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuf) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 // onFullDisk opens a journal at path whose writes go through a fullDisk.
@@ -76,7 +57,7 @@ func TestBansWaitForTheJournal(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "journal")
 	j, disk := onFullDisk(t, path)
 	f := newFake()
-	var log syncBuf
+	var log testlog.Buffer
 	var errs, queued atomic.Int64
 	m := NewManager(Options{Journal: j, Backend: f, View: viewOf().Load,
 		Policy: func() Policy { return Policy{BanTime: time.Hour} },
@@ -196,7 +177,7 @@ func TestExpiryWaitsForTheJournal(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "journal")
 	j, disk := onFullDisk(t, path)
 	f := newFake()
-	var log syncBuf
+	var log testlog.Buffer
 	m := NewManager(Options{Journal: j, Backend: f, View: viewOf().Load,
 		Policy: func() Policy { return Policy{BanTime: time.Hour} },
 		Log:    slog.New(slog.NewTextHandler(&log, nil))})

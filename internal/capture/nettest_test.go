@@ -2,19 +2,19 @@ package capture
 
 import (
 	"encoding/binary"
-	"fmt"
 	"net"
 	"net/netip"
 	"os"
 	"runtime"
-	"sync/atomic"
 	"testing"
 	"time"
 
-	"github.com/portsentry-go/portsentry/internal/packet"
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
+
+	"github.com/portsentry-go/portsentry/internal/packet"
+	"github.com/portsentry-go/portsentry/internal/testnet"
 )
 
 // A pair of network namespaces joined by a veth: "cap" is the host under capture, "scan"
@@ -41,8 +41,6 @@ type testNet struct {
 	injectFD          int // AF_PACKET SOCK_DGRAM socket on scan0 for hand-made packets
 }
 
-var nsSeq atomic.Int32
-
 func needRoot(t *testing.T) {
 	t.Helper()
 	if os.Geteuid() != 0 {
@@ -54,13 +52,9 @@ func needRoot(t *testing.T) {
 func newTestNet(t *testing.T) *testNet {
 	t.Helper()
 	needRoot(t)
-	n := nsSeq.Add(1)
-	tn := &testNet{
-		capName:  fmt.Sprintf("pscap%da%d", os.Getpid(), n),
-		scanName: fmt.Sprintf("pscap%db%d", os.Getpid(), n),
-	}
-	tn.capNs = newNamedNs(t, tn.capName)
-	tn.scanNs = newNamedNs(t, tn.scanName)
+	tn := &testNet{}
+	tn.capName, tn.capNs = testnet.NewNS(t, "pscapa")
+	tn.scanName, tn.scanNs = testnet.NewNS(t, "pscapb")
 
 	hc := nlHandle(t, tn.capNs)
 	hs := nlHandle(t, tn.scanNs)
@@ -84,29 +78,6 @@ func newTestNet(t *testing.T) *testNet {
 	}
 	t.Cleanup(func() { unix.Close(tn.injectFD) })
 	return tn
-}
-
-func newNamedNs(t *testing.T, name string) netns.NsHandle {
-	t.Helper()
-	var h netns.NsHandle
-	var err error
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		runtime.LockOSThread() // never unlocked: the thread, now in the new ns, dies with us
-		h, err = netns.NewNamed(name)
-	}()
-	<-done
-	if err != nil {
-		t.Fatalf("create netns %s: %v", name, err)
-	}
-	t.Cleanup(func() {
-		h.Close()
-		if err := netns.DeleteNamed(name); err != nil {
-			t.Errorf("delete netns %s: %v", name, err)
-		}
-	})
-	return h
 }
 
 func nlHandle(t *testing.T, ns netns.NsHandle) *netlink.Handle {

@@ -4,7 +4,8 @@
 //
 // # Transport and protocol
 //
-// The daemon listens on a Unix stream socket, DefaultSocket unless configured otherwise.
+// The daemon listens on a Unix stream socket (CONTROL_SOCKET, by default
+// config.DefaultControlSocket).
 // A client sends one JSON request per line and reads one JSON response per line:
 //
 //	{"cmd":"list"}
@@ -53,15 +54,12 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
-	"strconv"
 	"strings"
 	"time"
 
+	"github.com/portsentry-go/portsentry/internal/duration"
 	"github.com/portsentry-go/portsentry/internal/netaddr"
 )
-
-// DefaultSocket is where the daemon listens and the commands connect by default.
-const DefaultSocket = "/run/portsentry/portsentry.sock"
 
 // Protocol limits.
 const (
@@ -175,12 +173,9 @@ func ParsePrefix(s string) (netip.Prefix, error) {
 	return netaddr.Canonical(p), nil
 }
 
-// maxDays keeps a number of days within time.Duration.
-const maxDays = int64(1<<63-1) / int64(24*time.Hour)
-
 // ParseDuration parses a ban duration: "" or "0" is 0 (the daemon's default),
-// "permanent" is Permanent, "Nd" is N days optionally followed by a Go duration
-// ("1d12h"), anything else a positive Go duration ("90m").
+// "permanent" is Permanent, anything else a positive duration (see duration.Parse:
+// "90m", "7d", "1d12h").
 func ParseDuration(s string) (time.Duration, error) {
 	s = strings.TrimSpace(s)
 	switch strings.ToLower(s) {
@@ -189,30 +184,11 @@ func ParseDuration(s string) (time.Duration, error) {
 	case "permanent", "forever":
 		return Permanent, nil
 	}
-	var days time.Duration
-	rest := s
-	if i := strings.IndexByte(s, 'd'); i >= 0 {
-		n, err := strconv.ParseInt(s[:i], 10, 64)
-		if err != nil || n < 0 || n > maxDays {
-			return 0, fmt.Errorf("bad duration %q: want e.g. 90m, 12h, 7d or permanent", s)
-		}
-		days = time.Duration(n) * 24 * time.Hour
-		rest = s[i+1:]
+	d, err := duration.Parse(s)
+	if err != nil {
+		return 0, fmt.Errorf("bad duration %q: want e.g. 90m, 12h, 7d or permanent", s)
 	}
-	var d time.Duration
-	if rest != "" {
-		var err error
-		if d, err = time.ParseDuration(rest); err != nil {
-			return 0, fmt.Errorf("bad duration %q: want e.g. 90m, 12h, 7d or permanent", s)
-		}
-	}
-	if d < 0 || days+d < days {
-		return 0, fmt.Errorf("bad duration %q: must be positive", s)
-	}
-	if days+d == 0 {
-		return 0, fmt.Errorf("bad duration %q: must be positive (omit it for the default)", s)
-	}
-	return days + d, nil
+	return d, nil
 }
 
 // formatDuration is ParseDuration's inverse on the wire.

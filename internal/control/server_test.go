@@ -20,6 +20,8 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+
+	"github.com/portsentry-go/portsentry/internal/testlog"
 )
 
 // fakeService keeps bans in a map; "198.51.100.66" panics when blocked and
@@ -97,24 +99,6 @@ func sortBans(b []Ban) {
 			b[j], b[j-1] = b[j-1], b[j]
 		}
 	}
-}
-
-// lockedBuffer collects log output from the connection goroutines.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }
 
 func sockPath(t *testing.T) string {
@@ -323,7 +307,7 @@ func TestIdleTimeout(t *testing.T) {
 }
 
 func TestPeerCredentialsRefused(t *testing.T) {
-	var logs lockedBuffer
+	var logs testlog.Buffer
 	path := sockPath(t)
 	var seen []uint32
 	var mu sync.Mutex
@@ -379,7 +363,7 @@ func TestOtherUserRefused(t *testing.T) {
 	if err := os.WriteFile(bin, data, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	var logs lockedBuffer
+	var logs testlog.Buffer
 	path := filepath.Join(base, "run", "ps.sock")
 	s, err := Listen(path, newFake(), slog.New(slog.NewTextHandler(&logs, nil)))
 	if err != nil {

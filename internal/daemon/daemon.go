@@ -261,8 +261,8 @@ func (d *Daemon) logWarnings(l diag.List) {
 
 func (d *Daemon) classicConfig(c *config.Config) respond.ClassicConfig {
 	return respond.ClassicConfig{
-		BlockTCP:        respond.Level(c.BlockTCP),
-		BlockUDP:        respond.Level(c.BlockUDP),
+		BlockTCP:        c.BlockTCP,
+		BlockUDP:        c.BlockUDP,
 		KillRoute:       c.KillRoute,
 		KillHostsDeny:   c.KillHostsDeny,
 		KillRunCmd:      c.KillRunCmd,
@@ -486,7 +486,7 @@ func (d *Daemon) Run(ctx context.Context, reload <-chan os.Signal) error {
 // startWatchers follows the host's addresses, gateways and resolvers.
 func (d *Daemon) startWatchers(ctx context.Context) (stop func()) {
 	if err := d.own.Start(ctx); err != nil {
-		d.log.Warn("adminalert: ERROR: cannot follow this host's addresses: " + err.Error())
+		d.log.Warn("adminalert: ERROR: cannot follow this host's addresses, retrying: " + err.Error())
 	}
 	if err := d.infra.Start(ctx, infraRefresh); err != nil {
 		d.log.Warn("adminalert: ERROR: cannot read gateways or resolvers: " + err.Error())

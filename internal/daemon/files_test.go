@@ -8,31 +8,13 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/portsentry-go/portsentry/internal/probe"
+	"github.com/portsentry-go/portsentry/internal/testlog"
 )
-
-// syncBuffer is a log sink safe for the daemon's goroutines.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 // specialDaemonConf writes a config in dir naming dir's ignore, history and blocked
 // files, with extra lines, and returns its path.
@@ -89,7 +71,7 @@ func TestNewRefusesSpecialFiles(t *testing.T) {
 			if err := syscall.Mkfifo(path, 0o600); err != nil {
 				t.Fatal(err)
 			}
-			var log syncBuffer
+			var log testlog.Buffer
 			_, err := newWithin(t, Options{ConfigPath: conf, Modes: []probe.Mode{probe.ModeTCP},
 				Log: slog.New(slog.NewTextHandler(&log, nil))})
 			want := conf + ":" + strconv.Itoa(tt.line) + ": error: " + tt.key + ": open " + path + ": is a FIFO, not a regular file"
@@ -104,7 +86,7 @@ func TestNewRefusesSpecialFiles(t *testing.T) {
 		if err := os.WriteFile(conf, bytes.Replace(must(os.ReadFile(conf)), []byte(filepath.Join(dir, "ignore")), []byte("/dev/zero"), 1), 0o600); err != nil {
 			t.Fatal(err)
 		}
-		var log syncBuffer
+		var log testlog.Buffer
 		_, err := newWithin(t, Options{ConfigPath: conf, Modes: []probe.Mode{probe.ModeTCP},
 			Log: slog.New(slog.NewTextHandler(&log, nil))})
 		if err == nil || !strings.Contains(err.Error(), "IGNORE_FILE: open /dev/zero: is a character device, not a regular file") {
@@ -129,7 +111,7 @@ func TestReloadKeepsIgnoreSetOnSpecialFile(t *testing.T) {
 	if err := os.WriteFile(ignore, []byte("10.9.8.0/24\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	var log syncBuffer
+	var log testlog.Buffer
 	d, err := newWithin(t, Options{ConfigPath: conf, Modes: []probe.Mode{probe.ModeTCP},
 		Log: slog.New(slog.NewTextHandler(&log, nil))})
 	if err != nil {

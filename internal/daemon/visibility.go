@@ -3,13 +3,11 @@ package daemon
 import (
 	"encoding/json"
 	"log/slog"
-	"net/netip"
 	"sync/atomic"
 	"time"
 
 	"github.com/portsentry-go/portsentry/internal/appendfile"
 	"github.com/portsentry-go/portsentry/internal/config"
-	"github.com/portsentry-go/portsentry/internal/control"
 	"github.com/portsentry-go/portsentry/internal/journal"
 	"github.com/portsentry-go/portsentry/internal/web"
 )
@@ -91,16 +89,6 @@ func (j *jsonLog) close() {
 	j.file.Close()
 }
 
-// webSource lets the dashboard read and unblock through the same service as the
-// control socket.
-type webSource struct{ d *Daemon }
-
-func (s webSource) Status() control.Status { return service{s.d}.Status() }
-func (s webSource) Bans() []control.Ban    { return service{s.d}.List() }
-func (s webSource) Unblock(p netip.Prefix) ([]control.Ban, error) {
-	return service{s.d}.Unblock(p)
-}
-
 // startWeb starts the dashboard listener when DASHBOARD is set; without it the daemon
 // runs on, so a taken port never stops detection.
 func (d *Daemon) startWeb(cfg *config.Config) *web.Server {
@@ -109,7 +97,7 @@ func (d *Daemon) startWeb(cfg *config.Config) *web.Server {
 	}
 	srv, err := web.Start(web.Options{
 		Addr: cfg.Dashboard, TokenFile: cfg.DashboardTokenFile, HistoryFile: cfg.HistoryFile, Log: d.log,
-	}, webSource{d}, d.events, d.metrics)
+	}, service{d}, d.events, d.metrics) // the control socket's service
 	if err != nil {
 		d.log.Error("adminalert: ERROR: no dashboard: " + err.Error())
 		return nil

@@ -10,7 +10,6 @@ package journal
 
 import (
 	"bytes"
-	"errors"
 	"fmt"
 	"io"
 	"net/netip"
@@ -20,6 +19,7 @@ import (
 	"time"
 
 	"github.com/portsentry-go/portsentry/internal/appendfile"
+	"github.com/portsentry-go/portsentry/internal/atomicfile"
 	"github.com/portsentry-go/portsentry/internal/probe"
 	"github.com/portsentry-go/portsentry/internal/regfile"
 )
@@ -142,12 +142,7 @@ func (f *File) Rewrite(keep func(line string) bool) error {
 		if len(out) == len(data) {
 			return nil, nil
 		}
-		tmp := f.path + ".tmp"
-		if err := writeSynced(tmp, out); err != nil {
-			return nil, fmt.Errorf("rewrite %s: %w", f.path, err)
-		}
-		if err := os.Rename(tmp, f.path); err != nil {
-			os.Remove(tmp)
+		if err := atomicfile.WriteFile(f.path, out, atomicfile.Options{Perm: fileMode}); err != nil {
 			return nil, fmt.Errorf("rewrite %s: %w", f.path, err)
 		}
 		nf, err := regfile.OpenFile(f.path, os.O_RDWR|os.O_APPEND, fileMode)
@@ -167,15 +162,4 @@ func readRegular(path string) ([]byte, error) {
 	}
 	defer f.Close()
 	return io.ReadAll(f)
-}
-
-func writeSynced(path string, data []byte) error {
-	// A FIFO left at the temporary name must not stall the rewrite.
-	w, err := regfile.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, fileMode)
-	if err != nil {
-		return err
-	}
-	_, werr := w.Write(data)
-	serr := w.Sync()
-	return errors.Join(werr, serr, w.Close())
 }

@@ -10,7 +10,6 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
-	"runtime"
 	"slices"
 	"strings"
 	"sync/atomic"
@@ -25,42 +24,16 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/portsentry-go/portsentry/internal/probe"
+	"github.com/portsentry-go/portsentry/internal/testnet"
 )
-
-var nsCounter atomic.Uint32
 
 // newTestNetns creates a uniquely named network namespace with loopback up, deleted at
 // cleanup, so no other process's sockets can disturb exact expectations. It skips when
 // not root or namespaces are unavailable.
 func newTestNetns(t *testing.T) netns.NsHandle {
 	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("needs root to create network namespaces")
-	}
-	name := fmt.Sprintf("psli-%d-%d", os.Getpid(), nsCounter.Add(1))
-	type result struct {
-		ns  netns.NsHandle
-		err error
-	}
-	ch := make(chan result)
-	go func() {
-		// NewNamed moves this thread into the new namespace; left locked, the thread
-		// dies with the goroutine and never runs anything else.
-		runtime.LockOSThread()
-		ns, err := netns.NewNamed(name)
-		ch <- result{ns, err}
-	}()
-	r := <-ch
-	t.Cleanup(func() {
-		if err := netns.DeleteNamed(name); err != nil && r.err == nil {
-			t.Errorf("deleting namespace %s: %v", name, err)
-		}
-	})
-	if r.err != nil {
-		t.Skipf("network namespaces unavailable: %v", r.err)
-	}
-	t.Cleanup(func() { r.ns.Close() })
-	h, err := netlink.NewHandleAt(r.ns)
+	_, ns := testnet.NewNS(t, "psli")
+	h, err := netlink.NewHandleAt(ns)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -72,7 +45,7 @@ func newTestNetns(t *testing.T) netns.NsHandle {
 	if err := h.LinkSetUp(lo); err != nil {
 		t.Fatal(err)
 	}
-	return r.ns
+	return ns
 }
 
 // in runs fn inside ns (sockets created there stay there).

@@ -212,24 +212,23 @@ func (t *Tracker) notify() {
 // Start takes the first snapshot synchronously, so InUse is accurate when Start
 // returns, then refreshes every `every` (DefaultInterval if not positive) in a
 // goroutine until ctx is done or Stop is called. If the first snapshot fails Start
-// returns its error and nothing keeps running. A later failure is logged once per
-// distinct error and retried at the next tick; the last good snapshot stays.
+// returns its error and the goroutine keeps trying at every tick, so a source broken
+// at start does not leave the tracker empty for good. A failure is logged once per
+// distinct error; the last good snapshot (at first: none) stays.
 func (t *Tracker) Start(ctx context.Context, every time.Duration) error {
 	t.runMu.Lock()
 	defer t.runMu.Unlock()
 	if t.done != nil {
 		return errors.New("listening tracker: already started")
 	}
-	if err := t.Refresh(); err != nil {
-		return err
-	}
+	err := t.Refresh()
 	if every <= 0 {
 		every = DefaultInterval
 	}
 	ctx, t.stop = context.WithCancel(ctx)
 	t.done = make(chan struct{})
 	go t.run(ctx, every, t.done)
-	return nil
+	return err
 }
 
 // Stop ends the refresh goroutine and waits for it, and closes the sock_diag socket

@@ -15,6 +15,7 @@ import (
 	"context"
 
 	"github.com/portsentry-go/portsentry/internal/probe"
+	"github.com/portsentry-go/portsentry/internal/testlog"
 )
 
 // TestRefreshFailureKeepsSnapshot breaks the (fallback) source under a running
@@ -24,7 +25,7 @@ func TestRefreshFailureKeepsSnapshot(t *testing.T) {
 	dir := t.TempDir()
 	setProcDir(t, dir)
 	copyCaptured(t, dir, "tcp", "tcp6", "udp", "udp6")
-	var logs syncBuffer
+	var logs testlog.Buffer
 	tr := New(slog.New(slog.NewTextHandler(&logs, nil)))
 	tr.src.procOnly = true
 	var changes atomic.Int32
@@ -62,17 +63,28 @@ func TestRefreshFailureKeepsSnapshot(t *testing.T) {
 	}
 }
 
+// TestStartFailure: a source broken at start makes Start say so, and the tracker
+// keeps trying: once the source reads again the sockets are known, without a restart.
 func TestStartFailure(t *testing.T) {
 	dir := t.TempDir()
 	setProcDir(t, dir)
+	copyCaptured(t, dir, "tcp", "tcp6", "udp", "udp6")
 	writeFile(t, filepath.Join(dir, "udp"), "x\ny\n")
-	tr := New(nil)
+	var logs testlog.Buffer
+	tr := New(slog.New(slog.NewTextHandler(&logs, nil)))
 	tr.src.procOnly = true
 	if err := tr.Start(context.Background(), time.Millisecond); err == nil {
-		tr.Stop()
-		t.Fatal("Start succeeded over a broken source")
+		t.Error("Start succeeded over a broken source")
 	}
-	tr.Stop() // nothing running: no-op
+	defer tr.Stop()
+	dst := netip.MustParseAddrPort("127.0.0.1:1001")
+	if tr.InUse(probe.TCP, dst) {
+		t.Fatal("a listener known before any snapshot")
+	}
+	writeFile(t, filepath.Join(dir, "udp"), "")
+	waitFor(t, func() bool { return tr.InUse(probe.TCP, dst) })
+	tr.Stop()
+	tr.Stop() // again: no-op
 }
 
 func writeFile(t *testing.T, path, data string) {

@@ -4,7 +4,6 @@ package netaddr
 
 import (
 	"errors"
-	"fmt"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -15,6 +14,7 @@ import (
 	"time"
 
 	"github.com/portsentry-go/portsentry/internal/regfile"
+	"github.com/portsentry-go/portsentry/internal/testnet"
 )
 
 func TestParseResolvers(t *testing.T) {
@@ -32,17 +32,12 @@ func TestInfraInNamespace(t *testing.T) {
 		infraChild(t)
 		return
 	}
-	if os.Geteuid() != 0 {
-		t.Skip("needs root for a network namespace")
-	}
-	ns := fmt.Sprintf("psinfra%d", os.Getpid())
+	ns, _ := testnet.NewNS(t, "psinfra")
 	run := func(args ...string) {
 		if out, err := exec.Command(args[0], args[1:]...).CombinedOutput(); err != nil {
 			t.Fatalf("%v: %v\n%s", args, err, out)
 		}
 	}
-	run("ip", "netns", "add", ns)
-	t.Cleanup(func() { exec.Command("ip", "netns", "del", ns).Run() })
 	run("ip", "-n", ns, "link", "add", "psv0", "type", "veth", "peer", "name", "psv1")
 	run("ip", "-n", ns, "link", "set", "psv0", "up")
 	run("ip", "-n", ns, "link", "set", "psv1", "up")

@@ -156,10 +156,10 @@ func (o *OwnAddrs) Changes() <-chan struct{} { return o.changes }
 
 // Start lists the current addresses synchronously, so Contains is accurate when Start
 // returns, then follows changes in a goroutine until ctx is done or Stop is called. If
-// the first subscription or listing fails, Start returns the error and nothing keeps
-// running; Contains still covers the always-own addresses. Later failures (e.g. the
-// kernel dropping events under load) are logged and repaired by re-subscribing and
-// re-listing, with backoff, until stopped.
+// the first subscription or listing fails, Start returns the error and the goroutine
+// retries with backoff (meanwhile Contains covers the always-own addresses). Later
+// failures (e.g. the kernel dropping events under load) are logged and repaired the
+// same way, by re-subscribing and re-listing, until stopped.
 func (o *OwnAddrs) Start(ctx context.Context) error {
 	o.mu.Lock()
 	defer o.mu.Unlock()
@@ -167,13 +167,10 @@ func (o *OwnAddrs) Start(ctx context.Context) error {
 		return errors.New("own addresses: already started")
 	}
 	sub, err := o.resync()
-	if err != nil {
-		return err
-	}
 	ctx, o.stop = context.WithCancel(ctx)
 	o.done = make(chan struct{})
 	go o.watch(ctx, sub, o.done)
-	return nil
+	return err
 }
 
 // Stop ends the watch and waits for its goroutine. It is safe to call more than once
@@ -190,9 +187,15 @@ func (o *OwnAddrs) Stop() {
 	o.done, o.stop = nil, nil
 }
 
-// watch applies address events until ctx ends, replacing a dead subscription.
+// watch applies address events until ctx ends, replacing a dead subscription (or
+// making the first one, when sub is nil).
 func (o *OwnAddrs) watch(ctx context.Context, sub *subscription, done chan<- struct{}) {
 	defer close(done)
+	if sub == nil {
+		if sub = o.resubscribe(ctx); sub == nil {
+			return
+		}
+	}
 	for {
 		select {
 		case <-ctx.Done():

@@ -3,18 +3,14 @@
 package netaddr
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net/netip"
 	"os"
-	"runtime"
 	"slices"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -22,12 +18,12 @@ import (
 	"github.com/vishvananda/netns"
 	"go.uber.org/goleak"
 	"golang.org/x/sys/unix"
+
+	"github.com/portsentry-go/portsentry/internal/testlog"
+	"github.com/portsentry-go/portsentry/internal/testnet"
 )
 
-var (
-	nsCounter atomic.Int64
-	addr      = netip.MustParseAddr
-)
+var addr = netip.MustParseAddr
 
 // waitLimit bounds every poll: generous, since a loaded CI machine may be slow, but a
 // lost event still fails the test instead of hanging it.
@@ -54,20 +50,28 @@ func TestOwnAddrsAlwaysOwn(t *testing.T) {
 }
 
 // A namespace handle that is not a namespace makes the first subscription fail: Start
-// must say so, leave nothing running and keep the always-own addresses.
+// must say so, keep the always-own addresses, and keep retrying (stealth detection
+// relies on the own addresses: a failure at boot must not switch following them off
+// for good); Stop ends the retries.
 func TestOwnAddrsStartFails(t *testing.T) {
 	f, err := os.Open(os.DevNull)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer f.Close()
-	o := NewOwnAddrs(nil, WithNetns(netns.NsHandle(f.Fd())))
+	var logs testlog.Buffer
+	o := NewOwnAddrs(slog.New(slog.NewTextHandler(&logs, nil)), WithNetns(netns.NsHandle(f.Fd())))
 	if err := o.Start(context.Background()); err == nil {
 		o.Stop()
 		t.Fatal("Start succeeded with a bogus namespace")
 	}
 	if !o.Contains(addr("127.0.0.1")) || !o.Contains(addr("::")) {
 		t.Error("always-own addresses lost after a failed Start")
+	}
+	for deadline := time.Now().Add(5 * time.Second); strings.Count(logs.String(), "re-subscription failed") < 2; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("no retries after a failed Start:\n%s", logs.String())
+		}
 	}
 	o.Stop()
 	goleak.VerifyNone(t)
@@ -90,7 +94,7 @@ func TestOwnAddrsFollowsKernel(t *testing.T) {
 	link := addLink(t, h, "psna0")
 	addAddr(t, h, link, "10.77.0.1/24")
 
-	logs := &syncBuffer{}
+	logs := &testlog.Buffer{}
 	o := NewOwnAddrs(slog.New(slog.NewTextHandler(logs, nil)), WithNetns(ns))
 	if err := o.Start(context.Background()); err != nil {
 		t.Fatal(err)
@@ -119,7 +123,7 @@ func TestOwnAddrsFollowsKernel(t *testing.T) {
 	}
 	for _, msg := range []string{"own address added", "own address removed"} {
 		for _, a := range []string{"10.77.0.2", "fd00:77::2"} {
-			if n := logs.count(fmt.Sprintf("msg=%q addr=%s", msg, a)); n != 1 {
+			if n := logs.Count(fmt.Sprintf("msg=%q addr=%s", msg, a)); n != 1 {
 				t.Errorf("%q for %s logged %d times, want once; log:\n%s", msg, a, n, logs)
 			}
 		}
@@ -165,7 +169,7 @@ func TestOwnAddrsResubscribes(t *testing.T) {
 	ns, h := newTestNetns(t)
 	link := addLink(t, h, "psna0")
 	addAddr(t, h, link, "10.77.2.1/24")
-	logs := &syncBuffer{}
+	logs := &testlog.Buffer{}
 	o := NewOwnAddrs(slog.New(slog.NewTextHandler(logs, nil)), WithNetns(ns))
 	if err := o.Start(context.Background()); err != nil {
 		t.Fatal(err)
@@ -185,7 +189,7 @@ func TestOwnAddrsResubscribes(t *testing.T) {
 			t.Fatal("subscription not replaced")
 		}
 	}
-	if n := logs.count("re-subscribing"); n != 3 {
+	if n := logs.Count("re-subscribing"); n != 3 {
 		t.Errorf("re-subscription logged %d times, want 3; log:\n%s", n, logs)
 	}
 }
@@ -256,39 +260,13 @@ func waitOwn(t *testing.T, o *OwnAddrs, want bool, addrs ...string) {
 // netlink handle into it. It skips when not root or namespaces are unavailable.
 func newTestNetns(t *testing.T) (netns.NsHandle, *netlink.Handle) {
 	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("needs root to create network namespaces")
-	}
-	name := fmt.Sprintf("psna-%d-%d", os.Getpid(), nsCounter.Add(1))
-	type result struct {
-		ns  netns.NsHandle
-		err error
-	}
-	ch := make(chan result)
-	go func() {
-		// NewNamed moves the calling thread into the new namespace. The thread stays
-		// locked, so it dies with this goroutine and can never run other code in the
-		// wrong namespace.
-		runtime.LockOSThread()
-		ns, err := netns.NewNamed(name)
-		ch <- result{ns, err}
-	}()
-	r := <-ch
-	t.Cleanup(func() { // registered first, runs last; NewNamed may fail half-way
-		if err := netns.DeleteNamed(name); err != nil && r.err == nil {
-			t.Errorf("deleting namespace %s: %v", name, err)
-		}
-	})
-	if r.err != nil {
-		t.Skipf("network namespaces unavailable: %v", r.err)
-	}
-	t.Cleanup(func() { r.ns.Close() })
-	h, err := netlink.NewHandleAt(r.ns)
+	_, ns := testnet.NewNS(t, "psna")
+	h, err := netlink.NewHandleAt(ns)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(h.Close)
-	return r.ns, h
+	return ns, h
 }
 
 // addLink creates an interface that is up. It is one end of a veth pair (its peer is
@@ -336,34 +314,5 @@ func delAddr(t *testing.T, h *netlink.Handle, l netlink.Link, s string) {
 	t.Helper()
 	if err := h.AddrDel(l, nlAddr(t, s)); err != nil && !errors.Is(err, unix.EADDRNOTAVAIL) {
 		t.Fatalf("deleting %s: %v", s, err)
-	}
-}
-
-// syncBuffer is a log sink safe to read while the watcher goroutine writes.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
-func (b *syncBuffer) count(sub string) int { return strings.Count(b.String(), sub) }
-
-func BenchmarkOwnAddrsContains(b *testing.B) {
-	o := NewOwnAddrs(nil)
-	a := addr("::ffff:10.1.2.3")
-	b.ReportAllocs()
-	for b.Loop() {
-		o.Contains(a)
 	}
 }

@@ -20,21 +20,13 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/portsentry-go/portsentry/internal/config"
 	"github.com/portsentry-go/portsentry/internal/probe"
-)
-
-// Level is BLOCK_TCP / BLOCK_UDP.
-type Level int
-
-const (
-	LogOnly    Level = 0 // record the scan, act on nothing
-	Block      Level = 1 // run the KILL_ actions
-	RunCmdOnly Level = 2 // run KILL_RUN_CMD only
 )
 
 // ClassicConfig is the part of portsentry.conf the classic responder uses.
 type ClassicConfig struct {
-	BlockTCP, BlockUDP Level
+	BlockTCP, BlockUDP config.BlockLevel
 	KillRoute          string // shell command, $TARGET$ required
 	KillHostsDeny      string // line for HostsDenyFile, $TARGET$ required
 	KillRunCmd         string // shell command
@@ -88,9 +80,9 @@ func (c *Classic) Respond(ctx context.Context, t Target) Outcome {
 		level, proto = c.cfg.BlockUDP, "UDP"
 	}
 	switch level {
-	case Block:
+	case config.BlockKill:
 		return c.block(ctx, t)
-	case RunCmdOnly:
+	case config.BlockRunCmd:
 		out := Outcome{Done: doneFor(t)}
 		out.Done.RunCmd = c.runCmd(ctx, t, c.cfg.KillRunCmd, runCmdLines)
 		out.Blocked = out.Done.RunCmd || c.cfg.KillRunCmd == ""

@@ -1,40 +1,22 @@
 package respond
 
 import (
-	"bytes"
 	"context"
 	"log/slog"
 	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
+	"github.com/portsentry-go/portsentry/internal/config"
 	"github.com/portsentry-go/portsentry/internal/probe"
+	"github.com/portsentry-go/portsentry/internal/testlog"
 )
 
-// logBuf collects log messages, one per line.
-type logBuf struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (l *logBuf) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.Write(p)
-}
-
-func (l *logBuf) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.String()
-}
-
-func newLog() (*slog.Logger, *logBuf) {
-	b := &logBuf{}
+func newLog() (*slog.Logger, *testlog.Buffer) {
+	b := &testlog.Buffer{}
 	return slog.New(slog.NewTextHandler(b, nil)), b
 }
 
@@ -55,7 +37,7 @@ func TestBlockOrderAndLines(t *testing.T) {
 		deny := filepath.Join(dir, "etc", "hosts.deny")
 		log, buf := newLog()
 		c := NewClassic(ClassicConfig{
-			BlockTCP:        Block,
+			BlockTCP:        config.BlockKill,
 			KillRoute:       "echo route $TARGET$ >> " + order,
 			KillHostsDeny:   "ALL: $TARGET$ : DENY",
 			KillRunCmd:      "echo cmd $TARGET$ $PORT$ $MODE$ >> " + order,
@@ -90,7 +72,7 @@ func TestBlockOrderAndLines(t *testing.T) {
 
 func TestFailingRouteIsNotABlock(t *testing.T) {
 	log, buf := newLog()
-	c := NewClassic(ClassicConfig{BlockTCP: Block, KillRoute: "echo oops >&2; exit 3"}, log)
+	c := NewClassic(ClassicConfig{BlockTCP: config.BlockKill, KillRoute: "echo oops >&2; exit 3"}, log)
 	if c.Respond(context.Background(), target).Blocked {
 		t.Fatal("exit 3 counted as success")
 	}
@@ -101,7 +83,7 @@ func TestFailingRouteIsNotABlock(t *testing.T) {
 
 func TestCommandTimeout(t *testing.T) {
 	log, buf := newLog()
-	c := NewClassic(ClassicConfig{BlockUDP: RunCmdOnly, KillRunCmd: "sleep 30", Timeout: 200 * time.Millisecond}, log)
+	c := NewClassic(ClassicConfig{BlockUDP: config.BlockRunCmd, KillRunCmd: "sleep 30", Timeout: 200 * time.Millisecond}, log)
 	tg := target
 	tg.Mode = probe.ModeUDP
 	if c.Respond(context.Background(), tg).Blocked {
@@ -117,7 +99,7 @@ func TestLevels(t *testing.T) {
 	ran := filepath.Join(dir, "ran")
 	log, buf := newLog()
 	c := NewClassic(ClassicConfig{
-		BlockTCP: LogOnly, BlockUDP: RunCmdOnly,
+		BlockTCP: config.BlockLogOnly, BlockUDP: config.BlockRunCmd,
 		KillRoute: "touch " + filepath.Join(dir, "route"), KillRunCmd: "touch " + ran,
 		HostsDenyFile: filepath.Join(dir, "deny"), KillHostsDeny: "ALL: $TARGET$",
 	}, log)

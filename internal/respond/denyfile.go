@@ -3,14 +3,13 @@ package respond
 import (
 	"bytes"
 	"errors"
-	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
 	"sync"
-	"syscall"
 
+	"github.com/portsentry-go/portsentry/internal/atomicfile"
 	"github.com/portsentry-go/portsentry/internal/probe"
 	"github.com/portsentry-go/portsentry/internal/regfile"
 )
@@ -98,74 +97,14 @@ func removeDenyLine(path, line string) (found bool, err error) {
 	for i := len(lines) - 1; i >= 0; i-- {
 		if len(lines[i]) > 0 && sameLine(lines[i], line) {
 			rest := bytes.Join(append(lines[:i:i], lines[i+1:]...), nil)
-			return true, WriteAtomic(path, rest)
+			return true, writeDeny(path, rest)
 		}
 	}
 	return false, nil
 }
 
-// WriteAtomic replaces path with data: a temporary file in the same directory, given
-// the original's mode and owner, fsynced and renamed over it, then the directory is
-// fsynced. Readers see the old file or the new one, never a partial one. A path that
-// is there but is not a regular file is left alone, with an error.
-func WriteAtomic(path string, data []byte) (err error) {
-	dir, base := filepath.Split(path)
-	if dir == "" {
-		dir = "."
-	}
-	mode := fs.FileMode(0o644)
-	uid, gid := -1, -1
-	if st, err := os.Stat(path); err == nil {
-		if !st.Mode().IsRegular() {
-			// Renaming over /dev/null or a FIFO would replace it with a regular file.
-			if err := regfile.Check(path); err != nil {
-				return err
-			}
-			return fmt.Errorf("%s: not a regular file", path)
-		}
-		mode = st.Mode().Perm()
-		if sys, ok := st.Sys().(*syscall.Stat_t); ok {
-			uid, gid = int(sys.Uid), int(sys.Gid)
-		}
-	} else if !errors.Is(err, fs.ErrNotExist) {
-		return err
-	}
-	f, err := os.CreateTemp(dir, "."+base+".portsentry-*")
-	if err != nil {
-		return err
-	}
-	tmp := f.Name()
-	defer func() {
-		if err != nil {
-			f.Close()
-			os.Remove(tmp)
-		}
-	}()
-	if _, err = f.Write(data); err != nil {
-		return err
-	}
-	if err = f.Chmod(mode); err != nil {
-		return err
-	}
-	if uid >= 0 {
-		// Without root this succeeds only for our own user and groups: a file
-		// someone else owns is not silently given to us.
-		if err = f.Chown(uid, gid); err != nil {
-			return fmt.Errorf("keep owner %d:%d of %s: %w", uid, gid, path, err)
-		}
-	}
-	if err = f.Sync(); err != nil {
-		return err
-	}
-	if err = f.Close(); err != nil {
-		return err
-	}
-	if err = os.Rename(tmp, path); err != nil {
-		return err
-	}
-	if d, err := os.Open(dir); err == nil {
-		d.Sync()
-		d.Close()
-	}
-	return nil
+// writeDeny replaces a hosts.deny file with data, keeping its mode and owner (it is the
+// admin's file; 0644 when it is new).
+func writeDeny(path string, data []byte) error {
+	return atomicfile.WriteFile(path, data, atomicfile.Options{Perm: 0o644, Keep: true})
 }

@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/portsentry-go/portsentry/internal/config"
 	"github.com/portsentry-go/portsentry/internal/logging"
 	"github.com/portsentry-go/portsentry/internal/probe"
 )
@@ -68,7 +69,7 @@ var udpTarget = Target{Addr: target.Addr, Port: 7, Mode: probe.ModeUDP}
 // runCmdOnly returns a responder running cmd as KILL_RUN_CMD for UDP, and its records.
 func runCmdOnly(cmd string, timeout time.Duration) (*Classic, *records) {
 	r := &records{}
-	return NewClassic(ClassicConfig{BlockUDP: RunCmdOnly, KillRunCmd: cmd, Timeout: timeout}, slog.New(r)), r
+	return NewClassic(ClassicConfig{BlockUDP: config.BlockRunCmd, KillRunCmd: cmd, Timeout: timeout}, slog.New(r)), r
 }
 
 // gone reports whether process pid has exited: no longer there, or a zombie waiting for
@@ -229,7 +230,7 @@ func TestOutputCannotForgeLogLines(t *testing.T) {
 	// Through the daemon's own log format: still exactly one line per record, and no
 	// control character but the newline ending each.
 	var buf bytes.Buffer
-	c = NewClassic(ClassicConfig{BlockUDP: RunCmdOnly, KillRunCmd: cmd}, logging.Stream(&buf, 1, slog.LevelInfo))
+	c = NewClassic(ClassicConfig{BlockUDP: config.BlockRunCmd, KillRunCmd: cmd}, logging.Stream(&buf, 1, slog.LevelInfo))
 	c.Respond(context.Background(), udpTarget)
 	lines := strings.Split(strings.TrimSuffix(buf.String(), "\n"), "\n")
 	if len(lines) != 2 { // the output, then "External command run ..."

@@ -12,8 +12,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/portsentry-go/portsentry/internal/probe"
 	"golang.org/x/sys/unix"
+
+	"github.com/portsentry-go/portsentry/internal/config"
+	"github.com/portsentry-go/portsentry/internal/probe"
 )
 
 var target6 = Target{Addr: netip.MustParseAddr("fd77::4"), Port: 143, Mode: probe.ModeTCP}
@@ -93,7 +95,7 @@ func TestUndoLiftsWhatRan(t *testing.T) {
 	writeTestFile(t, deny, "ALL: [fd77::4] : DENY\n") // the admin's, before ours
 	log, buf := newLog()
 	c := NewClassic(ClassicConfig{
-		BlockTCP:       Block,
+		BlockTCP:       config.BlockKill,
 		KillRoute:      "echo route $TARGET$ >> " + order,
 		KillRouteUndo:  "echo unroute $TARGET$ >> " + order,
 		KillHostsDeny:  "ALL: $TARGET$ : DENY",
@@ -126,7 +128,7 @@ func TestUndoLiftsWhatRan(t *testing.T) {
 }
 
 func TestStaysNamesTheKey(t *testing.T) {
-	c := NewClassic(ClassicConfig{BlockTCP: Block, KillRoute: "true", KillRunCmd: "true"}, nil)
+	c := NewClassic(ClassicConfig{BlockTCP: config.BlockKill, KillRoute: "true", KillRunCmd: "true"}, nil)
 	got := c.Stays(Done{Addr: netip.MustParseAddr("10.0.0.5"), Route: true, RunCmd: true, HostsDeny: "ALL: 10.0.0.5"})
 	want := []string{
 		"the KILL_ROUTE route for 10.0.0.5 stays: set KILL_ROUTE_UNDO to lift it",
@@ -144,7 +146,7 @@ func TestStaysNamesTheKey(t *testing.T) {
 func TestIPv6RouteFailureReportedOnce(t *testing.T) {
 	dir := t.TempDir()
 	r := &records{}
-	c := NewClassic(ClassicConfig{BlockTCP: Block, KillRoute: "echo $TARGET$: Unknown host >&2; exit 6",
+	c := NewClassic(ClassicConfig{BlockTCP: config.BlockKill, KillRoute: "echo $TARGET$: Unknown host >&2; exit 6",
 		KillHostsDeny: "ALL: $TARGET$ : DENY", HostsDenyFile: filepath.Join(dir, "deny")}, slog.New(r))
 	for i, a := range []string{"fd77::4", "fd77::5"} {
 		out := c.Respond(context.Background(), Target{Addr: netip.MustParseAddr(a), Port: 1, Mode: probe.ModeTCP})
@@ -162,7 +164,7 @@ func TestIPv6RouteFailureReportedOnce(t *testing.T) {
 	if !strings.Contains(a["output"].String(), "Unknown host") {
 		t.Errorf("failure logged without its output: %v", a)
 	}
-	only := NewClassic(ClassicConfig{BlockTCP: Block, KillRoute: "exit 6"}, slog.New(&records{}))
+	only := NewClassic(ClassicConfig{BlockTCP: config.BlockKill, KillRoute: "exit 6"}, slog.New(&records{}))
 	if !only.Respond(context.Background(), target6).Blocked {
 		t.Error("IPv6 host with only a failing KILL_ROUTE not counted as blocked")
 	}
@@ -213,8 +215,8 @@ func TestDenyLineSpecialFile(t *testing.T) {
 			if found, err := removeDenyLine(path, "ALL: 198.18.0.3 : DENY"); found || err == nil {
 				t.Errorf("removeDenyLine(%s) = %v, %v", path, found, err)
 			}
-			if err := WriteAtomic(path, []byte("x\n")); err == nil {
-				t.Errorf("WriteAtomic(%s): no error", path)
+			if err := writeDeny(path, []byte("x\n")); err == nil {
+				t.Errorf("writeDeny(%s): no error", path)
 			}
 		}()
 		select {

@@ -55,7 +55,7 @@ func (w *Watch) table(p probe.Proto) *[65536]uint8 {
 // Set marks ports as watched by mode, leaving ports already claimed alone (so the
 // explicit lists of -stcp/-sudp win over the advanced modes' ranges).
 func (w *Watch) Set(mode probe.Mode, ports []uint16) {
-	idx := uint8(slices.Index(probe.Modes, mode) + 1)
+	idx := uint8(mode.Index() + 1)
 	tbl := w.table(mode.Proto())
 	for _, p := range ports {
 		if p != 0 && tbl[p] == 0 {

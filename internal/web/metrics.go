@@ -12,6 +12,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/portsentry-go/portsentry/internal/packet"
+	"github.com/portsentry-go/portsentry/internal/probe"
 )
 
 // Metrics holds the daemon's Prometheus metrics in a private registry (nothing is
@@ -23,9 +24,9 @@ type Metrics struct {
 	reg *prometheus.Registry
 
 	hits       *prometheus.CounterVec
-	hitByMode  [len(modeNames)][len(scanLabels)]prometheus.Counter
+	hitByMode  [probe.ModeCount][len(scanLabels)]prometheus.Counter
 	detections *prometheus.CounterVec
-	detByMode  [len(modeNames)]prometheus.Counter
+	detByMode  [probe.ModeCount]prometheus.Counter
 
 	ignored, suppressed, reloads prometheus.Counter
 	impossible, repeated         prometheus.Counter
@@ -40,9 +41,6 @@ type Metrics struct {
 	active  *activeCollector
 	capture *captureCollector
 }
-
-// The six classic modes, in probe.Modes order.
-var modeNames = [...]string{"tcp", "udp", "stcp", "sudp", "atcp", "audp"}
 
 // The scan label's values. A classic scan string maps to one of these (scanIndex), so
 // the label has a small fixed set of values whatever the sensors report.
@@ -59,21 +57,10 @@ const (
 	scanOther
 )
 
-// modeIndex returns the mode's position in modeNames, or -1.
+// modeIndex returns the mode's position in probe.Modes, or -1.
 func modeIndex(mode string) int {
-	switch mode {
-	case "tcp":
-		return 0
-	case "udp":
-		return 1
-	case "stcp":
-		return 2
-	case "sudp":
-		return 3
-	case "atcp":
-		return 4
-	case "audp":
-		return 5
+	if i := probe.Mode(mode).Index(); i < probe.ModeCount {
+		return i
 	}
 	return -1
 }
@@ -186,12 +173,13 @@ func NewMetrics() *Metrics {
 	}
 	// The combinations the sensors produce exist from the start (at zero), so that
 	// rate() works from the first hit and lookups are array reads.
-	for mi, mode := range modeNames {
+	for mi, m0 := range probe.Modes {
+		mode := string(m0)
 		var scans []int
-		switch mode {
-		case "tcp", "udp":
+		switch m0 {
+		case probe.ModeTCP, probe.ModeUDP:
 			scans = []int{scanConnect}
-		case "stcp", "atcp":
+		case probe.ModeSTCP, probe.ModeATCP:
 			scans = []int{scanSYN, scanFIN, scanNULL, scanXMAS, scanUnknown}
 		default:
 			scans = []int{scanUDP}

@@ -23,16 +23,14 @@ import (
 	"sync"
 	"time"
 
+	"github.com/portsentry-go/portsentry/internal/atomicfile"
 	"github.com/portsentry-go/portsentry/internal/control"
 	"github.com/portsentry-go/portsentry/internal/regfile"
 	"github.com/portsentry-go/portsentry/internal/report"
 )
 
-// Defaults for Options fields left empty.
-const (
-	DefaultAddr      = "127.0.0.1:9117"
-	DefaultTokenFile = "/run/portsentry/dashboard.token"
-)
+// DefaultAddr is the listener's address when Options.Addr is empty.
+const DefaultAddr = "127.0.0.1:9117"
 
 // NoToken as Options.TokenFile turns unblocking through the listener off: no token is
 // made and POST /api/unblock always answers 403.
@@ -44,11 +42,12 @@ const (
 	maxUnblockBody   = 4 << 10 // bytes in a POST /api/unblock body
 )
 
-// Source is what the daemon provides to the listener. Its methods are called from
-// request goroutines, concurrently.
+// Source is what the dashboard needs of the daemon: the read and unblock part of
+// control.Service, which the daemon passes as is. Its methods are called from request
+// goroutines, concurrently.
 type Source interface {
 	Status() control.Status
-	Bans() []control.Ban
+	List() []control.Ban
 	// Unblock lifts every active ban inside or covering p and returns them (see
 	// control.Service). The daemon records the matching "unban" events itself.
 	Unblock(p netip.Prefix) ([]control.Ban, error)
@@ -65,8 +64,8 @@ type Options struct {
 	// a request's Host header (the defence against DNS rebinding). Needed only when
 	// the dashboard is reached through a name, e.g. behind a reverse proxy.
 	AllowedHosts []string
-	// TokenFile is where Start writes the unblock token (DefaultTokenFile when empty,
-	// NoToken to disable unblocking). The file is mode 0600, its directory created
+	// TokenFile is where Start writes the unblock token (required; NoToken disables
+	// unblocking; the daemon's default is config.DefaultDashboardTokenFile). The file is mode 0600, its directory created
 	// 0750 if missing; Close removes it.
 	TokenFile string
 	// HistoryFile, when set, is served as the history report at /report, built at
@@ -108,7 +107,7 @@ func Start(opts Options, src Source, ev *Events, m *Metrics) (*Server, error) {
 		opts.Addr = DefaultAddr
 	}
 	if opts.TokenFile == "" {
-		opts.TokenFile = DefaultTokenFile
+		return nil, errors.New("web: no token file (NoToken for none)")
 	}
 	if opts.now == nil {
 		opts.now = time.Now
@@ -200,33 +199,14 @@ func newToken() (string, error) {
 	return base64.RawURLEncoding.EncodeToString(b), nil
 }
 
-// writeToken writes the token beside path and renames it into place, mode 0600. A path
-// that is there but is not a regular file (/dev/null, say) is refused: the rename
-// would replace it.
+// writeToken writes the token file, mode 0600, replacing it atomically. A path that is
+// there but is not a regular file (/dev/null, say) is refused: the rename would
+// replace it.
 func writeToken(path, tok string) error {
-	if err := regfile.Check(path); err != nil {
+	if err := os.MkdirAll(filepath.Dir(path), 0o750); err != nil {
 		return fmt.Errorf("web: token file: %w", err)
 	}
-	dir := filepath.Dir(path)
-	if err := os.MkdirAll(dir, 0o750); err != nil {
-		return fmt.Errorf("web: token file: %w", err)
-	}
-	f, err := os.CreateTemp(dir, ".dashboard.token.*")
-	if err != nil {
-		return fmt.Errorf("web: token file: %w", err)
-	}
-	_, err = f.WriteString(tok + "\n")
-	if err == nil {
-		err = f.Chmod(0o600)
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(f.Name(), path)
-	}
-	if err != nil {
-		os.Remove(f.Name())
+	if err := atomicfile.WriteFile(path, []byte(tok+"\n"), atomicfile.Options{Perm: 0o600}); err != nil {
 		return fmt.Errorf("web: token file: %w", err)
 	}
 	return nil
@@ -382,7 +362,7 @@ type BansView struct {
 
 func (s *Server) bans(w http.ResponseWriter, r *http.Request) {
 	now := s.opts.now()
-	bans := s.src.Bans()
+	bans := s.src.List()
 	v := BansView{Now: now.UTC(), Count: len(bans), Bans: make([]BanView, 0, len(bans))}
 	for _, b := range bans {
 		bv := BanView{Ban: b, Permanent: b.Permanent()}

@@ -41,7 +41,7 @@ func (f *fakeSource) Status() control.Status {
 	return s
 }
 
-func (f *fakeSource) Bans() []control.Ban {
+func (f *fakeSource) List() []control.Ban {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	return slices.Clone(f.bans)

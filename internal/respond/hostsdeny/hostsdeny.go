@@ -67,6 +67,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/portsentry-go/portsentry/internal/atomicfile"
 	"github.com/portsentry-go/portsentry/internal/netaddr"
 	"github.com/portsentry-go/portsentry/internal/respond"
 )
@@ -338,7 +339,7 @@ func (b *Backend) change(f func(*doc) bool) error {
 	if !f(d) {
 		return nil
 	}
-	if err := respond.WriteAtomic(path, d.render()); err != nil {
+	if err := atomicfile.WriteFile(path, d.render(), atomicfile.Options{Perm: 0o644, Keep: true}); err != nil {
 		return fmt.Errorf("hostsdeny: %w", err)
 	}
 	return nil

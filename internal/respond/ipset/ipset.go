@@ -175,9 +175,6 @@ func SetNames(instance string) (string, string) {
 // Name is "ipset".
 func (b *Backend) Name() string { return "ipset" }
 
-// Sets returns the names of the IPv4 and IPv6 sets.
-func (b *Backend) Sets() (string, string) { return b.opts.Set4, b.opts.Set6 }
-
 // Close releases the netlink socket; sets and rules stay.
 func (b *Backend) Close() error {
 	b.mu.Lock()

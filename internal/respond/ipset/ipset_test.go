@@ -38,17 +38,10 @@ func in(t *testing.T, ns string, args ...string) string {
 	return string(out)
 }
 
-type tWriter struct{ t *testing.T }
-
-func (w tWriter) Write(b []byte) (int, error) {
-	w.t.Log(strings.TrimSpace(string(b)))
-	return len(b), nil
-}
-
 func newBackend(t *testing.T, h netns.NsHandle, opts Options) *Backend {
 	t.Helper()
 	opts.Netns = h
-	b, err := New(opts, slog.New(slog.NewTextHandler(tWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug})))
+	b, err := New(opts, slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelDebug})))
 	if err != nil {
 		t.Fatal(err)
 	}

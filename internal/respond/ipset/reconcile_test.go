@@ -195,7 +195,7 @@ func TestInstances(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	l4, l6 := long.Sets()
+	l4, l6 := long.opts.Set4, long.opts.Set6
 	if n := ruleCount(t, ns, "iptables", l4) + ruleCount(t, ns, "ip6tables", l6); n != 2 {
 		t.Errorf("%d rules for %s, %s; want 2", n, l4, l6)
 	}

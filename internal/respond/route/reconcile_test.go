@@ -84,7 +84,7 @@ func TestReconcile(t *testing.T) {
 
 func newInstance(t *testing.T, h netns.NsHandle, name string) *Backend {
 	t.Helper()
-	b, err := New(Options{Netns: h, Instance: name}, slog.New(slog.NewTextHandler(tWriter{t}, nil)))
+	b, err := New(Options{Netns: h, Instance: name}, slog.New(slog.NewTextHandler(t.Output(), nil)))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -37,16 +37,9 @@ func ip(t *testing.T, ns string, args ...string) string {
 	return string(out)
 }
 
-type tWriter struct{ t *testing.T }
-
-func (w tWriter) Write(b []byte) (int, error) {
-	w.t.Log(strings.TrimSpace(string(b)))
-	return len(b), nil
-}
-
 func newBackend(t *testing.T, h netns.NsHandle) *Backend {
 	t.Helper()
-	b, err := New(Options{Netns: h}, slog.New(slog.NewTextHandler(tWriter{t}, nil)))
+	b, err := New(Options{Netns: h}, slog.New(slog.NewTextHandler(t.Output(), nil)))
 	if err != nil {
 		t.Fatal(err)
 	}
