@@ -155,7 +155,7 @@ OURS_WHY=""
 if want ours; then
   if [ -z "$PORTSENTRY" ]; then
     PORTSENTRY=$ROOT/bin/portsentry
-    if ! (cd "$ROOT" && go build -o bin/portsentry ./cmd/portsentry) >"$T/build.log" 2>&1; then
+    if ! (cd "$ROOT" && go build -ldflags "-X main.version=$(scripts/version.sh)" -o bin/portsentry ./cmd/portsentry) >"$T/build.log" 2>&1; then
       OURS_WHY="build failed: $(head -c 300 "$T/build.log" | tr '\n' ' ')"
     fi
   fi

@@ -69,7 +69,8 @@ func run(n int) error {
 	}
 	defer os.RemoveAll(dir)
 	bin := filepath.Join(dir, "portsentry")
-	if err := sh("go", "build", "-o", bin, "./cmd/portsentry"); err != nil {
+	version, _ := exec.Command("scripts/version.sh").Output() // as make build stamps it
+	if err := sh("go", "build", "-ldflags", "-X main.version="+strings.TrimSpace(string(version)), "-o", bin, "./cmd/portsentry"); err != nil {
 		return err
 	}
 	conf := fmt.Sprintf("TCP_PORTS=\"%d\"\nHISTORY_FILE=\"%s/history\"\nBLOCKED_FILE=\"%s/blocked\"\n"+

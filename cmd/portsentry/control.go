@@ -44,14 +44,7 @@ func controlCmd(name string, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "portsentry: unknown command %q\n", name)
 		return exitUsage
 	}
-	fs := flag.NewFlagSet(prog, flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	socket := fs.String("socket", config.DefaultControlSocket, "the daemon's control socket `path`")
-	asJSON := fs.Bool("json", false, "print the result as indented JSON")
-	fs.Usage = func() {
-		fmt.Fprintf(fs.Output(), "Usage:\n  %s\n\nOnly root may talk to the daemon.\n\nOptions:\n", controlUsage[name])
-		fs.PrintDefaults()
-	}
+	fs, socket, asJSON := controlFlagSet(name, stderr)
 	if helpAsked(args) {
 		fs.SetOutput(stdout)
 		fs.Usage()
@@ -123,7 +116,11 @@ func controlCmd(name string, args []string, stdout, stderr io.Writer) int {
 		}
 		result = b
 		if !*asJSON {
-			fmt.Fprintf(stdout, "blocked %s %s\n", banAddr(b), banLifetime(b))
+			if b.NotEnforced != "" {
+				fmt.Fprintf(stdout, "recorded a ban on %s %s, but it is not enforced: %s\n", banAddr(b), banLifetime(b), b.NotEnforced)
+			} else {
+				fmt.Fprintf(stdout, "blocked %s %s\n", banAddr(b), banLifetime(b))
+			}
 		}
 	case "unblock":
 		bans, err := c.Unblock(target)
@@ -154,6 +151,19 @@ func controlCmd(name string, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stdout, "%s\n", out)
 	}
 	return code
+}
+
+// controlFlagSet is the flags of the operator command name.
+func controlFlagSet(name string, stderr io.Writer) (fs *flag.FlagSet, socket *string, asJSON *bool) {
+	fs = flag.NewFlagSet("portsentry "+name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	socket = fs.String("socket", config.DefaultControlSocket, "the daemon's control socket `path`")
+	asJSON = fs.Bool("json", false, "print the result as indented JSON")
+	fs.Usage = func() {
+		fmt.Fprintf(fs.Output(), "Usage:\n  %s\n\nOnly root may talk to the daemon.\n\nOptions:\n", controlUsage[name])
+		fs.PrintDefaults()
+	}
+	return fs, socket, asJSON
 }
 
 // parseInterspersed parses fs's flags wherever they are among the arguments ("block
@@ -229,6 +239,11 @@ func printBans(w io.Writer, bans []control.Ban) {
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\n", banAddr(b), banRemaining(b), banReason(b), b.Start.Local().Format(controlTimeLayout), b.Offences)
 	}
 	tw.Flush()
+	for _, b := range bans {
+		if b.NotEnforced != "" {
+			fmt.Fprintf(w, "not enforced: %s: %s\n", banAddr(b), b.NotEnforced)
+		}
+	}
 }
 
 func printStatus(w io.Writer, st control.Status) {
@@ -240,7 +255,11 @@ func printStatus(w io.Writer, st control.Status) {
 	fmt.Fprintf(tw, "version:\t%s\n", st.Version)
 	fmt.Fprintf(tw, "modes:\t%s\n", modes)
 	fmt.Fprintf(tw, "backend:\t%s\n", cmp.Or(st.Backend, "none"))
-	fmt.Fprintf(tw, "active bans:\t%d\n", st.ActiveBans)
+	if st.NotEnforced > 0 {
+		fmt.Fprintf(tw, "active bans:\t%d (%d recorded but not enforced: see portsentry list)\n", st.ActiveBans, st.NotEnforced)
+	} else {
+		fmt.Fprintf(tw, "active bans:\t%d\n", st.ActiveBans)
+	}
 	if !st.Started.IsZero() {
 		fmt.Fprintf(tw, "started:\t%s (up %s)\n", st.Started.Local().Format(controlTimeLayout), shortDuration(controlNow().Sub(st.Started)))
 	}

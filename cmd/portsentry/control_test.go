@@ -26,6 +26,9 @@ var controlT0 = time.Date(2025, 3, 1, 12, 0, 0, 0, time.UTC)
 type fakeDaemon struct {
 	mu   sync.Mutex
 	bans []control.Ban
+	// notEnforced is set on the bans Block makes (the route backend met a route not
+	// its own).
+	notEnforced string
 }
 
 func (f *fakeDaemon) List() []control.Ban {
@@ -40,7 +43,7 @@ func (f *fakeDaemon) Block(p netip.Prefix, d time.Duration) (control.Ban, error)
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	b := control.Ban{Prefix: p, Start: controlT0, By: "operator", Offences: 1}
+	b := control.Ban{Prefix: p, Start: controlT0, By: "operator", Offences: 1, NotEnforced: f.notEnforced}
 	switch {
 	case d == 0:
 		b.Until = controlT0.Add(time.Hour)
@@ -69,8 +72,14 @@ func (f *fakeDaemon) Unblock(p netip.Prefix) ([]control.Ban, error) {
 func (f *fakeDaemon) Status() control.Status {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	n := 0
+	for _, b := range f.bans {
+		if b.NotEnforced != "" {
+			n++
+		}
+	}
 	return control.Status{
-		Version: "1.0-test", Modes: []string{"stcp", "sudp"}, Backend: "nftables", ActiveBans: len(f.bans),
+		Version: "1.0-test", Modes: []string{"stcp", "sudp"}, Backend: "nftables", ActiveBans: len(f.bans), NotEnforced: n,
 		Counters: map[string]uint64{"probes": 1234, "bans": 7, "dropped": 0}, Started: controlT0.Add(-(26*time.Hour + 3*time.Minute)),
 	}
 }
@@ -338,5 +347,88 @@ func TestShortDuration(t *testing.T) {
 		if got := shortDuration(d); got != want {
 			t.Errorf("shortDuration(%v) = %q, want %q", d, got, want)
 		}
+	}
+}
+
+// TestFlagsBeforeCommand: the flags a subcommand shares may come before its name, as
+// well as after: "portsentry -json list", "portsentry -socket PATH status".
+func TestFlagsBeforeCommand(t *testing.T) {
+	f := &fakeDaemon{bans: sampleBans()}
+	path := startDaemon(t, f)
+	for _, args := range [][]string{
+		{"-json", "list", "-socket", path},
+		{"-json", "-socket", path, "list"},
+		{"--json", "--socket=" + path, "list"},
+		{"-socket", path, "list", "-json"},
+	} {
+		code, out, errs := runCmd(args...)
+		if code != exitOK || errs != "" || !strings.HasPrefix(out, "[\n  {\n    \"prefix\": \"198.51.100.0/24\",") {
+			t.Errorf("%v: exit %d, stdout %q, stderr %q", args, code, out, errs)
+		}
+	}
+	code, out, errs := runCmd("-socket", path, "status")
+	if code != exitOK || errs != "" || !strings.Contains(out, "active bans:") {
+		t.Errorf("-socket PATH status: exit %d, stdout %q, stderr %q", code, out, errs)
+	}
+	code, out, errs = runCmd("-socket", path, "-json", "block", "192.0.2.9", "1h")
+	if code != exitOK || errs != "" || !strings.Contains(out, `"prefix": "192.0.2.9/32"`) {
+		t.Errorf("-socket PATH -json block: exit %d, stdout %q, stderr %q", code, out, errs)
+	}
+	// A flag the subcommand does not have is its usage error, not the daemon's.
+	code, _, errs = runCmd("-tcp", "list", "-socket", path)
+	if code != exitUsage || !strings.Contains(errs, "flag provided but not defined: -tcp") || !strings.Contains(errs, "portsentry list [-socket PATH]") {
+		t.Errorf("-tcp list: exit %d, stderr %q", code, errs)
+	}
+}
+
+func TestCommandFirst(t *testing.T) {
+	for _, c := range []struct{ in, want string }{
+		{"-json list", "list -json"},
+		{"-socket /s -json status", "status -socket /s -json"},
+		{"-socket=/s status", "status -socket=/s"},
+		{"-c /etc/p.conf check-config -tcp", "check-config -c /etc/p.conf -tcp"},
+		{"-c /etc/p.conf report -o x", "report -c /etc/p.conf -o x"},
+		{"-h report", "report -h"},
+		{"-c list -tcp", "-c list -tcp"}, // "list" is -c's value: the daemon's config file
+		{"-pidfile status -tcp", "-pidfile status -tcp"},
+		{"-tcp -udp", "-tcp -udp"},
+		{"-- list", "-- list"},
+		{"list -json", "list -json"},
+		{"version", "version"},
+		{"-tcp extra list", "-tcp extra list"},
+	} {
+		if got := strings.Join(commandFirst(strings.Fields(c.in)), " "); got != c.want {
+			t.Errorf("commandFirst(%s) = %s, want %s", c.in, got, c.want)
+		}
+	}
+}
+
+// TestControlNotEnforced: a ban the backend records without enforcing it says so in
+// block's answer, under list's table and in status.
+func TestControlNotEnforced(t *testing.T) {
+	why := "a unicast route that is not ours (proto boot, metric 0) holds the prefix and is left alone: the host is not blocked"
+	f := &fakeDaemon{notEnforced: why}
+	path := startDaemon(t, f)
+	code, out, errs := runControl("block", "-socket", path, "198.51.100.0/24")
+	if want := "recorded a ban on 198.51.100.0/24 for 1h (until 2025-03-01 13:00:00), but it is not enforced: " + why + "\n"; code != exitOK || out != want || errs != "" {
+		t.Errorf("block: exit %d %q %q, want %q", code, out, errs, want)
+	}
+	f.notEnforced = ""
+	runControl("block", "-socket", path, "203.0.113.7")
+	code, out, _ = runControl("list", "-socket", path)
+	want := `ADDRESS          REMAINING  REASON    SINCE                OFFENCES
+198.51.100.0/24  1h         operator  2025-03-01 12:00:00  1
+203.0.113.7      1h         operator  2025-03-01 12:00:00  1
+not enforced: 198.51.100.0/24: ` + why + "\n"
+	if diff := cmp.Diff(want, out); code != exitOK || diff != "" {
+		t.Errorf("list: exit %d (-want +got):\n%s", code, diff)
+	}
+	code, out, _ = runControl("list", "-socket", path, "-json")
+	if code != exitOK || !strings.Contains(out, `"not_enforced": "a unicast route`) || strings.Count(out, "not_enforced") != 1 {
+		t.Errorf("list -json: exit %d\n%s", code, out)
+	}
+	code, out, _ = runControl("status", "-socket", path)
+	if code != exitOK || !strings.Contains(out, "active bans: 2 (1 recorded but not enforced: see portsentry list)\n") {
+		t.Errorf("status: exit %d\n%s", code, out)
 	}
 }

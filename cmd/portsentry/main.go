@@ -12,6 +12,8 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"slices"
+	"strings"
 	"syscall"
 
 	"github.com/portsentry-go/portsentry/internal/daemon"
@@ -35,6 +37,7 @@ func main() {
 }
 
 func run(args []string, stdout, stderr io.Writer) int {
+	args = commandFirst(args)
 	if len(args) > 0 {
 		switch args[0] {
 		case "version", "-v", "-version", "--version":
@@ -46,7 +49,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 			return reportCmd(args[1:], stdout, stderr)
 		case "list", "status", "block", "unblock":
 			return controlCmd(args[0], args[1:], stdout, stderr)
-		case "help":
+		case "help": // "help" alone, or "help COMMAND"
+			if len(args) > 1 && flagCommands[args[1]] {
+				return run([]string{args[1], "-h"}, stdout, stderr)
+			}
 			args = []string{"-h"}
 		}
 	}
@@ -55,6 +61,49 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return exitOK
 	}
 	return runDaemon(args, stderr)
+}
+
+// flagCommands are the subcommands that take flags.
+var flagCommands = map[string]bool{"check-config": true, "report": true, "list": true, "status": true, "block": true, "unblock": true}
+
+// commandFirst moves a subcommand's name before the flags given ahead of it, so that
+// "portsentry -json list" is "portsentry list -json", and "-c FILE report" is
+// "report -c FILE": flags go before or after the subcommand alike. A flag's value is
+// never taken for a subcommand ("-c list -tcp" runs the daemon with the config file
+// "list"); the subcommand's own parsing then refuses a flag it does not have.
+func commandFirst(args []string) []string {
+	for i := 0; i < len(args); i++ {
+		a := args[i]
+		if a == "--" {
+			return args
+		}
+		if !strings.HasPrefix(a, "-") || a == "-" {
+			if i > 0 && flagCommands[a] {
+				return slices.Concat([]string{a}, args[:i], args[i+1:])
+			}
+			return args
+		}
+		name, _, hasValue := strings.Cut(strings.TrimLeft(a, "-"), "=")
+		if !hasValue && takesValue(name) {
+			i++ // skip the value
+		}
+	}
+	return args
+}
+
+// takesValue reports whether name is a flag, of the daemon or of any subcommand, that
+// takes a value (is not boolean).
+func takesValue(name string) bool {
+	daemon, _ := daemonFlagSet(io.Discard)
+	report, _ := reportFlagSet(io.Discard)
+	control, _, _ := controlFlagSet("list", io.Discard)
+	for _, fs := range []*flag.FlagSet{daemon, report, control} {
+		if f := fs.Lookup(name); f != nil {
+			b, isBool := f.Value.(interface{ IsBoolFlag() bool })
+			return !isBool || !b.IsBoolFlag()
+		}
+	}
+	return false
 }
 
 // helpAsked reports whether args ask for the usage (-h, -help, --help) before any "--".
@@ -110,13 +159,19 @@ func (f *daemonFlags) selected() []probe.Mode {
 	return out
 }
 
-func runDaemon(args []string, stderr io.Writer) int {
+// daemonFlagSet is the daemon's flags: newFlagSet's and those of running.
+func daemonFlagSet(stderr io.Writer) (*flag.FlagSet, *daemonFlags) {
 	fs, f := newFlagSet("portsentry", stderr)
 	fs.BoolVar(&f.syslog, "syslog", false, "log to syslog (facility daemon, ident portsentry) instead of stderr")
 	fs.BoolVar(&f.detach, "daemon", false, "detach into the background like classic PortSentry (implies -syslog)")
 	fs.BoolVar(&f.debug, "debug", false, "log debug messages too")
 	fs.StringVar(&f.pidfile, "pidfile", "", "write the daemon's process id to `file`")
 	fs.Usage = func() { usage(fs, stderr) }
+	return fs, f
+}
+
+func runDaemon(args []string, stderr io.Writer) int {
+	fs, f := daemonFlagSet(stderr)
 	if err := fs.Parse(args); err != nil {
 		return exitUsage
 	}
@@ -203,6 +258,9 @@ func usage(fs *flag.FlagSet, w io.Writer) {
   portsentry block ADDR|CIDR [DURATION]    ban by hand ("90m", "7d", "permanent")
   portsentry unblock ADDR|CIDR             lift every ban inside or covering it
   portsentry version                       print the version
+  portsentry help [COMMAND]                this text, or a subcommand's
+
+Flags go before or after a subcommand: "portsentry -json list" is "portsentry list -json".
 
 MODE is one or more of -tcp -udp -stcp -sudp -atcp -audp. Classic PortSentry runs one
 mode per process; this one runs any combination in one process.

@@ -2,9 +2,11 @@ package main
 
 import (
 	"bytes"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 )
 
@@ -54,7 +56,9 @@ func TestUsageErrors(t *testing.T) {
 // TestHelpIsNoError: the usage asked for goes to stdout with exit status 0, for the
 // daemon and for each subcommand.
 func TestHelpIsNoError(t *testing.T) {
-	for _, args := range [][]string{{"-h"}, {"--help"}, {"help"}, {"-tcp", "-help"}, {"check-config", "-h"}, {"status", "--help"}} {
+	for _, args := range [][]string{{"-h"}, {"--help"}, {"help"}, {"-tcp", "-help"}, {"check-config", "-h"}, {"status", "--help"},
+		{"report", "-h"}, {"report", "--help"}, {"report", "-rows", "5", "-help"}, {"check-config", "--help"}, {"list", "--help"},
+		{"block", "-h"}, {"unblock", "--help"}, {"help", "report"}, {"help", "list"}, {"-h", "status"}, {"--help", "check-config"}} {
 		code, out, errs := runCmd(args...)
 		if code != exitOK || !strings.Contains(out, "sage") || errs != "" {
 			t.Errorf("%v: exit %d, stdout %q, stderr %q", args, code, out, errs)
@@ -113,5 +117,47 @@ func TestCheckConfigAsTheDaemonStarts(t *testing.T) {
 				t.Errorf("stdout lacks %q:\n%s", want, out)
 			}
 		})
+	}
+}
+
+// TestJournalStreamNoTimestamp: with stderr the stream JOURNAL_STREAM names (as under
+// systemd), the daemon's lines carry a syslog priority for journald and no timestamp
+// of their own; the classic text is unchanged.
+func TestJournalStreamNoTimestamp(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("the daemon refuses to start without root before it logs")
+	}
+	stderr, err := os.Create(filepath.Join(t.TempDir(), "stderr"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stderr.Close()
+	var st syscall.Stat_t
+	if err := syscall.Fstat(int(stderr.Fd()), &st); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("JOURNAL_STREAM", fmt.Sprintf("%d:%d", st.Dev, st.Ino))
+	var stdout bytes.Buffer
+	// A config that does not exist: the daemon logs that it starts, then refuses.
+	if code := run([]string{"-c", filepath.Join(t.TempDir(), "none.conf"), "-tcp"}, &stdout, stderr); code != exitConfig {
+		t.Fatalf("exit %d", code)
+	}
+	b, err := os.ReadFile(stderr.Name())
+	if err != nil {
+		t.Fatal(err)
+	}
+	pid := os.Getpid()
+	for _, want := range []string{
+		fmt.Sprintf("<5>portsentry[%d]: adminalert: PortSentry %s is starting.\n", pid, version),
+		fmt.Sprintf("<5>portsentry[%d]: adminalert: ERROR: PortSentry could not start: fix the configuration\n", pid),
+	} {
+		if !strings.Contains(string(b), want) {
+			t.Errorf("missing %q in:\n%s", want, b)
+		}
+	}
+	for _, line := range strings.SplitAfter(strings.TrimSuffix(string(b), "\n"), "\n") {
+		if !strings.HasPrefix(line, "<") {
+			t.Errorf("line without a priority: %q", line)
+		}
 	}
 }

@@ -23,28 +23,11 @@ const reportShownMalformed = 5
 // reportCmd implements "portsentry report": it summarises a history file as one
 // self-contained HTML page or as JSON.
 func reportCmd(args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("portsentry report", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	out := fs.String("o", "-", "write the report to `path` (\"-\": standard output); the file is replaced atomically")
-	history := fs.String("history", "", "history `file` to read (\"-\": standard input; default "+defaultHistory+", or HISTORY_FILE of -c)")
-	conf := fs.String("c", "", "take the history file from this config `file`'s HISTORY_FILE")
-	since := fs.String("since", "", "leave out lines before `time`: RFC3339, YYYY-MM-DD (local midnight) or a duration back from now (24h, 7d)")
-	until := fs.String("until", "", "leave out lines from `time` on: RFC3339, YYYY-MM-DD (the whole day is kept) or a duration back from now")
-	rows := fs.Int("rows", report.DefaultRows, "newest lines shown in the table (`n`, 0 for none); the summary always covers every line in range")
-	top := fs.Int("top", report.DefaultTop, "entries in the top scanner and top port lists")
-	format := fs.String("format", "html", "output `format`: html or json")
-	fs.Usage = func() {
-		fmt.Fprint(stderr, `Usage:
-  portsentry report [-history FILE | -c CONFIG] [-since T] [-until T] [-rows N] [-format html|json] [-o PATH]
-
-Summarises a PortSentry history file (classic or this daemon's, Debian's included):
-counts, top scanners, top ports, probes over time, TCP/UDP split and the newest lines.
-HTML output is one self-contained page for a browser or a web directory (cron friendly);
-JSON output is the same summary for scripts. Malformed lines are counted and skipped.
-
-Options:
-`)
-		fs.PrintDefaults()
+	fs, f := reportFlagSet(stderr)
+	if helpAsked(args) {
+		fs.SetOutput(stdout)
+		fs.Usage()
+		return exitOK
 	}
 	if err := fs.Parse(args); err != nil {
 		return exitUsage
@@ -53,25 +36,25 @@ Options:
 		fmt.Fprintf(stderr, "portsentry report: unexpected argument %q\n", fs.Arg(0))
 		return exitUsage
 	}
-	if *format != "html" && *format != "json" {
-		fmt.Fprintf(stderr, "portsentry report: -format must be html or json, not %q\n", *format)
+	if f.format != "html" && f.format != "json" {
+		fmt.Fprintf(stderr, "portsentry report: -format must be html or json, not %q\n", f.format)
 		return exitUsage
 	}
-	if *rows < 0 || *top < 1 {
+	if f.rows < 0 || f.top < 1 {
 		fmt.Fprintln(stderr, "portsentry report: -rows must be 0 or more and -top 1 or more")
 		return exitUsage
 	}
 	now := time.Now()
-	opts := report.Options{Rows: *rows, Top: *top, Now: func() time.Time { return now }}
-	if *rows == 0 {
+	opts := report.Options{Rows: f.rows, Top: f.top, Now: func() time.Time { return now }}
+	if f.rows == 0 {
 		opts.Rows = -1
 	}
 	var err error
-	if opts.Since, err = parseWhen(*since, now, false); err != nil {
+	if opts.Since, err = parseWhen(f.since, now, false); err != nil {
 		fmt.Fprintf(stderr, "portsentry report: -since: %v\n", err)
 		return exitUsage
 	}
-	if opts.Until, err = parseWhen(*until, now, true); err != nil {
+	if opts.Until, err = parseWhen(f.until, now, true); err != nil {
 		fmt.Fprintf(stderr, "portsentry report: -until: %v\n", err)
 		return exitUsage
 	}
@@ -80,7 +63,7 @@ Options:
 		return exitUsage
 	}
 
-	path, code := historyPath(*history, *conf, stderr)
+	path, code := historyPath(f.history, f.conf, stderr)
 	if code != exitOK {
 		return code
 	}
@@ -93,7 +76,7 @@ Options:
 		// the daemon. A path given with -history may be a pipe: the operator chose it
 		// (a process substitution, say) and is there to interrupt it.
 		open := regfile.Open
-		if *history != "" {
+		if f.history != "" {
 			open = os.Open
 		}
 		f, err := open(path)
@@ -113,21 +96,55 @@ Options:
 	reportMalformed(stderr, opts.Source, sum.Malformed)
 
 	write := func(w io.Writer) error {
-		if *format == "json" {
+		if f.format == "json" {
 			return report.WriteJSON(w, sum)
 		}
 		return report.WriteHTML(w, sum, opts)
 	}
-	if *out == "-" {
+	if f.out == "-" {
 		err = write(stdout)
 	} else {
-		err = atomicfile.Write(*out, atomicfile.Options{Perm: 0o644}, write) // readable by a web server too
+		err = atomicfile.Write(f.out, atomicfile.Options{Perm: 0o644}, write) // readable by a web server too
 	}
 	if err != nil {
 		fmt.Fprintf(stderr, "portsentry report: %v\n", err)
 		return exitError
 	}
 	return exitOK
+}
+
+// reportFlags are the flags of "portsentry report".
+type reportFlags struct {
+	out, history, conf, since, until, format string
+	rows, top                                int
+}
+
+func reportFlagSet(stderr io.Writer) (*flag.FlagSet, *reportFlags) {
+	fs := flag.NewFlagSet("portsentry report", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	f := &reportFlags{}
+	fs.StringVar(&f.out, "o", "-", "write the report to `path` (\"-\": standard output); the file is replaced atomically")
+	fs.StringVar(&f.history, "history", "", "history `file` to read (\"-\": standard input; default "+defaultHistory+", or HISTORY_FILE of -c)")
+	fs.StringVar(&f.conf, "c", "", "take the history file from this config `file`'s HISTORY_FILE")
+	fs.StringVar(&f.since, "since", "", "leave out lines before `time`: RFC3339, YYYY-MM-DD (local midnight) or a duration back from now (24h, 7d)")
+	fs.StringVar(&f.until, "until", "", "leave out lines from `time` on: RFC3339, YYYY-MM-DD (the whole day is kept) or a duration back from now")
+	fs.IntVar(&f.rows, "rows", report.DefaultRows, "newest lines shown in the table (`n`, 0 for none); the summary always covers every line in range")
+	fs.IntVar(&f.top, "top", report.DefaultTop, "entries in the top scanner and top port lists")
+	fs.StringVar(&f.format, "format", "html", "output `format`: html or json")
+	fs.Usage = func() {
+		fmt.Fprint(fs.Output(), `Usage:
+  portsentry report [-history FILE | -c CONFIG] [-since T] [-until T] [-rows N] [-format html|json] [-o PATH]
+
+Summarises a PortSentry history file (classic or this daemon's, Debian's included):
+counts, top scanners, top ports, probes over time, TCP/UDP split and the newest lines.
+HTML output is one self-contained page for a browser or a web directory (cron friendly);
+JSON output is the same summary for scripts. Malformed lines are counted and skipped.
+
+Options:
+`)
+		fs.PrintDefaults()
+	}
+	return fs, f
 }
 
 // historyPath decides which history file to read: -history, else -c's HISTORY_FILE,

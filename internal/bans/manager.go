@@ -35,6 +35,14 @@ type Backend interface {
 	Close() error
 }
 
+// Unenforcer is a Backend that may hold a ban without enforcing it itself (the route
+// backend, when a route that is not its own holds the prefix). Unenforced says why
+// the ban on p is not enforced, "" when it is.
+type Unenforcer interface {
+	Unenforced(p netip.Prefix) string
+	UnenforcedCount() int // how many active bans are not enforced
+}
+
 // Nop is the backend of BLOCK_BACKEND="classic": nothing native; the classic KILL_
 // commands are what blocks, and the journal records what they did.
 type Nop struct{}
@@ -139,7 +147,29 @@ func (m *Manager) Restore(now time.Time) error {
 	}
 	m.recheck(now)
 	m.reconcile(now)
+	for _, b := range m.journal.Active() {
+		if why := m.Unenforced(b.Prefix); why != "" {
+			m.log.Warn(fmt.Sprintf("attackalert: Ban on %s (from the ban journal) is recorded but not enforced by %s: %s", b.Prefix, m.backend.Name(), why))
+		}
+	}
 	return nil
+}
+
+// UnenforcedCount is how many active bans the backend does not enforce.
+func (m *Manager) UnenforcedCount() int {
+	if u, ok := m.backend.(Unenforcer); ok {
+		return u.UnenforcedCount()
+	}
+	return 0
+}
+
+// Unenforced says why the ban on p, recorded in the journal, is not enforced by the
+// backend ("" when it is, or the backend cannot tell).
+func (m *Manager) Unenforced(p netip.Prefix) string {
+	if u, ok := m.backend.(Unenforcer); ok {
+		return u.Unenforced(p)
+	}
+	return ""
 }
 
 // Native reports whether a native backend mirrors the bans (not Nop).
@@ -404,7 +434,10 @@ func (m *Manager) commit(batch []Ban) {
 	}
 	for _, b := range stored {
 		text := fmt.Sprintf("attackalert: Host %s has been banned via %s %s", b.Prefix, m.backend.Name(), describe(b))
-		if m.Native() { // with the classic backend the KILL_ lines already said it
+		if why := m.Unenforced(b.Prefix); why != "" {
+			text = fmt.Sprintf("attackalert: Host %s: ban recorded %s but not enforced by %s: %s", b.Prefix, describe(b), m.backend.Name(), why)
+			m.log.Warn(text)
+		} else if m.Native() { // with the classic backend the KILL_ lines already said it
 			m.log.Info(text)
 		}
 		m.event(OpBan, b, text)

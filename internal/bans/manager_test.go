@@ -1,6 +1,7 @@
 package bans
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"log/slog"
@@ -13,6 +14,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/google/go-cmp/cmp"
 
 	"github.com/portsentry-go/portsentry/internal/appendfile"
 	"github.com/portsentry-go/portsentry/internal/netaddr"
@@ -359,5 +362,75 @@ func TestNoteOnAHeldBan(t *testing.T) {
 	}
 	if got := h.take(nil); len(got) != 1 || !slices.Equal(got[0].Reason.Classic, []respond.Done{d}) {
 		t.Errorf("held %+v", got)
+	}
+}
+
+// unenforcingBackend holds some prefixes without enforcing them, as the route backend
+// does for a prefix a route not its own holds.
+type unenforcingBackend struct {
+	*fakeBackend
+	why map[netip.Prefix]string
+}
+
+func (u unenforcingBackend) Unenforced(p netip.Prefix) string { return u.why[p] }
+func (u unenforcingBackend) UnenforcedCount() int             { return len(u.why) }
+
+// TestUnenforcedBanSaysSo: a ban the backend records but does not enforce is logged
+// (and sent as an event) as such, not as "has been banned via"; at start, the
+// journal's bans that are not enforced are named.
+func TestUnenforcedBanSaysSo(t *testing.T) {
+	foreign := netip.MustParsePrefix("192.0.2.9/32")
+	ours := netip.MustParsePrefix("203.0.113.7/32")
+	b := unenforcingBackend{newFake(), map[netip.Prefix]string{foreign: "a blackhole route that is not ours holds the prefix"}}
+	path := filepath.Join(t.TempDir(), "journal")
+	var logs bytes.Buffer
+	var events []string
+	open := func() *Manager {
+		j, _, err := Open(path, time.Now())
+		if err != nil {
+			t.Fatal(err)
+		}
+		return NewManager(Options{Journal: j, Backend: b, View: viewOf().Load, Log: slog.New(slog.NewTextHandler(&logs, nil)),
+			Policy: func() Policy { return Policy{BanTime: time.Hour, BanCap: 10} },
+			Hooks:  Hooks{Event: func(_ Op, _ Ban, text string) { events = append(events, text) }}})
+	}
+	m := open()
+	if err := m.Restore(time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	for _, p := range []netip.Prefix{foreign, ours} {
+		if _, ok := m.Block(Ban{Prefix: p, Start: now, Until: now.Add(time.Hour), Reason: Reason{By: "operator"}}); !ok {
+			t.Fatalf("%v not recorded", p)
+		}
+	}
+	want := []string{
+		"attackalert: Host 192.0.2.9/32: ban recorded for 1h0m0s (offence 1) but not enforced by fake: a blackhole route that is not ours holds the prefix",
+		"attackalert: Host 203.0.113.7/32 has been banned via fake for 1h0m0s (offence 1)",
+	}
+	if diff := cmp.Diff(want, events); diff != "" {
+		t.Errorf("events (-want +got):\n%s", diff)
+	}
+	for _, w := range want {
+		if !strings.Contains(logs.String(), w) {
+			t.Errorf("log lacks %q:\n%s", w, logs.String())
+		}
+	}
+	if strings.Contains(logs.String(), "192.0.2.9/32 has been banned") {
+		t.Errorf("an unenforced ban logged as banned:\n%s", logs.String())
+	}
+	if m.Unenforced(foreign) == "" || m.Unenforced(ours) != "" {
+		t.Errorf("Unenforced: %q, %q", m.Unenforced(foreign), m.Unenforced(ours))
+	}
+	m.Close()
+
+	logs.Reset()
+	m = open()
+	defer m.Close()
+	if err := m.Restore(time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	if w := "attackalert: Ban on 192.0.2.9/32 (from the ban journal) is recorded but not enforced by fake: a blackhole route that is not ours holds the prefix"; !strings.Contains(logs.String(), w) || strings.Contains(logs.String(), "203.0.113.7") {
+		t.Errorf("at start, log:\n%s\nwant only %q", logs.String(), w)
 	}
 }

@@ -84,6 +84,9 @@ type Ban struct {
 	// Stays, in an unblock's answer, says what the classic KILL_ commands did for the
 	// ban that stays in place because no undo key is set, and which key would lift it.
 	Stays []string `json:"stays,omitempty"`
+	// NotEnforced, when set, says why the ban is recorded but not enforced by the
+	// blocking backend (the route backend leaves a route that is not its own alone).
+	NotEnforced string `json:"not_enforced,omitempty"`
 }
 
 // Permanent reports whether the ban never expires.
@@ -97,6 +100,9 @@ type Status struct {
 	ActiveBans int               `json:"active_bans"`
 	Counters   map[string]uint64 `json:"counters"`
 	Started    time.Time         `json:"started"`
+	// NotEnforced counts the active bans the backend records but does not enforce
+	// (see Ban.NotEnforced).
+	NotEnforced int `json:"not_enforced_bans,omitempty"`
 }
 
 // Service is what the daemon provides to the control socket. Its methods are called

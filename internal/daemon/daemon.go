@@ -3,6 +3,7 @@
 package daemon
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -149,6 +150,7 @@ func New(opts Options) (*Daemon, error) {
 	d := &Daemon{opts: opts, log: opts.Log, own: opts.OwnAddrs, connect: map[probe.Mode]*sensor.Connect{},
 		events: web.NewEvents(web.DefaultEvents), flood: newFloodMeter(), notify: newNotifier()}
 	d.metrics = web.NewMetrics(&d.stats.Totals)
+	d.metrics.SetBuildInfo(cmp.Or(opts.Version, "dev"))
 	st, err := d.load((*config.Config).ValidateStart)
 	if err != nil {
 		return nil, err

@@ -22,9 +22,15 @@ func toControl(b bans.Ban) control.Ban {
 func (s service) List() []control.Ban {
 	var out []control.Ban
 	for _, b := range s.d.bans.Active() {
-		out = append(out, toControl(b))
+		out = append(out, s.withEnforcement(toControl(b)))
 	}
 	return out
+}
+
+// withEnforcement notes in b whether the backend enforces it.
+func (s service) withEnforcement(b control.Ban) control.Ban {
+	b.NotEnforced = s.d.bans.Unenforced(b.Prefix)
+	return b
 }
 
 // Narrowest prefixes an operator may block: wider ones would cut off whole regions of
@@ -51,7 +57,7 @@ func (s service) Block(p netip.Prefix, d time.Duration) (control.Ban, error) {
 	if !ok {
 		return control.Ban{}, errors.New("the ban was not recorded (BAN_CAP reached, or the journal failed: see the log)")
 	}
-	return toControl(got), nil
+	return s.withEnforcement(toControl(got)), nil
 }
 
 func (s service) Unblock(p netip.Prefix) ([]control.Ban, error) {
@@ -90,7 +96,7 @@ func (s service) Status() control.Status {
 		c["capture_frag_malformed"], c["capture_frag_overlaps"] = st.FragMalformed.Load(), st.FragOverlaps.Load()
 	}
 	return control.Status{Version: d.opts.Version, Modes: modes, Backend: d.bans.Backend(),
-		ActiveBans: d.bans.Len(), Counters: c, Started: d.started}
+		ActiveBans: d.bans.Len(), NotEnforced: d.bans.UnenforcedCount(), Counters: c, Started: d.started}
 }
 
 // blockable refuses prefixes an operator must not ban: implausibly wide ones, and

@@ -85,8 +85,7 @@ func (d *Daemon) startWeb(cfg *config.Config) *web.Server {
 		return nil
 	}
 	srv, err := web.Start(web.Options{
-		Addr: cfg.Dashboard, AllowRemote: cfg.DashboardAllowRemote,
-		TokenFile: cfg.DashboardTokenFile, HistoryFile: cfg.HistoryFile, Log: d.log,
+		Addr: cfg.Dashboard, TokenFile: cfg.DashboardTokenFile, HistoryFile: cfg.HistoryFile, Log: d.log,
 	}, service{d}, d.events, d.metrics) // the control socket's service
 	if err != nil {
 		d.log.Error("adminalert: ERROR: no dashboard: " + err.Error())

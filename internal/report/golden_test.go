@@ -281,6 +281,11 @@ func TestGoldenHTML(t *testing.T) {
 			t.Errorf("%s: data-n %q text %q, want %s", id, n, text(vs[0]), want)
 		}
 	}
+	// The history cannot tell a ban from a detection only logged (BLOCK_x="0"): the
+	// card says what it counts.
+	if got := text(byID(t, doc, "card-bans")); !strings.Contains(got, "Recorded detections") || strings.Contains(got, "Bans") {
+		t.Errorf("card-bans says %q", got)
+	}
 	if tcp, udp := text(byID(t, doc, "n-tcp")), text(byID(t, doc, "n-udp")); tcp != "25" || udp != "11" {
 		t.Errorf("protocol split TCP %s UDP %s, want 25 and 11", tcp, udp)
 	}

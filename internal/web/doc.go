@@ -12,8 +12,9 @@
 //	GET  /metrics          Prometheus metrics from Metrics' private registry
 //	GET  /report           the history report, live (only with Options.HistoryFile)
 //
-// The listener is loopback-only unless Options.AllowRemote is set. Reading is open to
-// whoever can reach the listener; unblocking needs the token that Start writes to
+// The daemon's configuration keeps the listener on loopback unless
+// DASHBOARD_ALLOW_REMOTE is set (Start warns about a non-loopback one). Reading is
+// open to whoever can reach the listener; unblocking needs the token that Start writes to
 // Options.TokenFile (mode 0600, readable by root only), so only someone who could use
 // the control socket can lift a ban through the page. docs/dashboard.md describes the
 // permission model and docs/api.md the endpoints.

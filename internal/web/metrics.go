@@ -2,6 +2,7 @@ package web
 
 import (
 	"net/http"
+	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -197,6 +198,19 @@ func NewMetrics(t *Totals) *Metrics {
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
+}
+
+// SetBuildInfo publishes portsentry_build_info{version,goversion} 1: which build runs,
+// for dashboards and alerts (a fleet on mixed versions, a restart after an upgrade).
+// Called once, before the first scrape.
+func (m *Metrics) SetBuildInfo(version string) {
+	g := prometheus.NewGauge(prometheus.GaugeOpts{
+		Name:        "portsentry_build_info",
+		Help:        "Always 1; the labels say which build of the daemon runs: its version and the Go version it was built with.",
+		ConstLabels: prometheus.Labels{"version": version, "goversion": runtime.Version()},
+	})
+	g.Set(1)
+	m.reg.MustRegister(g)
 }
 
 // Hit counts n probes of one mode and scan type. scan is the scan type as the sensor

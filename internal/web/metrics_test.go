@@ -4,6 +4,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"runtime"
 	"sort"
 	"strings"
 	"sync/atomic"
@@ -276,5 +277,17 @@ func BenchmarkHit(b *testing.B) {
 	b.ReportAllocs()
 	for b.Loop() {
 		m.Hit("stcp", packet.ScanSYN, 1)
+	}
+}
+
+// TestBuildInfo: portsentry_build_info says which build runs.
+func TestBuildInfo(t *testing.T) {
+	m := NewMetrics(nil)
+	m.SetBuildInfo("2.0.0-1+gabc1234")
+	srv := httptest.NewServer(m.Handler())
+	defer srv.Close()
+	got := scrape(t, srv.URL)
+	if v, ok := value(got, "portsentry_build_info", "goversion="+runtime.Version()+",version=2.0.0-1+gabc1234"); !ok || v != 1 {
+		t.Errorf("portsentry_build_info = %v, %v; want 1 with the version and Go version", v, ok)
 	}
 }

@@ -55,12 +55,11 @@ type Source interface {
 
 // Options configure the listener.
 type Options struct {
-	// Addr is the host:port to listen on (DefaultAddr when empty). The host must be a
-	// loopback address (or "localhost") unless AllowRemote is set.
+	// Addr is the host:port to listen on (DefaultAddr when empty). On a non-loopback
+	// address reading is open to the network (unblocking still needs the token) and
+	// Start logs a warning; the daemon's configuration refuses one unless
+	// DASHBOARD_ALLOW_REMOTE is set, before Start is called.
 	Addr string
-	// AllowRemote permits a non-loopback Addr. Reading is then open to the network
-	// (unblocking still needs the token); Start logs a warning.
-	AllowRemote bool
 	// AllowedHosts are host names, besides IP literals and "localhost", accepted in
 	// a request's Host header (the defence against DNS rebinding). Needed only when
 	// the dashboard is reached through a name, e.g. behind a reverse proxy.
@@ -83,17 +82,16 @@ type Options struct {
 
 // Server is a running listener.
 type Server struct {
-	opts   Options
-	src    Source
-	ev     *Events
-	m      *Metrics
-	log    *slog.Logger
-	ln     net.Listener
-	srv    *http.Server
-	token  []byte // nil: unblocking disabled
-	page   []byte
-	remote bool
-	done   chan struct{}
+	opts  Options
+	src   Source
+	ev    *Events
+	m     *Metrics
+	log   *slog.Logger
+	ln    net.Listener
+	srv   *http.Server
+	token []byte // nil: unblocking disabled
+	page  []byte
+	done  chan struct{}
 
 	closeOnce sync.Once
 	closeErr  error
@@ -121,11 +119,7 @@ func Start(opts Options, src Source, ev *Events, m *Metrics) (*Server, error) {
 	if ev == nil {
 		ev = NewEvents(0)
 	}
-	remote, err := checkAddr(opts.Addr, opts.AllowRemote)
-	if err != nil {
-		return nil, err
-	}
-	s := &Server{opts: opts, src: src, ev: ev, m: m, log: log, remote: remote, done: make(chan struct{})}
+	s := &Server{opts: opts, src: src, ev: ev, m: m, log: log, done: make(chan struct{})}
 	if opts.TokenFile != NoToken {
 		tok, err := newToken()
 		if err != nil {
@@ -136,6 +130,7 @@ func Start(opts Options, src Source, ev *Events, m *Metrics) (*Server, error) {
 		}
 		s.token = []byte(tok)
 	}
+	var err error
 	if s.page, err = renderPage(pageData{Unblock: s.token != nil, Report: opts.HistoryFile != "", TokenFile: opts.TokenFile}); err != nil {
 		s.removeToken()
 		return nil, err
@@ -155,7 +150,7 @@ func Start(opts Options, src Source, ev *Events, m *Metrics) (*Server, error) {
 		MaxHeaderBytes:    16 << 10,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelDebug),
 	}
-	if remote {
+	if !loopback(ln.Addr()) {
 		log.Warn("dashboard listening on a non-loopback address: anyone who can reach it can read bans and events",
 			"addr", ln.Addr().String())
 	} else {
@@ -189,28 +184,10 @@ func (s *Server) Close() error {
 	return s.closeErr
 }
 
-// checkAddr refuses a non-loopback address unless allowed, and says whether it is
-// remote.
-func checkAddr(addr string, allowRemote bool) (remote bool, err error) {
-	host, _, err := net.SplitHostPort(addr)
-	if err != nil {
-		return false, fmt.Errorf("web: listen address %q: %w", addr, err)
-	}
-	loopback := strings.EqualFold(host, "localhost")
-	if a, err := netip.ParseAddr(host); err == nil {
-		loopback = a.Unmap().IsLoopback()
-	}
-	if loopback {
-		return false, nil
-	}
-	if !allowRemote {
-		what := host
-		if what == "" {
-			what = "every interface"
-		}
-		return false, fmt.Errorf("web: refusing to serve the dashboard on %s (%s is not a loopback address); allow remote access explicitly to do so", addr, what)
-	}
-	return true, nil
+// loopback reports whether the listener's address is a loopback one.
+func loopback(a net.Addr) bool {
+	ta, ok := a.(*net.TCPAddr)
+	return ok && ta.IP.IsLoopback()
 }
 
 // newToken returns 256 random bits, URL-safe.

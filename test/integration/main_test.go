@@ -3,7 +3,8 @@
 // sockets from a scanner namespace, and checks what the daemon logged, wrote and put
 // into the kernel.
 //
-// The tests need root; without it they skip. TestMain builds cmd/portsentry once
+// The tests need root; without it they skip. TestMain builds cmd/portsentry once,
+// stamped with scripts/version.sh's version as make build does
 // (PORTSENTRY_BIN=/path/to/portsentry uses a prebuilt binary instead).
 package integration
 
@@ -13,6 +14,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
 )
 
@@ -72,7 +74,12 @@ func buildDaemon(dir string) {
 		return
 	}
 	bin := filepath.Join(dir, "portsentry")
-	cmd := exec.Command("go", "build", "-o", bin, "./cmd/portsentry")
+	// Stamped with the version as make build does, so the lines say which build ran.
+	args := []string{"build", "-o", bin}
+	if v, err := exec.Command(filepath.Join(root, "scripts", "version.sh")).Output(); err == nil {
+		args = append(args, "-ldflags", "-X main.version="+strings.TrimSpace(string(v)))
+	}
+	cmd := exec.Command("go", append(args, "./cmd/portsentry")...)
 	cmd.Dir = root
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 	if out, err := cmd.CombinedOutput(); err != nil {

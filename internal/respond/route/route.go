@@ -11,7 +11,8 @@
 // exactly the routes this backend made, and so that the backend never touches any
 // other route: it lists only routes carrying the tag, deletes only blackhole routes
 // carrying the tag (the kernel matches the protocol on delete), and never replaces a
-// route somebody else made for the same prefix. 181 (0xb5) is free both in the
+// route somebody else made for the same prefix: a ban whose prefix such a route holds
+// is recorded but not enforced by a route of ours, and Unenforced says so and why. 181 (0xb5) is free both in the
 // kernel's RTPROT_* list (include/uapi/linux/rtnetlink.h: 0-4, 8-18, 42 babel,
 // 99 openr, 186 bgp, 187 isis, 188 ospf, 189 rip, 192 eigrp) and in iproute2's
 // /etc/iproute2/rt_protos (which names most of these). An administrator may name
@@ -94,6 +95,9 @@ type Backend struct {
 	h      *netlink.Handle
 	proto  netlink.RouteProtocol
 	metric int // 0 for the default instance
+	// unenforced holds the banned prefixes that have no route of ours because a
+	// route that is not ours holds them, with what that route does.
+	unenforced map[netip.Prefix]string
 }
 
 // New opens an rtnetlink socket in the configured namespace. It changes nothing.
@@ -119,7 +123,8 @@ func New(opts Options, log *slog.Logger) (*Backend, error) {
 	if err != nil {
 		return nil, unusable(err)
 	}
-	return &Backend{log: log, opts: opts, h: h, proto: netlink.RouteProtocol(opts.Protocol), metric: metric}, nil
+	return &Backend{log: log, opts: opts, h: h, proto: netlink.RouteProtocol(opts.Protocol), metric: metric,
+		unenforced: map[netip.Prefix]string{}}, nil
 }
 
 // protocol fills in the instance's protocol and returns its metric.
@@ -227,8 +232,8 @@ func (b *Backend) ours(r *netlink.Route) bool {
 // Apply adds a blackhole route for each ban (the timeout is ignored: the daemon
 // calls Expire). A route we made already is left as it is (idempotent). A route for
 // the same prefix that is not ours (another protocol, or ours with another type) is
-// never replaced: the ban is skipped with a warning, since replacing it could
-// hijack a real route, and a foreign blackhole blocks the address anyway.
+// never replaced, since replacing it could hijack a real route: that ban is not
+// enforced by us, which is no error; Unenforced says why.
 func (b *Backend) Apply(bans []respond.Ban) error {
 	b.mu.Lock()
 	defer b.mu.Unlock()
@@ -251,6 +256,7 @@ func (b *Backend) add(bans []respond.Ban, el *respond.ErrorList) int {
 		}
 		err = b.h.RouteAdd(b.route(p))
 		if err == nil {
+			delete(b.unenforced, p)
 			n++
 			continue
 		}
@@ -263,16 +269,78 @@ func (b *Backend) add(bans []respond.Ban, el *respond.ErrorList) int {
 		case err != nil:
 			el.Add(fmt.Errorf("%v: %w", p, err))
 		case ours:
+			delete(b.unenforced, p)
 		default:
-			b.log.Warn("route: not replacing a foreign route for a banned prefix", "prefix", p, "route", other)
+			b.unenforced[p] = notOurs(other)
 		}
 	}
 	return n
 }
 
+// Unenforced says why the ban on p has no route of ours: a route that is not ours held
+// its prefix when the ban was applied or last reconciled (the text says what that
+// route does). "" when a route of ours holds it, or p is not banned.
+func (b *Backend) Unenforced(p netip.Prefix) string {
+	p, err := netaddr.BanPrefix(p)
+	if err != nil {
+		return ""
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.unenforced[p]
+}
+
+// UnenforcedCount is how many bans have no route of ours (see Unenforced).
+func (b *Backend) UnenforcedCount() int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return len(b.unenforced)
+}
+
+// notOurs describes a route that is not ours holding a banned prefix, and whether
+// traffic to the prefix is dropped anyway.
+func notOurs(r *netlink.Route) string {
+	if r == nil { // gone between the add and the look-up
+		return "a route that is not ours held the prefix"
+	}
+	what := fmt.Sprintf("%s route that is not ours (proto %v, metric %d)", routeType(r.Type), r.Protocol, r.Priority)
+	switch r.Type {
+	case unix.RTN_BLACKHOLE, unix.RTN_UNREACHABLE, unix.RTN_PROHIBIT:
+		return "a " + what + " holds the prefix and is left alone: it drops the traffic instead, and stays when the ban ends"
+	}
+	return "a " + what + " holds the prefix and is left alone: the host is not blocked"
+}
+
+// routeType names a route type as ip(8) does.
+func routeType(t int) string {
+	switch t {
+	case unix.RTN_UNICAST:
+		return "unicast"
+	case unix.RTN_LOCAL:
+		return "local"
+	case unix.RTN_BROADCAST:
+		return "broadcast"
+	case unix.RTN_ANYCAST:
+		return "anycast"
+	case unix.RTN_MULTICAST:
+		return "multicast"
+	case unix.RTN_BLACKHOLE:
+		return "blackhole"
+	case unix.RTN_UNREACHABLE:
+		return "unreachable"
+	case unix.RTN_PROHIBIT:
+		return "prohibit"
+	case unix.RTN_THROW:
+		return "throw"
+	case unix.RTN_NAT:
+		return "nat"
+	}
+	return fmt.Sprintf("type %d", t)
+}
+
 // lookup finds the routes for exactly p in our table: whether one of them is our
-// blackhole, and a description of another one.
-func (b *Backend) lookup(p netip.Prefix) (ours bool, other string, err error) {
+// blackhole, and another one (the one with our metric if there is one).
+func (b *Backend) lookup(p netip.Prefix) (ours bool, other *netlink.Route, err error) {
 	fam := netlink.FAMILY_V4
 	if p.Addr().Is6() {
 		fam = netlink.FAMILY_V6
@@ -282,14 +350,19 @@ func (b *Backend) lookup(p netip.Prefix) (ours bool, other string, err error) {
 		return b.h.RouteListFiltered(fam, filter, netlink.RT_FILTER_DST|netlink.RT_FILTER_TABLE)
 	})
 	if err != nil {
-		return false, "", err
+		return false, nil, err
 	}
-	for _, r := range rs {
-		if b.ours(&r) {
-			return true, "", nil
+	metric := b.metric
+	if fam == netlink.FAMILY_V6 && metric == 0 {
+		metric = 1024
+	}
+	for i := range rs {
+		if b.ours(&rs[i]) {
+			return true, nil, nil
 		}
-		if other == "" {
-			other = fmt.Sprintf("%v type %d proto %d metric %d", r.Dst, r.Type, r.Protocol, r.Priority)
+		// The one our add collided with, if it is there, else any.
+		if other == nil || rs[i].Priority == metric && other.Priority != metric {
+			other = &rs[i]
 		}
 	}
 	return false, other, nil
@@ -339,6 +412,7 @@ func (b *Backend) remove(prefixes []netip.Prefix, el *respond.ErrorList) int {
 		// The kernel deletes only a route matching every field given: destination,
 		// table, type, protocol and a non-zero metric, so a foreign route for p, or
 		// another instance's, is not a match (ESRCH).
+		delete(b.unenforced, p) // the ban is gone
 		err = b.h.RouteDel(b.route(p))
 		switch {
 		case err == nil:
@@ -352,8 +426,9 @@ func (b *Backend) remove(prefixes []netip.Prefix, el *respond.ErrorList) int {
 
 // Reconcile makes our routes exactly want (the journal's active bans): routes
 // missing (deleted by hand) are added, routes of ours want lacks are deleted. A ban
-// whose prefix someone else's route holds (classic KILL_ROUTE's, say) stays skipped
-// without a word: Apply warned about it. It costs one route dump per family.
+// whose prefix someone else's route holds (classic KILL_ROUTE's, say) stays without
+// a route of ours, which is no repair: Unenforced says so. It costs one route dump
+// per family.
 func (b *Backend) Reconcile(want []respond.Ban) (respond.Repair, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
@@ -375,8 +450,25 @@ func (b *Backend) Reconcile(want []respond.Ban) (respond.Repair, error) {
 		canon = append(canon, respond.Ban{Prefix: p, Timeout: ban.Timeout})
 	}
 	missing, extra := respond.Diff(canon, held)
-	missing = slices.DeleteFunc(missing, func(ban respond.Ban) bool { return taken[ban.Prefix] })
+	missing = slices.DeleteFunc(missing, func(ban respond.Ban) bool { return taken[ban.Prefix] != nil })
 	rep := respond.Repair{Restored: b.add(missing, &el), Removed: b.remove(extra, &el)}
+	// What is not enforced now: the bans want holds whose prefix a route not ours takes.
+	var ours map[netip.Prefix]bool
+	if len(taken) > 0 {
+		ours = make(map[netip.Prefix]bool, len(held))
+		for _, p := range held {
+			ours[p] = true
+		}
+	}
+	unenforced := map[netip.Prefix]string{}
+	for _, ban := range canon {
+		if r := taken[ban.Prefix]; r != nil && !ours[ban.Prefix] {
+			unenforced[ban.Prefix] = notOurs(r)
+		} else if why, ok := b.unenforced[ban.Prefix]; ok { // met by add just now
+			unenforced[ban.Prefix] = why
+		}
+	}
+	b.unenforced = unenforced
 	if rep.Changed() {
 		b.log.Info("route: routes repaired", "proto", b.opts.Protocol, "metric", b.metric, "restored", rep.Restored, "removed", rep.Removed)
 	}
@@ -395,11 +487,11 @@ func (b *Backend) List() ([]netip.Prefix, error) {
 }
 
 // scan dumps the table once per family (the library filters on our side anyway)
-// and returns the prefixes of our routes, and those of other routes that our add
-// would collide with: same destination and metric (IPv6 stores metric 0 as 1024),
-// which the kernel refuses with EEXIST.
-func (b *Backend) scan() (held []netip.Prefix, taken map[netip.Prefix]bool, err error) {
-	taken = map[netip.Prefix]bool{}
+// and returns the prefixes of our routes, and the other routes that our add would
+// collide with: same destination and metric (IPv6 stores metric 0 as 1024), which
+// the kernel refuses with EEXIST.
+func (b *Backend) scan() (held []netip.Prefix, taken map[netip.Prefix]*netlink.Route, err error) {
+	taken = map[netip.Prefix]*netlink.Route{}
 	filter := &netlink.Route{Table: b.opts.Table}
 	for _, fam := range []int{netlink.FAMILY_V4, netlink.FAMILY_V6} {
 		rs, err := listRetry(func() ([]netlink.Route, error) {
@@ -415,14 +507,15 @@ func (b *Backend) scan() (held []netip.Prefix, taken map[netip.Prefix]bool, err 
 		if fam == netlink.FAMILY_V6 && metric == 0 {
 			metric = 1024
 		}
-		for _, r := range rs {
-			p, ok := dst(fam, &r)
+		for i := range rs {
+			r := &rs[i]
+			p, ok := dst(fam, r)
 			switch {
 			case !ok:
-			case b.ours(&r):
+			case b.ours(r):
 				held = append(held, p)
 			case r.Priority == metric && r.Tos == 0:
-				taken[p] = true
+				taken[p] = r
 			}
 		}
 	}

@@ -225,3 +225,62 @@ func TestTraffic(t *testing.T) {
 		}
 	}
 }
+
+// TestUnenforced: a ban whose prefix a route that is not ours holds gets no route of
+// ours and is no error; Unenforced says so, and whether that route drops the traffic
+// anyway. Once that route is gone, Reconcile adds ours and the ban is enforced; a ban
+// lifted is forgotten.
+func TestUnenforced(t *testing.T) {
+	ns, h := newNS(t)
+	b := newBackend(t, h)
+	ip(t, ns, "route", "add", "blackhole", "192.0.2.9", "proto", "static")
+	ip(t, ns, "route", "add", "198.51.100.0/24", "dev", "lo", "proto", "boot")
+	ip(t, ns, "-6", "route", "add", "prohibit", "2001:db8:f00::/48")
+
+	if err := b.Apply(bans("192.0.2.9/32", "198.51.100.0/24", "2001:db8:f00::/48", "203.0.113.7/32", "::ffff:192.0.2.9/128")); err != nil {
+		t.Fatalf("Apply: %v", err)
+	}
+	for _, c := range []struct{ prefix, want string }{
+		{"192.0.2.9/32", "a blackhole route that is not ours (proto static, metric 0) holds the prefix and is left alone: it drops the traffic instead, and stays when the ban ends"},
+		{"::ffff:192.0.2.9/128", "a blackhole route that is not ours (proto static, metric 0) holds the prefix and is left alone: it drops the traffic instead, and stays when the ban ends"},
+		{"198.51.100.0/24", "a unicast route that is not ours (proto boot, metric 0) holds the prefix and is left alone: the host is not blocked"},
+		{"2001:db8:f00::/48", "a prohibit route that is not ours (proto boot, metric 1024) holds the prefix and is left alone: it drops the traffic instead, and stays when the ban ends"},
+		{"203.0.113.7/32", ""},
+		{"192.0.2.10/32", ""},
+	} {
+		if got := b.Unenforced(netip.MustParsePrefix(c.prefix)); got != c.want {
+			t.Errorf("Unenforced(%s) = %q, want %q", c.prefix, got, c.want)
+		}
+	}
+	if diff := cmp.Diff([]string{"203.0.113.7/32"}, sortedList(t, b)); diff != "" {
+		t.Errorf("List (-want +got):\n%s", diff)
+	}
+	if n := b.UnenforcedCount(); n != 3 {
+		t.Errorf("UnenforcedCount = %d, want 3", n)
+	}
+
+	// A start: a new backend learns the same from Reconcile, which repairs nothing.
+	b2 := newBackend(t, h)
+	want := bans("192.0.2.9/32", "198.51.100.0/24", "2001:db8:f00::/48", "203.0.113.7/32")
+	reconcile(t, b2, want, 0, 0)
+	if got := b2.Unenforced(netip.MustParsePrefix("198.51.100.0/24")); !strings.Contains(got, "the host is not blocked") {
+		t.Errorf("after Reconcile: Unenforced = %q", got)
+	}
+	// The foreign route goes: the next reconciliation puts ours in its place.
+	ip(t, ns, "route", "del", "198.51.100.0/24")
+	reconcile(t, b2, want, 1, 0)
+	if got := b2.Unenforced(netip.MustParsePrefix("198.51.100.0/24")); got != "" {
+		t.Errorf("enforced now, but Unenforced = %q", got)
+	}
+	// Lifted bans are forgotten, by Revoke as by a reconciliation without them.
+	if err := b2.Revoke(prefixes("192.0.2.9/32")); err != nil {
+		t.Fatal(err)
+	}
+	if got := b2.Unenforced(netip.MustParsePrefix("192.0.2.9/32")); got != "" {
+		t.Errorf("revoked, but Unenforced = %q", got)
+	}
+	reconcile(t, b2, nil, 0, 2)
+	if got := b2.Unenforced(netip.MustParsePrefix("2001:db8:f00::/48")); got != "" {
+		t.Errorf("no longer banned, but Unenforced = %q", got)
+	}
+}
