@@ -13,15 +13,17 @@ const (
 	RefusedLocal     = "local_ban" // this host bans the prefix itself: its own ban stays
 	RefusedProtected = "protected" // the safety gate refuses it
 	RefusedExpired   = "expired"   // over before it arrived
+	RefusedCap       = "ban_cap"   // BAN_CAP of remote bans reached, or the journal failed
 )
 
 // Remote enforces bans made by other fleet hosts (Reason.Origin set), on the manager's
 // goroutine, under this host's rules: the safety gate judges each as it judges a
 // detection's; a prefix this host bans itself keeps its local ban; none lasts longer
-// than BAN_TIME_MAX from now; they count against BAN_CAP apart from local bans. A ban
-// identical to the one in force (a duplicate message) changes nothing. It returns why
-// each refused ban was refused.
-func (m *Manager) Remote(list []Ban, now time.Time) (refused map[netip.Prefix]string) {
+// than BAN_TIME_MAX (from its start, which is never later than now: a replayed ban
+// keeps the same end at every replay); they count against BAN_CAP apart from local bans. A ban
+// identical to the one in force (a duplicate message) changes nothing. It returns how
+// many bans it put in force (new or changed) and why each refused one was refused.
+func (m *Manager) Remote(list []Ban, now time.Time) (applied int, refused map[netip.Prefix]string) {
 	refused = map[netip.Prefix]string{}
 	m.do(func() {
 		m.drain() // local bans queued before these win
@@ -33,8 +35,11 @@ func (m *Manager) Remote(list []Ban, now time.Time) (refused map[netip.Prefix]st
 		var batch []Ban
 		for _, b := range list {
 			b.Prefix = b.Prefix.Masked()
-			if pol.BanTimeMax > 0 && (b.Permanent() || b.Until.Sub(now) > pol.BanTimeMax) {
-				b.Until = now.Add(pol.BanTimeMax)
+			if b.Start.After(now) || b.Start.IsZero() {
+				b.Start = now
+			}
+			if pol.BanTimeMax > 0 && (b.Permanent() || b.Until.Sub(b.Start) > pol.BanTimeMax) {
+				b.Until = b.Start.Add(pol.BanTimeMax)
 			}
 			old, active := m.journal.Get(b.Prefix)
 			switch {
@@ -50,12 +55,21 @@ func (m *Manager) Remote(list []Ban, now time.Time) (refused map[netip.Prefix]st
 				batch = append(batch, b)
 			}
 		}
-		if len(batch) > 0 {
-			m.pending.Add(int64(len(batch)))
-			m.commit(batch)
+		if len(batch) == 0 {
+			return
+		}
+		m.pending.Add(int64(len(batch)))
+		m.commit(batch)
+		for _, b := range batch {
+			if got, ok := m.journal.Get(b.Prefix); ok && got.Reason.Origin == b.Reason.Origin && got.Until.Equal(b.Until) {
+				applied++
+			} else {
+				m.held.forget(b.Prefix) // the fleet offers it again at its next message or replay
+				refused[b.Prefix] = RefusedCap
+			}
 		}
 	})
-	return refused
+	return applied, refused
 }
 
 // LiftRemote lifts, now, the active bans of prefixes that origin made ("*": any fleet

@@ -39,7 +39,7 @@ func TestRemoteBansFollowLocalRules(t *testing.T) {
 	if _, ok := m.Block(Ban{Prefix: local, Start: now, Until: now.Add(time.Hour), Reason: Reason{By: "operator"}}); !ok {
 		t.Fatal("local ban not recorded")
 	}
-	refused := m.Remote([]Ban{
+	applied, refused := m.Remote([]Ban{
 		remoteBan("198.18.0.1/32", "b", now, 24*time.Hour), // banned here already
 		remoteBan("192.0.2.0/24", "b", now, time.Hour),     // covers this host
 		remoteBan("198.18.0.2/32", "b", now, 0),            // permanent: cut to BAN_TIME_MAX
@@ -51,8 +51,8 @@ func TestRemoteBansFollowLocalRules(t *testing.T) {
 			t.Errorf("%s refused %q, want %q", p, got, why)
 		}
 	}
-	if len(refused) != len(want) {
-		t.Errorf("refused %v", refused)
+	if len(refused) != len(want) || applied != 1 {
+		t.Errorf("applied %d, refused %v", applied, refused)
 	}
 	if b, _ := m.journal.Get(local); b.Remote() {
 		t.Error("a remote ban replaced a local one")
@@ -66,8 +66,7 @@ func TestRemoteBansFollowLocalRules(t *testing.T) {
 	}
 	// A duplicate changes nothing; another origin cannot lift it; its own can.
 	recs := m.journal.records
-	m.Remote([]Ban{remoteBan("198.18.0.2/32", "b", now, 0)}, now)
-	if m.journal.records != recs {
+	if n, _ := m.Remote([]Ban{remoteBan("198.18.0.2/32", "b", now, 0)}, now); n != 0 || m.journal.records != recs {
 		t.Error("a duplicate remote ban was journaled again")
 	}
 	if ended, _ := m.LiftRemote([]netip.Prefix{b.Prefix, local}, "c"); len(ended) != 0 {
@@ -93,7 +92,9 @@ func TestRemoteBansApartInCap(t *testing.T) {
 	for _, p := range []string{"198.18.1.1/32", "198.18.1.2/32", "198.18.1.3/32", "198.18.1.4/32"} {
 		list = append(list, remoteBan(p, "b", now, time.Hour))
 	}
-	m.Remote(list, now)
+	if _, refused := m.Remote(list, now); len(refused) != 1 || refused[list[3].Prefix] != RefusedCap {
+		t.Errorf("refused %v, want the fourth for BAN_CAP", refused)
+	}
 	if m.Len() != 3 || m.journal.Remote() != 3 {
 		t.Fatalf("%d bans, %d remote: BAN_CAP 3 should hold 3 remote ones", m.Len(), m.journal.Remote())
 	}
