@@ -252,3 +252,70 @@ func TestFleetRefusesProtected(t *testing.T) {
 		}
 	}
 }
+
+// TestFleetPartition: a host cut off from NATS keeps enforcing what it has; the
+// unblock, the new ban and the ban that came and went while it was away are sorted
+// out when it is back; its own ban made while cut off is published when the link
+// returns, even across a restart of its daemon in between.
+func TestFleetPartition(t *testing.T) {
+	c := newCluster(t, 3)
+	a := newHost(t, "a", c.urls(0))
+	px := newProxy(t, c.opts[1].Host+fmt.Sprintf(":%d", c.opts[1].Port))
+	p := newHost(t, "p", []string{px.url()})
+	b := newHost(t, "b", c.urls(2))
+	hosts := []*host{a, p, b}
+	eventually(t, within, "not every host linked", all(hosts, func(h *host) bool { return h.a.streamOK.Load() }))
+	y := netip.MustParsePrefix("198.51.100.1/32")
+	a.block(t, y, time.Hour)
+	eventually(t, within, "the first ban did not reach p", func() bool { return p.holds(y, "a") })
+
+	px.cut()
+	eventually(t, within, "p did not notice the cut", func() bool { return !p.a.streamOK.Load() })
+	if _, err := a.m.Unblock(y); err != nil {
+		t.Fatal(err)
+	}
+	x, z := netip.MustParsePrefix("198.51.100.2/32"), netip.MustParsePrefix("198.51.100.3/32")
+	a.block(t, x, time.Hour)
+	a.block(t, z, time.Hour)
+	if _, err := a.m.Unblock(z); err != nil {
+		t.Fatal(err)
+	}
+	w := netip.MustParsePrefix("198.51.100.4/32")
+	p.block(t, w, time.Hour) // its publish fails: queued
+	eventually(t, within, "b did not get a's new ban", func() bool { return b.holds(x, "a") && !b.has(y) })
+	if !p.holds(y, "a") {
+		t.Fatal("p dropped a remote ban while cut off")
+	}
+	p.close() // a daemon restart while cut off: the outbox is gone, the journal is not
+	p.open(t)
+	p.connect(t, []string{px.url()})
+	px.restore()
+	eventually(t, within, "p did not catch up", func() bool { return p.holds(x, "a") && !p.has(y) && !p.has(z) })
+	eventually(t, within, "p's ban made while cut off did not reach the others", all([]*host{a, b}, func(h *host) bool { return h.holds(w, "p") }))
+}
+
+// TestFleetNodeRestart: a server stops; its hosts move to the others and bans keep
+// flowing; it comes back on its store and catches up; bans keep flowing through it.
+func TestFleetNodeRestart(t *testing.T) {
+	c := newCluster(t, 3)
+	var hosts []*host
+	for i := range 9 {
+		hosts = append(hosts, newHost(t, fmt.Sprintf("h%d", i), c.urls(i%3)))
+	}
+	eventually(t, within, "not every host linked", all(hosts, func(h *host) bool { return h.a.streamOK.Load() }))
+	c.stop(0)
+	c.waitLeader()
+	x := netip.MustParsePrefix("203.0.113.50/32")
+	hosts[1].block(t, x, time.Hour)
+	eventually(t, within, "a ban made while a server was down did not reach every host", all(hosts[2:], func(h *host) bool { return h.holds(x, "h1") }))
+	eventually(t, within, "h0 did not get it", func() bool { return hosts[0].holds(x, "h1") })
+	c.start(0)
+	c.waitLeader()
+	y := netip.MustParsePrefix("203.0.113.51/32")
+	hosts[3].block(t, y, time.Hour) // h3 is on server 0 again, or on another
+	eventually(t, within, "a ban after the restart did not reach every host", all(append(hosts[:3:3], hosts[4:]...), func(h *host) bool { return h.holds(y, "h3") }))
+	if _, err := hosts[1].m.Unblock(x); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, within, "the unblock did not reach every host", all(hosts, func(h *host) bool { return !h.has(x) }))
+}

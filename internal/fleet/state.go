@@ -121,7 +121,7 @@ func (s *state) effective(p netip.Prefix, now time.Time) (Message, bool) {
 	}
 	for origin := range s.byPrefix[p] {
 		m := s.last[key{origin, p}].msg
-		if origin == s.self || !m.Active(now) || m.At <= dismissed {
+		if origin == s.self || !m.Active(now) || dismissed > 0 && m.At <= dismissed {
 			continue
 		}
 		if !found || later(m, best) {
