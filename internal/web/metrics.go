@@ -38,6 +38,7 @@ type Metrics struct {
 
 	active  *activeCollector
 	capture *captureCollector
+	fleet   *FleetMetrics // nil until Fleet is called
 }
 
 // The six classic modes, in probe.Modes order.
