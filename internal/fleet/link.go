@@ -38,6 +38,9 @@ func (a *Agent) dial() (*nats.Conn, error) {
 	o := a.opts
 	opts := []nats.Option{
 		nats.Name("portsentry " + o.Name),
+		// Replies come to an inbox of this host's own, so that its permissions can let
+		// it read its replies and nobody else's.
+		nats.CustomInboxPrefix(InboxPrefix(o.Name)),
 		nats.MaxReconnects(-1),
 		nats.RetryOnFailedConnect(true),
 		nats.CustomReconnectDelay(backoff),
@@ -73,6 +76,10 @@ func (a *Agent) dial() (*nats.Conn, error) {
 	}
 	return nc, nil
 }
+
+// InboxPrefix is where host name's replies (the stream's acknowledgements, the
+// consumer's messages) arrive.
+func InboxPrefix(name string) string { return "_INBOX_" + name }
 
 // credsOption reads FLEET_CREDS: a credentials file (a user JWT and its seed), or a
 // file holding only an nkey seed.
