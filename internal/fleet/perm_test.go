@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"slices"
 	"testing"
 	"time"
 
@@ -88,5 +89,28 @@ func TestFleetPermissions(t *testing.T) {
 	}
 	if !c.holds(x, "a") || c.has(forged.Prefix) {
 		t.Error("c's bans changed")
+	}
+}
+
+// TestExampleServerConfig: the example server configuration we ship parses, and gives
+// each host exactly the permissions TestFleetPermissions proves enough.
+func TestExampleServerConfig(t *testing.T) {
+	o, err := server.ProcessConfigFile("../../packaging/debian/nats-fleet.conf")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !o.JetStream || o.Cluster.Name == "" || len(o.Routes) != 2 {
+		t.Errorf("JetStream %v, cluster %q, %d routes", o.JetStream, o.Cluster.Name, len(o.Routes))
+	}
+	if len(o.Users) != 2 {
+		t.Fatalf("%d users", len(o.Users))
+	}
+	for _, u := range o.Users {
+		want := hostPermissions(u.Username, "PORTSENTRY_BANS")
+		got := u.Permissions
+		if got == nil || !slices.Equal(got.Publish.Allow, want.Publish.Allow) || !slices.Equal(got.Subscribe.Allow, want.Subscribe.Allow) ||
+			len(got.Publish.Deny)+len(got.Subscribe.Deny) > 0 {
+			t.Errorf("%s: permissions %+v %+v, want %+v %+v", u.Username, got.Publish, got.Subscribe, want.Publish, want.Subscribe)
+		}
 	}
 }
