@@ -48,7 +48,7 @@ func (a *Agent) dial() (*nats.Conn, error) {
 		// in the outbox, where it keeps its id.
 		nats.ReconnectBufSize(-1),
 		nats.Timeout(5 * time.Second),
-		// A dead link (a cut cable, a partition) is noticed within 15 s, not the
+		// A dead link (a cut cable, a partition) is noticed within 20 s, not the
 		// default 4 minutes.
 		nats.PingInterval(5 * time.Second),
 		nats.MaxPingsOutstanding(3),
