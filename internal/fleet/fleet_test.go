@@ -32,6 +32,7 @@ type host struct {
 	stop     func()
 	rejected sync.Map // reason -> *atomic.Int64
 	applied  atomic.Int64
+	caughtUp atomic.Int64 // replays finished
 	mu       sync.Mutex
 	agent    *Agent
 }
@@ -79,6 +80,11 @@ func (h *host) connect(t *testing.T, servers []string) {
 		Limits: Limits{PerOrigin: 1000, RatePerOrigin: 100000},
 		Hooks: Hooks{
 			Applied: func(n int) { h.applied.Add(int64(n)) },
+			Link: func(up bool) {
+				if up {
+					h.caughtUp.Add(1)
+				}
+			},
 			Rejected: func(why string) {
 				v, _ := h.rejected.LoadOrStore(why, new(atomic.Int64))
 				v.(*atomic.Int64).Add(1)
@@ -318,4 +324,32 @@ func TestFleetNodeRestart(t *testing.T) {
 		t.Fatal(err)
 	}
 	eventually(t, within, "the unblock did not reach every host", all(hosts, func(h *host) bool { return !h.has(x) }))
+}
+
+// TestFleetDismiss: a remote ban an operator lifted here is not enforced again by the
+// next replay, only by its origin's next ban of that prefix.
+func TestFleetDismiss(t *testing.T) {
+	c := newCluster(t, 3)
+	a := newHost(t, "a", c.urls(0))
+	px := newProxy(t, fmt.Sprintf("127.0.0.1:%d", c.opts[1].Port))
+	b := newHost(t, "b", []string{px.url()})
+	eventually(t, within, "not every host linked", all([]*host{a, b}, func(h *host) bool { return h.caughtUp.Load() >= 1 }))
+	x := netip.MustParsePrefix("198.51.100.20/32")
+	a.block(t, x, time.Hour)
+	eventually(t, within, "the ban did not reach b", func() bool { return b.holds(x, "a") })
+	ended, err := b.m.Unblock(x)
+	if err != nil || len(ended) != 1 {
+		t.Fatalf("unblock: %v %v", ended, err)
+	}
+	b.a.Dismiss(ended)
+	px.cut()
+	eventually(t, within, "b did not notice the cut", func() bool { return !b.a.streamOK.Load() })
+	px.restore()
+	eventually(t, within, "b did not replay", func() bool { return b.caughtUp.Load() >= 2 })
+	if b.has(x) {
+		t.Fatal("the replay enforced again a ban the operator lifted")
+	}
+	time.Sleep(2 * time.Millisecond) // a's next ban is made after the dismissal, to the millisecond
+	a.block(t, x, 2*time.Hour)
+	eventually(t, within, "a's new ban of the prefix did not reach b", func() bool { return b.holds(x, "a") })
 }
