@@ -17,12 +17,12 @@ import (
 // it. Servers do not advertise each other to clients: a client knows only the URLs
 // it was given, which lets a test cut one off.
 type cluster struct {
-	t     *testing.T
+	t     testing.TB
 	opts  []*server.Options
 	nodes []*server.Server
 }
 
-func freePort(t *testing.T) int {
+func freePort(t testing.TB) int {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -31,7 +31,7 @@ func freePort(t *testing.T) int {
 	return ln.Addr().(*net.TCPAddr).Port
 }
 
-func newCluster(t *testing.T, n int) *cluster {
+func newCluster(t testing.TB, n int) *cluster {
 	c := &cluster{t: t, nodes: make([]*server.Server, n)}
 	routePorts := make([]int, n)
 	for i := range n {
@@ -108,7 +108,7 @@ func (c *cluster) urls(i int) []string {
 // proxy forwards a loopback port to a server until cut: then it closes every
 // connection and refuses new ones, as a partition would, until restored.
 type proxy struct {
-	t      *testing.T
+	t      testing.TB
 	target string
 	addr   string
 	mu     sync.Mutex
@@ -116,7 +116,7 @@ type proxy struct {
 	conns  []net.Conn
 }
 
-func newProxy(t *testing.T, target string) *proxy {
+func newProxy(t testing.TB, target string) *proxy {
 	p := &proxy{t: t, target: target, addr: fmt.Sprintf("127.0.0.1:%d", freePort(t))}
 	p.restore()
 	t.Cleanup(p.cut)
@@ -166,7 +166,7 @@ func (p *proxy) cut() {
 	p.conns = nil
 }
 
-func eventually(t *testing.T, within time.Duration, what string, cond func() bool) {
+func eventually(t testing.TB, within time.Duration, what string, cond func() bool) {
 	t.Helper()
 	for deadline := time.Now().Add(within); !cond(); time.Sleep(20 * time.Millisecond) {
 		if time.Now().After(deadline) {

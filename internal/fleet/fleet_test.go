@@ -33,6 +33,7 @@ type host struct {
 	rejected sync.Map // reason -> *atomic.Int64
 	applied  atomic.Int64
 	caughtUp atomic.Int64 // replays finished
+	onEvent  func(op bans.Op, b bans.Ban)
 	mu       sync.Mutex
 	agent    *Agent
 }
@@ -43,16 +44,22 @@ func (h *host) rejects(why string) int64 {
 }
 
 // newHost starts a host named name on servers.
-func newHost(t *testing.T, name string, servers []string) *host {
+func newHost(t testing.TB, name string, servers []string) *host {
 	t.Helper()
-	h := &host{name: name, path: filepath.Join(t.TempDir(), "bans")}
+	return newHostWith(t, name, servers, nil)
+}
+
+// newHostWith is newHost with onEvent told of every ban manager event.
+func newHostWith(t testing.TB, name string, servers []string, onEvent func(bans.Op, bans.Ban)) *host {
+	t.Helper()
+	h := &host{name: name, path: filepath.Join(t.TempDir(), "bans"), onEvent: onEvent}
 	h.open(t)
 	h.connect(t, servers)
 	t.Cleanup(h.close)
 	return h
 }
 
-func (h *host) open(t *testing.T) {
+func (h *host) open(t testing.TB) {
 	j, _, err := bans.Open(h.path, time.Now())
 	if err != nil {
 		t.Fatal(err)
@@ -62,8 +69,11 @@ func (h *host) open(t *testing.T) {
 		Policy: func() bans.Policy { return bans.Policy{BanTime: time.Hour, BanTimeMax: 24 * time.Hour} },
 		Hooks: bans.Hooks{Event: func(op bans.Op, b bans.Ban, _ string) {
 			h.mu.Lock()
-			a := h.agent
+			a, on := h.agent, h.onEvent
 			h.mu.Unlock()
+			if on != nil {
+				on(op, b)
+			}
 			if a != nil {
 				a.Local(op, b)
 			}
@@ -75,9 +85,9 @@ func (h *host) open(t *testing.T) {
 
 // connect starts an agent (again, after disconnect: a daemon restart on the same
 // journal) and the manager.
-func (h *host) connect(t *testing.T, servers []string) {
+func (h *host) connect(t testing.TB, servers []string) {
 	a, err := New(Options{Servers: servers, Name: h.name, Stream: "PORTSENTRY_BANS", Bans: h.m, Log: testLog(t),
-		Limits: Limits{PerOrigin: 1000, RatePerOrigin: 100000},
+		Limits: Limits{PerOrigin: 20000, RatePerOrigin: 100000},
 		Hooks: Hooks{
 			Applied: func(n int) { h.applied.Add(int64(n)) },
 			Link: func(up bool) {
@@ -139,7 +149,7 @@ func (h *host) has(p netip.Prefix) bool {
 	return false
 }
 
-func (h *host) block(t *testing.T, p netip.Prefix, d time.Duration) {
+func (h *host) block(t testing.TB, p netip.Prefix, d time.Duration) {
 	t.Helper()
 	now := time.Now()
 	if _, ok := h.m.Block(bans.Ban{Prefix: p, Start: now, Until: now.Add(d), Reason: bans.Reason{By: "operator"}}); !ok {
@@ -158,11 +168,11 @@ func all(hosts []*host, cond func(*host) bool) func() bool {
 	}
 }
 
-func testLog(t *testing.T) *slog.Logger {
+func testLog(t testing.TB) *slog.Logger {
 	return slog.New(slog.NewTextHandler(tWriter{t}, nil))
 }
 
-type tWriter struct{ t *testing.T }
+type tWriter struct{ t testing.TB }
 
 func (w tWriter) Write(b []byte) (int, error) {
 	w.t.Log(strings.TrimSpace(string(b)))
