@@ -82,8 +82,12 @@ func (m *Manager) LiftRemote(prefixes []netip.Prefix, origin string) (ended []Ba
 				match = append(match, b.Prefix)
 			}
 		}
+		why := "by fleet host " + origin
+		if origin == "*" {
+			why = "(no fleet host bans it any more)"
+		}
 		if len(match) > 0 {
-			ended, err = m.lift(match, "by fleet host "+origin)
+			ended, err = m.lift(match, why)
 		}
 	})
 	return ended, err
