@@ -34,6 +34,7 @@ type host struct {
 	applied  atomic.Int64
 	caughtUp atomic.Int64 // replays finished
 	onEvent  func(op bans.Op, b bans.Ban)
+	mode     string // FLEET_MODE; empty: both
 	mu       sync.Mutex
 	agent    *Agent
 }
@@ -86,7 +87,7 @@ func (h *host) open(t testing.TB) {
 // connect starts an agent (again, after disconnect: a daemon restart on the same
 // journal) and the manager.
 func (h *host) connect(t testing.TB, servers []string) {
-	a, err := New(Options{Servers: servers, Name: h.name, Stream: "PORTSENTRY_BANS", Bans: h.m, Log: testLog(t),
+	a, err := New(Options{Servers: servers, Name: h.name, Stream: "PORTSENTRY_BANS", Bans: h.m, Log: testLog(t), Mode: h.mode,
 		Limits: Limits{PerOrigin: 20000, RatePerOrigin: 100000},
 		Hooks: Hooks{
 			Applied: func(n int) { h.applied.Add(int64(n)) },
@@ -362,4 +363,36 @@ func TestFleetDismiss(t *testing.T) {
 	time.Sleep(2 * time.Millisecond) // a's next ban is made after the dismissal, to the millisecond
 	a.block(t, x, 2*time.Hour)
 	eventually(t, within, "a's new ban of the prefix did not reach b", func() bool { return b.holds(x, "a") })
+}
+
+// TestFleetModes: a publish-only host's bans reach the others but it enforces none of
+// theirs; a subscribe-only host enforces theirs and publishes none of its own.
+func TestFleetModes(t *testing.T) {
+	c := newCluster(t, 3)
+	pub := &host{name: "pub", path: filepath.Join(t.TempDir(), "bans"), mode: ModePublish}
+	sub := &host{name: "sub", path: filepath.Join(t.TempDir(), "bans"), mode: ModeSubscribe}
+	for i, h := range []*host{pub, sub} {
+		h.open(t)
+		h.connect(t, c.urls(i))
+		t.Cleanup(h.close)
+	}
+	both := newHost(t, "both", c.urls(2))
+	hosts := []*host{pub, sub, both}
+	eventually(t, within, "not every host linked", all(hosts, func(h *host) bool { return h.caughtUp.Load() >= 1 }))
+	x, y, z := netip.MustParsePrefix("198.51.100.31/32"), netip.MustParsePrefix("198.51.100.32/32"), netip.MustParsePrefix("198.51.100.33/32")
+	pub.block(t, x, time.Hour)
+	sub.block(t, y, time.Hour)
+	both.block(t, z, time.Hour)
+	eventually(t, within, "the publish-only host's ban did not reach the others", all([]*host{sub, both}, func(h *host) bool { return h.holds(x, "pub") }))
+	eventually(t, within, "the subscribe-only host did not get a ban", func() bool { return sub.holds(z, "both") })
+	// Whatever was to arrive has arrived once a later ban from the same origin did.
+	w := netip.MustParsePrefix("198.51.100.34/32")
+	both.block(t, w, time.Hour)
+	eventually(t, within, "a later ban did not reach the subscribe-only host", func() bool { return sub.holds(w, "both") })
+	if pub.has(z) || pub.has(w) {
+		t.Error("the publish-only host enforces a peer's ban")
+	}
+	if both.has(y) {
+		t.Error("the subscribe-only host published its ban")
+	}
 }
