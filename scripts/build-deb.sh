@@ -86,10 +86,11 @@ for arch in "${arches[@]}"; do
   doc=usr/share/doc/portsentry
   gzip_file 644 $pkg/changelog $doc/changelog.Debian.gz
   install_file 644 README.md $doc/README.md
-  for f in compatibility configuration packaging dashboard api report; do
+  for f in compatibility configuration packaging dashboard api report fleet; do
     install_file 644 docs/$f.md $doc/$f.md
   done
   install_file 644 $pkg/jail-portsentry.conf $doc/examples/jail-portsentry.conf
+  install_file 644 $pkg/nats-fleet.conf $doc/examples/nats-fleet.conf
 
   # copyright: ours, then every Go module linked into the binary with its license.
   {

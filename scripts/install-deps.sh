@@ -10,7 +10,7 @@
 set -euo pipefail
 
 run=(iproute2 nftables)
-test=(nmap hping3 tcpdump iptables ipset portsentry tcpd procps psmisc util-linux chromium)
+test=(nmap hping3 tcpdump iptables ipset portsentry tcpd procps psmisc util-linux chromium nats-server)
 deb=(dpkg-dev lintian mmdebstrap man-db systemd systemd-container piuparts)
 case "${1:-test}" in
   run) need=("${run[@]}") ;;

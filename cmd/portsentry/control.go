@@ -29,7 +29,7 @@ var controlUsage = map[string]string{
 	"list":    "portsentry list [-socket PATH] [-json]\n\nLists the running daemon's active bans.",
 	"status":  "portsentry status [-socket PATH] [-json]\n\nShows the running daemon's version, modes, firewall backend, bans and counters.",
 	"block":   "portsentry block [-socket PATH] [-json] ADDR|CIDR [DURATION]\n\nBans an address or network now. DURATION is a Go duration (90m, 12h), days (7d,\n1d12h) or \"permanent\"; without it the daemon's configured duration applies.",
-	"unblock": "portsentry unblock [-socket PATH] [-json] ADDR|CIDR\n\nLifts every active ban on ADDR, or inside CIDR. Exits 1 if none matched.",
+	"unblock": "portsentry unblock [-socket PATH] [-json] ADDR|CIDR\n  portsentry unblock [-socket PATH] [-json] -origin HOST\n\nLifts every active ban on ADDR, or inside CIDR; with -origin, every ban fleet host\nHOST made (\"*\": every remote ban). Exits 1 if none matched.",
 }
 
 // controlArgs is how many positional arguments each command takes (min, max).
@@ -53,6 +53,21 @@ func controlCmd(name string, args []string, stdout, stderr io.Writer) int {
 	pos, err := parseInterspersed(fs, args)
 	if err != nil {
 		return exitUsage
+	}
+	origin := ""
+	if f := fs.Lookup("origin"); f != nil {
+		origin = f.Value.String()
+	}
+	if origin != "" {
+		if len(pos) > 0 {
+			fmt.Fprintf(stderr, "%s: an address or -origin, not both\n", prog)
+			return exitUsage
+		}
+		if _, err := control.ParseOrigin(origin); err != nil {
+			fmt.Fprintf(stderr, "%s: %v\n", prog, err)
+			return exitUsage
+		}
+		nargs[0] = 0
 	}
 	if len(pos) < nargs[0] || len(pos) > nargs[1] {
 		if len(pos) > nargs[1] {
@@ -123,7 +138,13 @@ func controlCmd(name string, args []string, stdout, stderr io.Writer) int {
 			}
 		}
 	case "unblock":
-		bans, err := c.Unblock(target)
+		var bans []control.Ban
+		if origin != "" {
+			bans, err = c.UnblockOrigin(origin)
+			target = "fleet host " + origin
+		} else {
+			bans, err = c.Unblock(target)
+		}
 		if err != nil {
 			return callFailed(prog, err, stderr)
 		}
@@ -159,6 +180,9 @@ func controlFlagSet(name string, stderr io.Writer) (fs *flag.FlagSet, socket *st
 	fs.SetOutput(stderr)
 	socket = fs.String("socket", config.DefaultControlSocket, "the daemon's control socket `path`")
 	asJSON = fs.Bool("json", false, "print the result as indented JSON")
+	if name == "unblock" {
+		fs.String("origin", "", "lift the bans fleet host `HOST` made (\"*\": every remote ban) instead of an address's")
+	}
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "Usage:\n  %s\n\nOnly root may talk to the daemon.\n\nOptions:\n", controlUsage[name])
 		fs.PrintDefaults()
@@ -304,8 +328,16 @@ func banLifetime(b control.Ban) string {
 }
 
 // banReason is "stcp 143 TCP SYN/Normal scan" for a detection, "operator" for a ban
-// an operator imposed.
+// an operator imposed, and for a fleet host's ban the same after "from HOST:".
 func banReason(b control.Ban) string {
+	if b.Origin != "" {
+		local := b
+		local.Origin, local.By = "", ""
+		if r := banReason(local); r != "-" {
+			return "from " + b.Origin + ": " + r
+		}
+		return "from " + b.Origin
+	}
 	if b.By == "operator" {
 		return "operator"
 	}

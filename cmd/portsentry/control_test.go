@@ -54,6 +54,21 @@ func (f *fakeDaemon) Block(p netip.Prefix, d time.Duration) (control.Ban, error)
 	return b, nil
 }
 
+func (f *fakeDaemon) UnblockOrigin(origin string) ([]control.Ban, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var out, keep []control.Ban
+	for _, b := range f.bans {
+		if b.Origin != "" && (origin == control.AnyOrigin || b.Origin == origin) {
+			out = append(out, b)
+		} else {
+			keep = append(keep, b)
+		}
+	}
+	f.bans = keep
+	return out, nil
+}
+
 func (f *fakeDaemon) Unblock(p netip.Prefix) ([]control.Ban, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -267,6 +282,34 @@ func TestControlUnblock(t *testing.T) {
 	}
 	if n := len(f.List()); n != 1 {
 		t.Errorf("%d bans left, want 1", n)
+	}
+}
+
+// TestControlUnblockOrigin: list shows a fleet host's ban with its origin, and
+// unblock -origin lifts that host's bans only.
+func TestControlUnblockOrigin(t *testing.T) {
+	remote := control.Ban{Prefix: netip.MustParsePrefix("198.51.100.9/32"), Start: controlT0.Add(-time.Minute),
+		Until: controlT0.Add(time.Hour), Mode: "tcp", Port: 23, By: "fleet", Origin: "web2", Offences: 1}
+	f := &fakeDaemon{bans: append(sampleBans(), remote)}
+	path := startDaemon(t, f)
+	if _, out, _ := runControl("list", "-socket", path); !strings.Contains(out, "from web2: tcp 23") {
+		t.Errorf("list does not show the origin:\n%s", out)
+	}
+	if code, _, errs := runControl("unblock", "-socket", path, "-origin", "web2", "203.0.113.7"); code != exitUsage || !strings.Contains(errs, "not both") {
+		t.Errorf("address and -origin: exit %d %q", code, errs)
+	}
+	if code, _, errs := runControl("unblock", "-socket", path, "-origin", "web 2"); code != exitUsage || !strings.Contains(errs, "not a fleet host's name") {
+		t.Errorf("bad -origin: exit %d %q", code, errs)
+	}
+	code, out, errs := runControl("unblock", "-socket", path, "-origin", "web2")
+	if code != exitOK || errs != "" || out != "unblocked 198.51.100.9 (from web2: tcp 23, since 2025-03-01 11:59:00)\n" {
+		t.Errorf("unblock -origin: exit %d %q %q", code, out, errs)
+	}
+	if code, _, errs := runControl("unblock", "-socket", path, "-origin", "*"); code != exitError || !strings.Contains(errs, "no active ban matches fleet host *") {
+		t.Errorf("unblock -origin '*' with none left: exit %d %q", code, errs)
+	}
+	if n := len(f.List()); n != len(sampleBans()) {
+		t.Errorf("%d bans left, want %d", n, len(sampleBans()))
 	}
 }
 

@@ -113,7 +113,7 @@ func TestCheckConfigAsTheDaemonStarts(t *testing.T) {
 			if code != tc.code || !strings.Contains(errs, tc.want) || tc.want == "" && errs != "" {
 				t.Errorf("exit %d (want %d), stderr:\n%s\nwant %q", code, tc.code, errs, tc.want)
 			}
-			if want := "# restart-only keys, which a reload (SIGHUP) does not apply: INTERFACES, BLOCK_BACKEND, BAN_JOURNAL, CONTROL_SOCKET, DASHBOARD, DASHBOARD_ALLOW_REMOTE, DASHBOARD_TOKEN_FILE, JSON_LOG\n"; tc.code == exitOK && !strings.Contains(out, want) {
+			if want := "# restart-only keys, which a reload (SIGHUP) does not apply: INTERFACES, BLOCK_BACKEND, BAN_JOURNAL, CONTROL_SOCKET, DASHBOARD, DASHBOARD_ALLOW_REMOTE, DASHBOARD_TOKEN_FILE, JSON_LOG, FLEET_NATS, FLEET_CREDS, FLEET_TLS_CA, FLEET_TLS_CERT, FLEET_TLS_KEY, FLEET_MODE, FLEET_NAME, FLEET_STREAM\n"; tc.code == exitOK && !strings.Contains(out, want) {
 				t.Errorf("stdout lacks %q:\n%s", want, out)
 			}
 		})

@@ -27,7 +27,10 @@ type Reason struct {
 	Mode probe.Mode `json:"mode,omitempty"`
 	Port uint16     `json:"port,omitempty"`
 	Scan string     `json:"scan,omitempty"` // classic scan-type string; empty for connects
-	By   string     `json:"by,omitempty"`   // "detect" or "operator"
+	By   string     `json:"by,omitempty"`   // "detect", "operator" or "fleet"
+	// Origin is the fleet host whose ban this is; empty: this host's own. A remote ban
+	// never replaces a local one, and only its origin's messages lift it.
+	Origin string `json:"origin,omitempty"`
 	// Spoofable is set when the evidence could have been forged (anything but a
 	// completed TCP handshake): such bans always expire, so forged probes cannot fill
 	// BAN_CAP for good.
@@ -58,6 +61,9 @@ type Ban struct {
 	// caller uses it to escalate durations for repeat offenders.
 	Offences int
 }
+
+// Remote reports whether the ban came from another fleet host.
+func (b Ban) Remote() bool { return b.Reason.Origin != "" }
 
 // Permanent reports whether the ban never expires.
 func (b Ban) Permanent() bool { return b.Until.IsZero() }

@@ -33,6 +33,7 @@ type Journal struct {
 	path     string
 	w        *appendfile.File // nil once closed
 	active   map[netip.Prefix]Ban
+	remote   int // active bans from other fleet hosts
 	offences *fifo.Map[netip.Prefix, int]
 	records  int // records in the file, for deciding when to compact
 	// compactAt is the record count below which a compaction that failed (a full
@@ -133,9 +134,9 @@ func (j *Journal) applyLine(b []byte) bool {
 	}
 	switch r.Op {
 	case OpBan:
-		j.active[p] = Ban{Prefix: p, Start: fromMillis(r.At), Until: fromMillis(r.Until), Reason: r.Reason, Offences: r.Offences}
+		j.put(Ban{Prefix: p, Start: fromMillis(r.At), Until: fromMillis(r.Until), Reason: r.Reason, Offences: r.Offences})
 	case OpUnban, OpExpire:
-		delete(j.active, p)
+		j.del(p)
 	default:
 		return false
 	}
@@ -193,7 +194,7 @@ func (j *Journal) AddNoSync(bans ...Ban) ([]Ban, error) {
 		return nil, err
 	}
 	for _, b := range out {
-		j.active[b.Prefix] = b
+		j.put(b)
 		j.offences.Set(b.Prefix, b.Offences)
 	}
 	return out, j.compactIfGrown()
@@ -234,7 +235,7 @@ func (j *Journal) note(p netip.Prefix, d respond.Done) (bool, error) {
 	if err := j.append([]record{rec}); err != nil {
 		return true, err
 	}
-	j.active[b.Prefix] = b
+	j.put(b)
 	return true, nil
 }
 
@@ -265,7 +266,7 @@ func (j *Journal) lift(op Op, prefixes []netip.Prefix, at time.Time) ([]Ban, err
 		return nil, err
 	}
 	for _, b := range ended {
-		delete(j.active, b.Prefix)
+		j.del(b.Prefix)
 	}
 	return ended, nil
 }
@@ -306,6 +307,33 @@ func (j *Journal) Get(p netip.Prefix) (Ban, bool) {
 	defer j.mu.Unlock()
 	b, ok := j.active[p.Masked()]
 	return b, ok
+}
+
+// put makes b the active ban of its prefix, keeping the remote count. The caller holds
+// j.mu (or has the journal to itself, replaying).
+func (j *Journal) put(b Ban) {
+	j.del(b.Prefix)
+	j.active[b.Prefix] = b
+	if b.Remote() {
+		j.remote++
+	}
+}
+
+// del ends p's active ban, if any; the caller holds j.mu.
+func (j *Journal) del(p netip.Prefix) {
+	if old, ok := j.active[p]; ok {
+		delete(j.active, p)
+		if old.Remote() {
+			j.remote--
+		}
+	}
+}
+
+// Remote is the number of active bans from other fleet hosts.
+func (j *Journal) Remote() int {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	return j.remote
 }
 
 // Len is the number of active bans.

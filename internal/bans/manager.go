@@ -299,18 +299,28 @@ func (m *Manager) do(op func()) {
 
 // withinCap keeps the renewals of active bans and as many new bans as BAN_CAP leaves
 // room for; the rest are refused, counted and handed to Lifted (so those hosts can be
-// caught again once there is room).
+// caught again once there is room). This host's bans and the fleet's are counted
+// apart, each up to BAN_CAP: remote bans never take the room local detection needs.
 func (m *Manager) withinCap(batch []Ban) []Ban {
 	limit := m.opts.Policy().BanCap
 	if limit <= 0 {
 		return batch
 	}
-	room := limit - m.journal.Len()
+	remote := m.journal.Remote()
+	room := [2]int{limit - (m.journal.Len() - remote), limit - remote} // local, remote
 	var keep, refused []Ban
 	for _, b := range batch {
-		if _, renewal := m.journal.Get(b.Prefix); renewal || room > 0 {
+		i := 0
+		if b.Remote() {
+			i = 1
+		}
+		old, renewal := m.journal.Get(b.Prefix)
+		if renewal && old.Remote() != b.Remote() { // a local ban taking a remote one's place
+			renewal = false
+		}
+		if renewal || room[i] > 0 {
 			if !renewal {
-				room--
+				room[i]--
 			}
 			keep = append(keep, b)
 		} else {
@@ -461,6 +471,9 @@ func (m *Manager) hold(batch []Ban, err error) {
 }
 
 func describe(b Ban) string {
+	if b.Remote() {
+		return fmt.Sprintf("for %v (from fleet host %s)", b.Until.Sub(b.Start).Round(time.Second), b.Reason.Origin)
+	}
 	if b.Permanent() {
 		return fmt.Sprintf("permanently (offence %d)", b.Offences)
 	}
@@ -611,6 +624,12 @@ func (m *Manager) unblock(p netip.Prefix) ([]Ban, error) {
 			match = append(match, b.Prefix)
 		}
 	}
+	return m.lift(match, "by an operator")
+}
+
+// lift ends the active bans of match, now, in the journal and the backend; why ends
+// their log lines.
+func (m *Manager) lift(match []netip.Prefix, why string) ([]Ban, error) {
 	ended, err := m.journal.Lift(OpUnban, match, time.Now())
 	if err != nil {
 		return nil, err
@@ -621,7 +640,7 @@ func (m *Manager) unblock(p netip.Prefix) ([]Ban, error) {
 		}
 	}
 	for _, b := range ended {
-		text := fmt.Sprintf("attackalert: Ban on %s lifted by an operator", b.Prefix)
+		text := fmt.Sprintf("attackalert: Ban on %s lifted %s", b.Prefix, why)
 		m.log.Info(text)
 		m.event(OpUnban, b, text)
 	}

@@ -130,6 +130,14 @@ type Config struct {
 	DashboardTokenFile   string // DASHBOARD_TOKEN_FILE: where the unblock token is written
 	JSONLog              string // JSON_LOG: file receiving one JSON object per event; empty = off
 
+	// Fleet (ours, see docs/fleet.md): bans shared with other hosts through NATS.
+	FleetNATS                             string // FLEET_NATS: server URLs; empty = off
+	FleetCreds                            string // FLEET_CREDS: NATS credentials (or nkey seed) file
+	FleetTLSCA, FleetTLSCert, FleetTLSKey string // FLEET_TLS_*: PEM files
+	FleetMode                             string // FLEET_MODE: "both", "publish" or "subscribe"
+	FleetName                             string // FLEET_NAME: this host's name; empty: FleetHost
+	FleetStream                           string // FLEET_STREAM: the JetStream stream
+
 	// lines maps each key set in the file to the line that set it, so that Validate can
 	// point at the line to fix. Keys never set are absent.
 	lines map[string]int
@@ -200,6 +208,7 @@ func (c *Config) withBanDefaults() *Config {
 	c.BanIPv6Prefix = DefaultBanIPv6Prefix
 	c.BanJournal, c.ControlSocket = DefaultBanJournal, DefaultControlSocket
 	c.DashboardTokenFile = DefaultDashboardTokenFile
+	c.FleetMode, c.FleetStream = DefaultFleetMode, DefaultFleetStream
 	return c
 }
 

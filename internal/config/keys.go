@@ -59,7 +59,7 @@ const (
 
 // keys lists every key in the order of Debian's shipped file, then our own; WriteTo uses
 // this order.
-var keys = []keySpec{
+var keys = append([]keySpec{
 	portsKey("TCP_PORTS", func(c *Config) *[]uint16 { return &c.TCPPorts }),
 	portsKey("UDP_PORTS", func(c *Config) *[]uint16 { return &c.UDPPorts }),
 	intKey("ADVANCED_PORTS_TCP", 1, 65535, "a number from 1 to 65535", func(c *Config) *int { return &c.AdvancedPortsTCP }),
@@ -102,7 +102,7 @@ var keys = []keySpec{
 	boolKey("DASHBOARD_ALLOW_REMOTE", func(c *Config) *bool { return &c.DashboardAllowRemote }).atStart(),
 	stringKey("DASHBOARD_TOKEN_FILE", nil, func(c *Config) *string { return &c.DashboardTokenFile }).atStart(),
 	stringKey("JSON_LOG", nil, func(c *Config) *string { return &c.JSONLog }).atStart(),
-}
+}, fleetKeys()...)
 
 var keyIndex = func() map[string]keySpec {
 	m := make(map[string]keySpec, len(keys))

@@ -108,7 +108,8 @@ func TestPendingAgainstStart(t *testing.T) {
 
 func TestRestartOnly(t *testing.T) {
 	want := []string{"INTERFACES", "BLOCK_BACKEND", "BAN_JOURNAL", "CONTROL_SOCKET", "DASHBOARD",
-		"DASHBOARD_ALLOW_REMOTE", "DASHBOARD_TOKEN_FILE", "JSON_LOG"}
+		"DASHBOARD_ALLOW_REMOTE", "DASHBOARD_TOKEN_FILE", "JSON_LOG", "FLEET_NATS", "FLEET_CREDS", "FLEET_TLS_CA",
+		"FLEET_TLS_CERT", "FLEET_TLS_KEY", "FLEET_MODE", "FLEET_NAME", "FLEET_STREAM"}
 	if d := cmp.Diff(want, RestartOnly()); d != "" {
 		t.Errorf("RestartOnly (-want +got):\n%s", d)
 	}

@@ -81,6 +81,7 @@ func (v *validator) values() {
 	if msg := dashboardProblem("DASHBOARD", c.Dashboard); msg != "" {
 		v.add(diag.Error, "DASHBOARD", "%s", msg)
 	}
+	v.fleet()
 	t := c.CommandTimeout
 	if t < time.Second || t > maxCommandSeconds*time.Second || t%time.Second != 0 {
 		v.add(diag.Error, "KILL_CMD_TIMEOUT", "KILL_CMD_TIMEOUT is %v; it must be whole seconds from 1 to %d",

@@ -104,6 +104,22 @@ func (c *Client) Unblock(prefix string) ([]Ban, error) {
 	return resp.Bans, nil
 }
 
+// UnblockOrigin lifts every active ban fleet host origin made (AnyOrigin: every
+// remote ban) and returns the bans lifted.
+func (c *Client) UnblockOrigin(origin string) ([]Ban, error) {
+	if _, err := ParseOrigin(origin); err != nil {
+		return nil, err
+	}
+	resp, err := c.call(request{Cmd: CmdUnblock, Origin: origin})
+	if err != nil {
+		return nil, err
+	}
+	if resp.Bans == nil {
+		resp.Bans = []Ban{}
+	}
+	return resp.Bans, nil
+}
+
 // call sends one request and reads its response. A response with ok false becomes a
 // ServerError.
 func (c *Client) call(req request) (response, error) {

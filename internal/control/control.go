@@ -12,6 +12,7 @@
 //	{"cmd":"status"}
 //	{"cmd":"block","prefix":"203.0.113.7","duration":"1h"}
 //	{"cmd":"unblock","prefix":"203.0.113.0/24"}
+//	{"cmd":"unblock","origin":"web2"}      every ban fleet host web2 made ("*": every remote ban)
 //
 //	{"ok":true,"bans":[...]}          list and unblock
 //	{"ok":true,"status":{...}}        status
@@ -73,14 +74,16 @@ const Permanent time.Duration = -1
 
 // Ban is one active ban as the daemon reports it.
 type Ban struct {
-	Prefix   netip.Prefix `json:"prefix"`
-	Start    time.Time    `json:"start"`
-	Until    time.Time    `json:"until,omitzero"` // zero: permanent
-	Mode     string       `json:"mode,omitempty"` // sensor mode that saw the scan: "stcp", ...
-	Port     uint16       `json:"port,omitempty"` // port that triggered it
-	Scan     string       `json:"scan,omitempty"` // scan type, e.g. "TCP SYN/Normal scan"
-	By       string       `json:"by,omitempty"`   // "detect" or "operator"
-	Offences int          `json:"offences"`
+	Prefix netip.Prefix `json:"prefix"`
+	Start  time.Time    `json:"start"`
+	Until  time.Time    `json:"until,omitzero"` // zero: permanent
+	Mode   string       `json:"mode,omitempty"` // sensor mode that saw the scan: "stcp", ...
+	Port   uint16       `json:"port,omitempty"` // port that triggered it
+	Scan   string       `json:"scan,omitempty"` // scan type, e.g. "TCP SYN/Normal scan"
+	By     string       `json:"by,omitempty"`   // "detect", "operator" or "fleet"
+	// Origin is the fleet host that made the ban; empty: this host.
+	Origin   string `json:"origin,omitempty"`
+	Offences int    `json:"offences"`
 	// Stays, in an unblock's answer, says what the classic KILL_ commands did for the
 	// ban that stays in place because no undo key is set, and which key would lift it.
 	Stays []string `json:"stays,omitempty"`
@@ -116,6 +119,9 @@ type Service interface {
 	// Unblock lifts every active ban inside or covering p and returns them; lifting
 	// nothing is not an error.
 	Unblock(p netip.Prefix) ([]Ban, error)
+	// UnblockOrigin lifts every active ban that fleet host origin made ("*": every
+	// remote ban) and returns them. origin is already checked (ParseOrigin).
+	UnblockOrigin(origin string) ([]Ban, error)
 	// Status summarises the daemon.
 	Status() Status
 }
@@ -133,6 +139,7 @@ type request struct {
 	Cmd      string `json:"cmd"`
 	Prefix   string `json:"prefix,omitempty"`
 	Duration string `json:"duration,omitempty"`
+	Origin   string `json:"origin,omitempty"`
 }
 
 // response is one line to a client.
@@ -171,6 +178,25 @@ func ParsePrefix(s string) (netip.Prefix, error) {
 		return netip.Prefix{}, fmt.Errorf("%q is not an address or CIDR", s)
 	}
 	return netaddr.Canonical(p), nil
+}
+
+// AnyOrigin, as the origin of an unblock, means every remote ban.
+const AnyOrigin = "*"
+
+// ParseOrigin checks a fleet host's name (FLEET_NAME: letters, digits, "-", "_", at
+// most 64) or AnyOrigin.
+func ParseOrigin(s string) (string, error) {
+	if s == AnyOrigin {
+		return s, nil
+	}
+	ok := s != "" && len(s) <= 64
+	for _, c := range []byte(s) {
+		ok = ok && (c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_')
+	}
+	if !ok {
+		return "", fmt.Errorf("%q is not a fleet host's name (FLEET_NAME) nor %q", s, AnyOrigin)
+	}
+	return s, nil
 }
 
 // ParseDuration parses a ban duration: "" or "0" is 0 (the daemon's default),

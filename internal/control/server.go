@@ -264,6 +264,9 @@ func (s *Server) handle(line []byte) (resp response) {
 		s.log.Info(fmt.Sprintf("control socket: operator blocked %s", p))
 		return response{OK: true, Ban: &b}
 	case CmdUnblock:
+		if req.Origin != "" {
+			return s.unblockOrigin(req)
+		}
 		p, err := ParsePrefix(req.Prefix)
 		if err != nil {
 			return response{Error: err.Error()}
@@ -281,4 +284,24 @@ func (s *Server) handle(line []byte) (resp response) {
 		return response{Error: `bad request: missing "cmd"`}
 	}
 	return response{Error: fmt.Sprintf("unknown command %q (want list, status, block or unblock)", req.Cmd)}
+}
+
+// unblockOrigin lifts one fleet host's bans, or every remote ban.
+func (s *Server) unblockOrigin(req request) response {
+	if req.Prefix != "" {
+		return response{Error: "bad request: a prefix or an origin, not both"}
+	}
+	origin, err := ParseOrigin(req.Origin)
+	if err != nil {
+		return response{Error: err.Error()}
+	}
+	bans, err := s.svc.UnblockOrigin(origin)
+	if err != nil {
+		return response{Error: err.Error()}
+	}
+	if bans == nil {
+		bans = []Ban{}
+	}
+	s.log.Info(fmt.Sprintf("control socket: operator unblocked the bans of fleet host %s (%d bans lifted)", origin, len(bans)))
+	return response{OK: true, Bans: bans}
 }

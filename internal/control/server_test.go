@@ -67,6 +67,20 @@ func (f *fakeService) Block(p netip.Prefix, d time.Duration) (Ban, error) {
 	return b, nil
 }
 
+func (f *fakeService) UnblockOrigin(origin string) ([]Ban, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var out []Ban
+	for q, b := range f.bans {
+		if b.Origin != "" && (origin == AnyOrigin || b.Origin == origin) {
+			out = append(out, b)
+			delete(f.bans, q)
+		}
+	}
+	sortBans(out)
+	return out, nil
+}
+
 func (f *fakeService) Unblock(p netip.Prefix) ([]Ban, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -619,5 +633,34 @@ func TestJSONRoundTrip(t *testing.T) {
 	}
 	if strings.Contains(string(b[:bytes.IndexByte(b, '}')]), "until") {
 		t.Errorf("permanent ban has an until: %s", b)
+	}
+}
+
+// TestUnblockOrigin: an unblock by origin lifts that fleet host's bans only, "*" every
+// remote one; a bad name and a prefix with an origin are refused.
+func TestUnblockOrigin(t *testing.T) {
+	svc := newFake()
+	now := svc.now
+	for p, origin := range map[string]string{"198.51.100.1/32": "web2", "198.51.100.2/32": "web3", "198.51.100.3/32": ""} {
+		pp := netip.MustParsePrefix(p)
+		svc.bans[pp] = Ban{Prefix: pp, Start: now, Origin: origin, Offences: 1}
+	}
+	srv, path := start(t, svc)
+	c := dial(t, path)
+	lifted, err := c.UnblockOrigin("web2")
+	if err != nil || len(lifted) != 1 || lifted[0].Origin != "web2" {
+		t.Fatalf("unblock -origin web2: %v %v", lifted, err)
+	}
+	if _, err := c.UnblockOrigin("web 2"); err == nil {
+		t.Error("a bad origin was accepted")
+	}
+	if resp := srv.handle([]byte(`{"cmd":"unblock","prefix":"198.51.100.3","origin":"web3"}`)); resp.OK {
+		t.Error("a prefix and an origin together were accepted")
+	}
+	if lifted, err = c.UnblockOrigin("*"); err != nil || len(lifted) != 1 || lifted[0].Origin != "web3" {
+		t.Fatalf("unblock -origin '*': %v %v", lifted, err)
+	}
+	if len(svc.bans) != 1 {
+		t.Errorf("the local ban went too: %v", svc.bans)
 	}
 }

@@ -114,8 +114,12 @@ func (d *Daemon) openBans(now time.Time) (*bans.Manager, error) {
 	return m, nil
 }
 
-// banEvent counts and publishes a ban manager's event.
+// banEvent counts and publishes a ban manager's event, to the dashboard and to the
+// fleet (after the ban is applied and journaled: the manager calls it then).
 func (d *Daemon) banEvent(op bans.Op, b bans.Ban, text string) {
+	if d.fleet != nil {
+		d.fleet.Local(op, b)
+	}
 	kind := map[bans.Op]string{bans.OpBan: web.KindBan, bans.OpUnban: web.KindUnban, bans.OpExpire: web.KindExpire}[op]
 	if op == bans.OpBan {
 		d.metrics.Ban(d.bans.Backend())

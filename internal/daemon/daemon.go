@@ -20,6 +20,7 @@ import (
 	"github.com/portsentry-go/portsentry/internal/config"
 	"github.com/portsentry-go/portsentry/internal/detect"
 	"github.com/portsentry-go/portsentry/internal/diag"
+	"github.com/portsentry-go/portsentry/internal/fleet"
 	"github.com/portsentry-go/portsentry/internal/listening"
 	"github.com/portsentry-go/portsentry/internal/netaddr"
 	"github.com/portsentry-go/portsentry/internal/probe"
@@ -82,7 +83,8 @@ type Daemon struct {
 	mu  sync.Mutex // guards det
 	det *detect.Detector
 
-	bans *bans.Manager
+	bans  *bans.Manager
+	fleet *fleet.Agent // nil without FLEET_NATS
 	// commandCaps is set when commands were given capabilities at start.
 	commandCaps bool
 	started     time.Time
@@ -452,6 +454,7 @@ func (d *Daemon) Run(ctx context.Context, reload <-chan os.Signal) error {
 	stopWorkers := d.startWorkers(ctx) // first: the manager queues undos on their command pool
 	banCtx, stopBans := context.WithCancel(context.WithoutCancel(ctx))
 	d.bans.Start(banCtx)
+	stopFleet := d.runFleet(ctx)
 	srv, webSrv := d.listenControl(cfg), d.startWeb(cfg)
 	err := d.startSensors(ctx, cfg)
 	if d.stealth != nil {
@@ -475,7 +478,8 @@ func (d *Daemon) Run(ctx context.Context, reload <-chan os.Signal) error {
 		webSrv.Close()
 	}
 	stopWorkers()
-	stopBans() // after the workers: their last bans are committed first
+	stopFleet() // what it has not published yet, the next start publishes from the journal
+	stopBans()  // after the workers: their last bans are committed first
 	d.log.Info("adminalert: totals: " + d.stats.String())
 	d.notify.close()
 	return errors.Join(err, d.closeStores())
@@ -512,6 +516,7 @@ func (d *Daemon) openStores(cfg *config.Config) error {
 	d.det.SetResponse(d.response(cfg))
 	d.mu.Unlock()
 	d.restoreBans()
+	d.openFleet(cfg) // before the manager starts: it tells the agent of every ban
 	if cfg.JSONLog != "" {
 		if d.jsonLog, err = openJSONLog(cfg.JSONLog, d.log, d.fileReport("json_log")); err != nil {
 			d.log.Error("adminalert: ERROR: JSON_LOG: " + err.Error())

@@ -16,7 +16,7 @@ type service struct{ d *Daemon }
 
 func toControl(b bans.Ban) control.Ban {
 	return control.Ban{Prefix: b.Prefix, Start: b.Start, Until: b.Until, Mode: string(b.Reason.Mode),
-		Port: b.Reason.Port, Scan: b.Reason.Scan, By: b.Reason.By, Offences: b.Offences}
+		Port: b.Reason.Port, Scan: b.Reason.Scan, By: b.Reason.By, Origin: b.Reason.Origin, Offences: b.Offences}
 }
 
 func (s service) List() []control.Ban {
@@ -62,13 +62,28 @@ func (s service) Block(p netip.Prefix, d time.Duration) (control.Ban, error) {
 
 func (s service) Unblock(p netip.Prefix) ([]control.Ban, error) {
 	ended, err := s.d.bans.Unblock(p)
+	return s.unblocked(ended), err
+}
+
+// UnblockOrigin lifts the bans fleet host origin made ("*": every remote ban).
+func (s service) UnblockOrigin(origin string) ([]control.Ban, error) {
+	ended, err := s.d.bans.UnblockOrigin(origin)
+	return s.unblocked(ended), err
+}
+
+// unblocked reports the bans an operator lifted; the fleet does not enforce again the
+// remote ones among them until their origin bans those hosts anew.
+func (s service) unblocked(ended []bans.Ban) []control.Ban {
+	if s.d.fleet != nil {
+		s.d.fleet.Dismiss(ended)
+	}
 	out := make([]control.Ban, 0, len(ended))
 	for _, b := range ended {
 		c := toControl(b)
 		c.Stays = s.d.stays(b)
 		out = append(out, c)
 	}
-	return out, err
+	return out
 }
 
 func (s service) Status() control.Status {

@@ -39,6 +39,7 @@ type Metrics struct {
 
 	active  *activeCollector
 	capture *captureCollector
+	fleet   *FleetMetrics // nil until Fleet is called
 }
 
 // The scan label's values. A classic scan string maps to one of these (scanIndex), so

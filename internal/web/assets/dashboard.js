@@ -218,7 +218,7 @@
       tr.appendChild(mode);
       tr.appendChild(el("td", "num", b.port || ""));
       tr.appendChild(el("td", "", (b.scan || "").trim()));
-      tr.appendChild(el("td", "muted", b.by || ""));
+      tr.appendChild(el("td", "muted", b.origin ? "fleet: " + b.origin : (b.by || "")));
       tr.appendChild(el("td", "num", b.offences));
       var since = el("td");
       var t = el("time");
